@@ -1,0 +1,51 @@
+# Two commands for a fresh machine with Python 3.11 (see README.md, Quick start):
+#   make book   -- install into .venv, execute every chapter, build the HTML book into _build/html
+#   make test   -- install into .venv, run the whole test suite (every chapter executed as a test)
+
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+# Short training runs in tests and in the book build; chapters show full results from results/.
+export TUTORIAL_RL_PROFILE ?= ci
+export MPLBACKEND ?= Agg
+export PYDEVD_DISABLE_FILE_VALIDATION = 1
+
+.PHONY: book test install lab lock lint bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml requirements/lock.txt
+	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; sys.exit(0 if v == (3, 11) else "Python 3.11 is required, found %d.%d: set PYTHON=/path/to/python3.11" % v)'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c requirements/lock.txt -e '.[dev]'
+	touch $(STAMP)
+
+book: install
+	$(BIN)/jupyter-book build . -W -n --keep-going
+	@echo "Book built: open _build/html/index.html"
+
+test: install
+	$(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/ruff check src tests benchmarks chapters
+
+bench: install
+	$(BIN)/python benchmarks/projection.py
+
+# Open the chapters as notebooks (jupytext pairs the .py files with notebooks in JupyterLab).
+lab: install
+	$(BIN)/python -m pip install --quiet -c requirements/lock.txt -e '.[dev,lab]'
+	$(BIN)/jupyter lab chapters/
+
+# Re-resolve every dependency and record the exact versions (maintainers only).
+lock:
+	rm -rf /tmp/tutorial-rl-lock && $(PYTHON) -m venv /tmp/tutorial-rl-lock
+	/tmp/tutorial-rl-lock/bin/pip install --quiet -e '.[dev,lab]'
+	{ echo "# Resolved versions of every dependency (make lock). Used as pip constraints by make."; \
+	  /tmp/tutorial-rl-lock/bin/pip freeze --exclude-editable | sed -E 's/^(torch==[0-9.]+)\+cpu$$/\1/'; } > requirements/lock.txt
+
+clean:
+	rm -rf _build .jupyter_cache

@@ -1,0 +1,62 @@
+"""Every chapter of the book, executed top to bottom as a regression test.
+
+A chapter is a jupytext percent-format ``.py`` file listed in ``_toc.yml``. It runs in a
+fresh kernel under the short ``ci`` profile (see :mod:`tutorial_rl.profile`) with the
+non-interactive Agg backend; any cell error fails the test with the cell's traceback.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import jupytext
+import nbclient
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _toc_files() -> list[Path]:
+    """The ``.py`` chapters named in ``_toc.yml``, in book order."""
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    files: list[str] = []
+
+    def walk(node: object) -> None:
+        if isinstance(node, dict):
+            if "file" in node:
+                files.append(node["file"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(toc)
+    return [ROOT / f"{f}.py" for f in files if (ROOT / f"{f}.py").exists()]
+
+
+CHAPTERS = _toc_files()
+
+
+def test_every_chapter_file_is_in_the_toc() -> None:
+    """A chapter that exists but is not in the table of contents would never be built or tested."""
+    on_disk = {p.name for p in (ROOT / "chapters").glob("[0-9]*.py")}
+    in_toc = {p.name for p in CHAPTERS}
+    assert on_disk == in_toc, f"chapters missing from _toc.yml: {sorted(on_disk - in_toc)}"
+
+
+@pytest.mark.chapter
+@pytest.mark.parametrize("path", CHAPTERS, ids=[p.stem for p in CHAPTERS])
+def test_chapter_executes(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TUTORIAL_RL_PROFILE", os.environ.get("TUTORIAL_RL_PROFILE", "ci"))
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    notebook = jupytext.read(path)
+    client = nbclient.NotebookClient(
+        notebook,
+        timeout=900,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(path.parent)}},
+    )
+    client.execute()
