@@ -1,0 +1,495 @@
+"""Tests for tutorial_rl.projection: the maths of the projection, its Jacobian, and its errors."""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import math
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tutorial_rl import projection as P
+from tutorial_rl.projection import (
+    InfeasibleSetError,
+    active_set,
+    is_feasible,
+    project_polytope,
+    projection_jacobian,
+)
+
+F64 = torch.float64
+ROOT = Path(__file__).resolve().parents[1]
+PROPERTY = settings(max_examples=100, deadline=None)
+
+
+# ----------------------------------------------------------------------------- problem makers
+
+
+def polygon(phase: float, jitter, center, margins) -> tuple[torch.Tensor, torch.Tensor]:
+    """Bounded polygon: normals at phase + 2π(i + jitter_i)/n with jitter < 0.5, so consecutive
+    normals are less than π apart; every face keeps ``center`` at distance margins_i >= 0.1."""
+    n = len(jitter)
+    th = torch.tensor([phase + 2 * math.pi * (i + j) / n for i, j in enumerate(jitter)], dtype=F64)
+    A = torch.stack([th.cos(), th.sin()], -1)
+    b = A @ torch.tensor(center, dtype=F64) + torch.tensor(margins, dtype=F64)
+    return A, b
+
+
+def random_polygons(batch: int, faces: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = np.random.default_rng(seed)
+    polys = [
+        polygon(
+            g.uniform(0, 2 * math.pi),
+            g.uniform(0, 0.45, faces),
+            g.uniform(-1, 1, 2),
+            g.uniform(0.2, 1.5, faces),
+        )
+        for _ in range(batch)
+    ]
+    return torch.stack([a for a, _ in polys]), torch.stack([b for _, b in polys])
+
+
+def vertices(A: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Feasible pairwise intersections of the lines of a 2-D polygon (its vertices)."""
+    pts = []
+    for i, j in itertools.combinations(range(len(A)), 2):
+        M = A[[i, j]]
+        if abs(torch.linalg.det(M)) > 1e-9:
+            v = torch.linalg.solve(M, b[[i, j]])
+            if bool((A @ v <= b + 1e-9).all()):
+                pts.append(v)
+    return torch.stack(pts)
+
+
+def batch_jacobian(f, u: torch.Tensor) -> torch.Tensor:
+    """[B, m, m] Jacobian of a batch-wise independent map by m backward passes."""
+    u = u.detach().clone().requires_grad_(True)
+    out = f(u)
+    rows = [
+        torch.autograd.grad(out[:, j].sum(), u, retain_graph=True)[0] for j in range(out.shape[1])
+    ]
+    return torch.stack(rows, 1)
+
+
+def stable(u: torch.Tensor, A: torch.Tensor, b: torch.Tensor, h: float = 1e-3) -> torch.Tensor:
+    """Elements whose active set does not change under ±h moves of u (away from kinks)."""
+    act = active_set(u, A, b)
+    keep = torch.ones(len(u), dtype=torch.bool)
+    for j, sign in itertools.product(range(u.shape[1]), (-1, 1)):
+        du = torch.zeros_like(u)
+        du[:, j] = sign * h
+        keep &= (active_set(u + du, A, b) == act).all(1)
+    return keep
+
+
+floats = st.floats  # short alias for the strategies below
+
+
+@st.composite
+def problems(draw, max_batch: int = 4):
+    """A batch of random bounded nonempty polygons (same face count) and random actions."""
+    n = draw(st.integers(3, 8))
+    B = draw(st.integers(1, max_batch))
+    coords = st.lists(floats(-6, 6), min_size=2, max_size=2)
+    centres = draw(
+        st.lists(st.lists(floats(-2, 2), min_size=2, max_size=2), min_size=B, max_size=B)
+    )
+    polys = [
+        polygon(
+            draw(floats(0, 2 * math.pi)),
+            draw(st.lists(floats(0, 0.45), min_size=n, max_size=n)),
+            c,
+            draw(st.lists(floats(0.1, 2), min_size=n, max_size=n)),
+        )
+        for c in centres
+    ]
+    u = torch.tensor(draw(st.lists(coords, min_size=B, max_size=B)), dtype=F64)
+    v = torch.tensor(draw(st.lists(coords, min_size=B, max_size=B)), dtype=F64)
+    A, b = torch.stack([a for a, _ in polys]), torch.stack([c for _, c in polys])
+    return u, v, A, b, torch.tensor(centres, dtype=F64)
+
+
+# ----------------------------------------------------------------------------- properties
+
+
+@PROPERTY
+@given(problems())
+def test_output_is_feasible_and_idempotent(prob):
+    u, _, A, b, _ = prob
+    p = project_polytope(u, A, b)
+    assert is_feasible(p, A, b, atol=1e-9).all()
+    torch.testing.assert_close(project_polytope(p, A, b), p, rtol=0, atol=1e-12)
+
+
+@PROPERTY
+@given(problems(), st.lists(floats(-1, 1), min_size=2, max_size=2))
+def test_feasible_points_are_unchanged(prob, offset):
+    _, _, A, b, centre = prob
+    # Interior: the 0.1-ball around the centre (every face keeps a margin >= 0.1).
+    inside = centre + 0.09 * torch.tensor(offset, dtype=F64) / math.sqrt(2)
+    assert (project_polytope(inside, A, b) == inside).all()
+    assert (projection_jacobian(inside, A, b) == torch.eye(2, dtype=F64)).all()
+    # Boundary: a projection is feasible; it stays put and keeps Jacobian I (smallest set).
+    edge = project_polytope(inside + 10 * torch.tensor(offset, dtype=F64), A, b)
+    torch.testing.assert_close(project_polytope(edge, A, b), edge, rtol=0, atol=1e-12)
+    assert (projection_jacobian(edge, A, b) == torch.eye(2, dtype=F64)).all()
+
+
+@PROPERTY
+@given(problems())
+def test_non_expansive(prob):
+    u, v, A, b, _ = prob
+    dp = (project_polytope(u, A, b) - project_polytope(v, A, b)).norm(dim=-1)
+    assert (dp <= (u - v).norm(dim=-1) + 1e-10).all()
+
+
+@PROPERTY
+@given(problems())
+def test_residual_lies_in_the_normal_cone(prob):
+    u, _, A, b, _ = prob
+    p = project_polytope(u, A, b)
+    for i in range(len(u)):
+        V = vertices(A[i], b[i])  # every feasible point is a convex combination of these
+        inner = (V - p[i]) @ (u[i] - p[i])
+        assert (inner <= 1e-9 * (1 + u[i].norm() ** 2)).all()
+
+
+def test_interval_m1_is_clamp():
+    u = torch.linspace(-3, 3, 61, dtype=F64)[:, None]
+    A, b = torch.tensor([[1.0], [-1.0]], dtype=F64), torch.tensor([0.5, 1.0], dtype=F64)
+    torch.testing.assert_close(project_polytope(u, A, b), u.clamp(-1.0, 0.5))
+    J = projection_jacobian(u, A, b)[:, 0, 0]
+    inside = (u[:, 0] >= -1) & (u[:, 0] <= 0.5)  # boundary points are feasible: slope 1
+    torch.testing.assert_close(J, inside.to(F64))
+
+
+@pytest.mark.parametrize("m", [3, 4])
+def test_box_is_clamp(m):
+    u = 3 * torch.randn(64, m, dtype=F64, generator=torch.Generator().manual_seed(m))
+    A = torch.cat([torch.eye(m, dtype=F64), -torch.eye(m, dtype=F64)])
+    b = torch.cat([torch.full((m,), 1.0), torch.full((m,), 2.0)]).to(F64)
+    torch.testing.assert_close(project_polytope(u, A, b), u.clamp(-2.0, 1.0))
+    J = projection_jacobian(u, A, b)
+    torch.testing.assert_close(J, torch.diag_embed(((u > -2) & (u < 1)).to(F64)))
+
+
+def test_random_3d_polytopes_match_cvxpylayers():
+    # a box cut by 4 random planes that keep the origin inside, one polytope per element
+    g = torch.Generator().manual_seed(3)
+    box = torch.cat([torch.eye(3, dtype=F64), -torch.eye(3, dtype=F64)]).expand(8, 6, 3)
+    A = torch.cat([box, torch.randn(8, 4, 3, dtype=F64, generator=g)], 1)
+    b = torch.cat([torch.ones(8, 6, dtype=F64), 0.3 + torch.rand(8, 4, dtype=F64, generator=g)], 1)
+    u = 2 * torch.randn(8, 3, dtype=F64, generator=g)
+    exact = project_polytope(u, A, b)
+    assert is_feasible(exact, A, b).all()
+    ref = project_polytope(u, A, b, method="cvxpylayers")
+    torch.testing.assert_close(exact, ref, rtol=0, atol=1e-6)
+    assert set(active_set(u, A, b).sum(1).tolist()) >= {1, 2, 3}  # faces, edges and vertices
+    keep = stable(u, A, b)
+    J = batch_jacobian(lambda x: project_polytope(x, A[keep], b[keep]), u[keep])
+    torch.testing.assert_close(projection_jacobian(u[keep], A[keep], b[keep]), J)
+
+
+# ----------------------------------------------------------------------------- Jacobians
+
+
+def test_exact_matches_cvxpylayers_values_and_jacobians():
+    A, b = random_polygons(12, 6, seed=1)
+    u = 2.5 * torch.randn(12, 2, dtype=F64, generator=torch.Generator().manual_seed(1))
+    keep = stable(u, A, b)
+    u, A, b = u[keep], A[keep], b[keep]
+    assert len(u) >= 8
+    exact = project_polytope(u, A, b)
+    ref = project_polytope(u, A, b, method="cvxpylayers")
+    assert ref.dtype == F64
+    torch.testing.assert_close(exact, ref, rtol=0, atol=1e-6)
+    J_exact = batch_jacobian(lambda x: project_polytope(x, A, b), u)
+    J_ref = batch_jacobian(lambda x: project_polytope(x, A, b, method="cvxpylayers"), u)
+    torch.testing.assert_close(J_exact, J_ref, rtol=0, atol=1e-4)
+
+
+def test_jacobian_matches_finite_differences_and_closed_form():
+    A, b = random_polygons(32, 6, seed=2)
+    u = 2.5 * torch.randn(32, 2, dtype=F64, generator=torch.Generator().manual_seed(2))
+    keep = stable(u, A, b)
+    u, A, b = u[keep], A[keep], b[keep]
+    J = batch_jacobian(lambda x: project_polytope(x, A, b), u)
+    h = 1e-6
+    fd = torch.stack(
+        [
+            (project_polytope(u + h * e, A, b) - project_polytope(u - h * e, A, b)) / (2 * h)
+            for e in torch.eye(2, dtype=F64)
+        ],
+        -1,
+    )
+    torch.testing.assert_close(J, fd, rtol=0, atol=1e-6)
+    torch.testing.assert_close(projection_jacobian(u, A, b), J, rtol=0, atol=1e-12)
+    # all three regimes occur in this sample
+    assert set(torch.linalg.matrix_rank(J).tolist()) == {0, 1, 2}
+
+
+def test_rank_interior_face_vertex():
+    A, b = polygon(0.0, [0.0] * 6, [0.0, 0.0], [1.0] * 6)  # regular hexagon, inradius 1
+    u = torch.tensor([[0.2, 0.1], [2.0, 0.0], [2.0, 2.0 * math.tan(math.pi / 6)]], dtype=F64)
+    J = projection_jacobian(u, A, b)
+    assert torch.linalg.matrix_rank(J).tolist() == [2, 1, 0]
+    torch.testing.assert_close(J[1], torch.tensor([[0.0, 0.0], [0.0, 1.0]], dtype=F64))
+    torch.testing.assert_close(batch_jacobian(lambda x: project_polytope(x, A, b), u), J)
+
+
+def test_gradient_wrt_b_and_A_matches_finite_differences():
+    A, b = random_polygons(16, 5, seed=4)
+    u = 2.5 * torch.randn(16, 2, dtype=F64, generator=torch.Generator().manual_seed(4))
+    keep = stable(u, A, b)
+    u, A, b = u[keep], A[keep], b[keep]
+    w = torch.randn_like(u)
+
+    def loss(A_, b_):
+        return (project_polytope(u, A_, b_) * w).sum()
+
+    A_ = A.clone().requires_grad_(True)
+    b_ = b.clone().requires_grad_(True)
+    gA, gb = torch.autograd.grad(loss(A_, b_), (A_, b_))
+    h = 1e-6
+    fd_b = torch.zeros_like(b)
+    for i, j in itertools.product(range(len(b)), range(b.shape[1])):
+        e = torch.zeros_like(b)
+        e[i, j] = h
+        fd_b[i, j] = (loss(A, b + e) - loss(A, b - e)) / (2 * h)
+    torch.testing.assert_close(gb, fd_b, rtol=0, atol=1e-6)
+    e = torch.zeros_like(A)
+    e[:, 1, 0] = h  # one entry per element at once: elements are independent
+    fd_A = (loss(A + e, b) - loss(A - e, b)) / (2 * h)
+    torch.testing.assert_close(gA[:, 1, 0].sum(), fd_A, rtol=0, atol=1e-6)
+
+
+# ----------------------------------------------------------------------------- boundary conventions
+
+
+SQUARE = (
+    torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.0, -1.0]], dtype=F64),
+    torch.tensor([1.0, 1.0, 0.0, 0.0], dtype=F64),
+)
+
+
+def test_tie_breaking_prefers_the_smallest_active_set():
+    A, b = SQUARE
+    u = torch.tensor(
+        [
+            [1.0, 0.5],  # feasible, on a face: no active set, Jacobian I
+            [1.0, 1.0],  # feasible vertex: still I
+            [1.0, 3.0],  # projects onto the vertex (1, 1) along the face normal: face Jacobian
+            [3.0, 2.0],  # inside the vertex's normal cone: vertex Jacobian 0
+        ],
+        dtype=F64,
+    )
+    act = active_set(u, A, b)
+    assert act.tolist() == [
+        [False] * 4,
+        [False] * 4,
+        [False, True, False, False],
+        [True, True, False, False],
+    ]
+    J = projection_jacobian(u, A, b)
+    expected = torch.tensor(
+        [[[1, 0], [0, 1]], [[1, 0], [0, 1]], [[1, 0], [0, 0]], [[0, 0], [0, 0]]], dtype=F64
+    )
+    torch.testing.assert_close(J, expected)
+    torch.testing.assert_close(batch_jacobian(lambda x: project_polytope(x, A, b), u), expected)
+
+
+def test_degenerate_vertex_three_constraints():
+    A, b = SQUARE
+    A = torch.cat([A, torch.tensor([[1.0, 1.0]], dtype=F64)])  # x + y <= 2 also passes (1, 1)
+    b = torch.cat([b, torch.tensor([2.0], dtype=F64)])
+    u = torch.tensor([[2.0, 3.0], [3.0, 3.0], [1.5, 0.5], [2.0, 1.5]], dtype=F64)
+    p = project_polytope(u, A, b)
+    torch.testing.assert_close(
+        p, torch.tensor([[1.0, 1.0], [1.0, 1.0], [1.0, 0.5], [1.0, 1.0]], dtype=F64)
+    )
+    J = batch_jacobian(lambda x: project_polytope(x, A, b), u)
+    assert torch.isfinite(J).all()
+    torch.testing.assert_close(J[[0, 3]], torch.zeros(2, 2, 2, dtype=F64))
+    torch.testing.assert_close(J[2], torch.tensor([[0.0, 0.0], [0.0, 1.0]], dtype=F64))
+    # (3, 3) − (1, 1) is normal to x + y <= 2 alone: the smallest active set is that face.
+    torch.testing.assert_close(J[1], torch.tensor([[0.5, -0.5], [-0.5, 0.5]], dtype=F64))
+    assert (active_set(u, A, b).sum(1) <= 2).all()  # never more rows than the dimension
+
+
+def test_redundant_constraints():
+    A, b = SQUARE
+    extra_A = torch.tensor([[1.0, 0.0], [2.0, 0.0], [1.0, 1.0], [0.0, 0.0]], dtype=F64)
+    extra_b = torch.tensor([1.0, 2.0, 5.0, 0.5], dtype=F64)  # duplicate, scaled, implied, 0<=.5
+    A2, b2 = torch.cat([A, extra_A]), torch.cat([b, extra_b])
+    u = 3 * torch.randn(64, 2, dtype=F64, generator=torch.Generator().manual_seed(5))
+    torch.testing.assert_close(project_polytope(u, A2, b2), u.clamp(0.0, 1.0))
+    J = batch_jacobian(lambda x: project_polytope(x, A2, b2), u)
+    assert torch.isfinite(J).all()
+    torch.testing.assert_close(J, projection_jacobian(u, A, b))
+    torch.testing.assert_close(projection_jacobian(u, A2, b2), J)
+
+
+# ----------------------------------------------------------------------------- API details
+
+
+def test_shapes_dtypes_and_broadcasting():
+    A, b = SQUARE
+    u1 = torch.tensor([2.0, 0.5])
+    out = project_polytope(u1, A.float(), b.float())
+    assert out.shape == (2,) and out.dtype == torch.float32
+    torch.testing.assert_close(out, torch.tensor([1.0, 0.5]))
+    assert projection_jacobian(u1, A, b).shape == (2, 2)
+    assert active_set(u1, A, b).shape == (4,) and bool(is_feasible(out, A, b)) is True
+    u = torch.randn(5, 2, dtype=torch.float32) * 3
+    for method in P.METHODS:
+        p = project_polytope(u, A.float(), b.float(), method=method)
+        assert p.dtype == torch.float32 and p.shape == (5, 2)
+        torch.testing.assert_close(p, u.clamp(0, 1), rtol=0, atol=1e-6)
+    # one polytope per element, or a batched A with a shared b
+    Ab = A.expand(5, 4, 2)
+    torch.testing.assert_close(project_polytope(u.double(), Ab, b), u.double().clamp(0, 1))
+    assert project_polytope(torch.zeros(0, 2), A, b).shape == (0, 2)
+    torch.testing.assert_close(project_polytope(u, torch.zeros(0, 2), torch.zeros(0)), u)
+
+
+def test_float32_gradients_flow():
+    A, b = (t.float() for t in SQUARE)
+    u = torch.tensor([[2.0, 0.5]], requires_grad=True)
+    project_polytope(u, A, b).sum().backward()
+    assert u.grad.dtype == torch.float32
+    torch.testing.assert_close(u.grad, torch.tensor([[0.0, 1.0]]))
+
+
+def test_is_feasible_tolerances():
+    A, b = SQUARE
+    u = torch.tensor([[1.0 + 1e-12, 0.5], [1.0 + 1e-6, 0.5], [0.5, 0.5]], dtype=F64)
+    assert is_feasible(u, A, b).tolist() == [True, False, True]
+    assert is_feasible(u, A, b, atol=1e-5).tolist() == [True, True, True]
+    assert is_feasible(u.float(), A.float(), b.float()).tolist() == [True, True, True]
+
+
+def test_cvxpylayers_warning_stays_local():
+    A, b = SQUARE
+    before = list(warnings.filters)
+    u = torch.tensor([[2.0, 2.0]], dtype=F64, requires_grad=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        project_polytope(u, A, b, method="cvxpylayers").sum().backward()
+        project_polytope(u.detach(), A, b, method="cvxpylayers")
+    assert not [w for w in caught if "__array__" in str(w.message)]
+    assert warnings.filters == before
+
+
+# ----------------------------------------------------------------------------- errors
+
+
+def _square_batch(B: int = 6):
+    A, b = SQUARE
+    return torch.zeros(B, 2, dtype=F64), A.expand(B, 4, 2).clone(), b.expand(B, 4).clone()
+
+
+def _bad_cases():
+    u, A, b = _square_batch()
+    nan_u = u.clone()
+    nan_u[2, 1] = math.nan
+    inf_A = A.clone()
+    inf_A[1, 0, 0] = math.inf
+    zero_row = A.clone()
+    zero_row[1, 2] = 0.0
+    neg_b = b.clone()
+    neg_b[1, 2] = -1.0
+    return [
+        (
+            (u[None], A, b),
+            ValueError,
+            r"u must have shape \[B, m\] or \[m\].*got shape \(1, 6, 2\)",
+        ),
+        (
+            (u, A[..., :1], b),
+            ValueError,
+            r"A must have shape \[k, m\] or \[B, k, m\] with m = 2.*"
+            r"got shape \(6, 4, 1\)",
+        ),
+        ((u, A, b[:, :3]), ValueError, r"b must have shape \[k\] or \[B, k\] with k = 4.*\(6, 3\)"),
+        ((u[:4], A[:5], b), ValueError, r"batch sizes differ: u has B=4, A has B=5, b has B=6"),
+        ((u[0], A, b), ValueError, r"u has shape \[m\].*pass u with shape \[B, m\]"),
+        ((u.long(), A, b), ValueError, r"u must have a floating dtype.*torch.int64"),
+        ((u, A.int(), b), ValueError, r"A must have a floating dtype.*torch.int32"),
+        ((nan_u, A, b), ValueError, r"u contains NaN or inf \(first at batch index 2\)"),
+        ((u, inf_A, b), ValueError, r"A contains NaN or inf \(first at batch index 1\)"),
+        (
+            (u, A[0], torch.tensor([1, math.nan, 0, 0], dtype=F64)),
+            ValueError,
+            r"b contains NaN or inf \(shared by every batch element\)",
+        ),
+        (
+            (u, zero_row, neg_b),
+            InfeasibleSetError,
+            r"zero row with negative b \(row 2, batch "
+            r"index 1\)",
+        ),
+        (([0.0, 0.0], A[0], b[0]), TypeError, r"u must be a torch.Tensor"),
+    ]
+
+
+@pytest.mark.parametrize("method", P.METHODS)
+@pytest.mark.parametrize("case", range(len(_bad_cases())))
+def test_bad_inputs_raise_before_any_solver(case, method, monkeypatch):
+    args, error, match = _bad_cases()[case]
+    monkeypatch.setattr(P, "_layer", lambda *a: pytest.fail("the solver was reached"))
+    with pytest.raises(error, match=match):
+        project_polytope(*args, method=method)
+
+
+@pytest.mark.parametrize("method", P.METHODS)
+def test_empty_polytope_names_its_batch_index(method, monkeypatch):
+    u, A, b = _square_batch()
+    b[3, 0] = -1.0  # x <= -1 and x >= 0
+    monkeypatch.setattr(P, "_layer", lambda *a: pytest.fail("the solver was reached"))
+    with pytest.raises(InfeasibleSetError, match=r"empty for 1 of 6 .*indices \[3\]"):
+        project_polytope(u, A, b, method=method)
+    for fn in (active_set, projection_jacobian):
+        with pytest.raises(InfeasibleSetError, match=r"\[3\]"):
+            fn(u, A, b)
+
+
+def test_cvxpylayers_solver_error_beyond_the_enumeration_limit():
+    # k = 240 faces is too many for the exact enumeration, so the solver's failure is translated.
+    A, b = random_polygons(3, 240, seed=6)
+    b[1, :] = b[1, :] - 10.0  # every face moved 10 past the centre: empty
+    with pytest.raises(InfeasibleSetError, match=r"indices \[1\]"):
+        project_polytope(torch.zeros(3, 2, dtype=F64), A, b, method="cvxpylayers")
+
+
+def test_unknown_method_and_too_large_enumeration():
+    A, b = SQUARE
+    u = torch.zeros(1, 2, dtype=F64)
+    with pytest.raises(ValueError, match=r"unknown method 'qp'; valid methods: 'exact', 'cvxpy"):
+        project_polytope(u, A, b, method="qp")
+    A, b = random_polygons(1, 300)
+    with pytest.raises(ValueError, match=r"45151 for k=300 .* m=2: k<=199.*cvxpylayers"):
+        project_polytope(u, A, b)
+
+
+# ----------------------------------------------------------------------------- benchmark
+
+
+def test_benchmark_script_runs_quick(capsys):
+    spec = importlib.util.spec_from_file_location(
+        "bench_projection", ROOT / "benchmarks" / "projection.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    threads = torch.get_num_threads()
+    try:
+        rows = module.main(["--quick"])
+    finally:
+        torch.set_num_threads(threads)
+    assert rows and rows[0]["max_abs_diff"] <= 1e-6
+    assert "cvxpylayers" in capsys.readouterr().out
