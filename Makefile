@@ -9,7 +9,6 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 # Short training runs in tests and in the book build; chapters show full results from results/.
 export TUTORIAL_RL_PROFILE ?= ci
-export MPLBACKEND ?= Agg
 export PYDEVD_DISABLE_FILE_VALIDATION = 1
 
 .PHONY: book test install lab lock lint bench clean

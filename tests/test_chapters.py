@@ -1,8 +1,9 @@
 """Every chapter of the book, executed top to bottom as a regression test.
 
 A chapter is a jupytext percent-format ``.py`` file listed in ``_toc.yml``. It runs in a
-fresh kernel under the short ``ci`` profile (see :mod:`tutorial_rl.profile`) with the
-non-interactive Agg backend; any cell error fails the test with the cell's traceback.
+fresh kernel under the short ``ci`` profile (see :mod:`tutorial_rl.profile`) with the inline
+matplotlib backend, as in the book build; any cell error fails the test with the cell's
+traceback, and every chapter must produce at least one figure.
 """
 
 from __future__ import annotations
@@ -51,7 +52,8 @@ def test_every_chapter_file_is_in_the_toc() -> None:
 @pytest.mark.parametrize("path", CHAPTERS, ids=[p.stem for p in CHAPTERS])
 def test_chapter_executes(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TUTORIAL_RL_PROFILE", os.environ.get("TUTORIAL_RL_PROFILE", "ci"))
-    monkeypatch.setenv("MPLBACKEND", "Agg")
+    # The kernel draws figures as the book does (inline PNGs); Agg would silently drop them.
+    monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
     notebook = jupytext.read(path)
     client = nbclient.NotebookClient(
         notebook,
@@ -60,3 +62,11 @@ def test_chapter_executes(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         resources={"metadata": {"path": str(path.parent)}},
     )
     client.execute()
+    figures = [
+        output
+        for cell in notebook.cells
+        if cell.cell_type == "code"
+        for output in cell.get("outputs", [])
+        if "image/png" in output.get("data", {})
+    ]
+    assert figures, f"{path.name} produced no figure: is matplotlib's backend non-interactive?"
