@@ -31,8 +31,10 @@ test: install
 lint: install
 	$(BIN)/ruff check src tests benchmarks chapters
 
+# Speed figures, printed as side-by-side ratios (the bench extra adds Stable-Baselines3).
 bench: install
-	$(BIN)/python benchmarks/projection.py
+	$(BIN)/python -m pip install --quiet -c requirements/lock.txt -e '.[dev,bench]'
+	for script in benchmarks/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
 # Open the chapters as notebooks (jupytext pairs the .py files with notebooks in JupyterLab).
 lab: install
