@@ -20,6 +20,7 @@ from matplotlib.colors import ListedColormap
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Polygon
 
 from tutorial_rl.projection import active_set, project_polytope, projection_jacobian
+from tutorial_rl.sets.polygon import ordered_vertices
 
 SAFE_COLOR = "#4c9f70"
 UNSAFE_COLOR = "#d1495b"
@@ -30,32 +31,12 @@ PROJECTION_COLOR = "#00798c"
 def polygon_vertices(A: np.ndarray, b: np.ndarray, tol: float = 1e-9) -> np.ndarray:
     """Vertices of the bounded 2-D polygon ``{v : A v <= b}``, counter-clockwise.
 
-    Every vertex is the intersection of two constraint lines that satisfies all constraints.
+    A thin alias of :func:`tutorial_rl.sets.polygon.ordered_vertices` for the chapter-1 figures.
 
-    :param A: constraint normals, shape ``[k, 2]``.
-    :param b: offsets, shape ``[k]``.
     :returns: array ``[n, 2]`` of vertices (empty ``[0, 2]`` if the polygon is empty).
     :raises ValueError: if the arguments are not a 2-D polygon.
     """
-    A = np.asarray(A, dtype=float)
-    b = np.asarray(b, dtype=float)
-    if A.ndim != 2 or A.shape[1] != 2 or b.shape != (A.shape[0],):
-        raise ValueError(f"expected A [k, 2] and b [k], got A {A.shape} and b {b.shape}")
-    points = []
-    for i in range(len(A)):
-        for j in range(i + 1, len(A)):
-            M = A[[i, j]]
-            if abs(np.linalg.det(M)) < 1e-12:
-                continue  # parallel lines never meet
-            p = np.linalg.solve(M, b[[i, j]])
-            if np.all(A @ p <= b + tol * (1 + np.abs(b))):
-                points.append(p)
-    if not points:
-        return np.zeros((0, 2))
-    pts = np.unique(np.round(np.array(points), 12), axis=0)
-    center = pts.mean(axis=0)
-    order = np.argsort(np.arctan2(pts[:, 1] - center[1], pts[:, 0] - center[0]))
-    return pts[order]
+    return ordered_vertices(A, b, tol)
 
 
 def normal_cone_rays(
