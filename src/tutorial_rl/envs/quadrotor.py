@@ -1,0 +1,255 @@
+"""Planar (2-D) quadrotor stabilisation task with a robust control invariant (RCI) safe set.
+
+Chapter 3 (chapters/03_tasks.py) introduces the task; DESIGN.md §5 lists its parameters, which
+live in :class:`tutorial_rl.systems.QuadrotorParameters`, and the simulator is
+:func:`tutorial_rl.systems.quadrotor_step`, the same exact discretisation the safe set is computed
+for. The safe action set comes from
+:func:`tutorial_rl.sets.safe_actions.quadrotor_safe_action_set` (physical thrusts) and is handed to
+agents and the safeguard in normalised coordinates through :data:`ACTION_MAP`
+(:mod:`tutorial_rl.envs.action_scaling`).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import TYPE_CHECKING, Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from tutorial_rl.envs import rendering
+from tutorial_rl.envs.action_scaling import AffineActionMap
+from tutorial_rl.safeguards import check_action, least_violating_action
+from tutorial_rl.systems import QuadrotorParameters, quadrotor_linear_model, quadrotor_step
+
+if TYPE_CHECKING:  # the sets package is imported lazily (see below)
+    from tutorial_rl.sets.safe_actions import LinearSafeActionSet
+
+PARAMS = QuadrotorParameters()
+MODEL = quadrotor_linear_model(PARAMS)
+#: Normalised thrusts a ∈ [-1, 1]² -> physical thrusts u = 7.71573 + 0.88090 a per rotor (the
+#: thrust box's midpoint, ≈ hover, and half-width: one scale for both rotors).
+ACTION_MAP = AffineActionMap(MODEL.input_box.lower, MODEL.input_box.upper)
+
+
+@functools.cache
+def quadrotor_safe_set() -> LinearSafeActionSet:
+    """The quadrotor's safe action set object of :mod:`tutorial_rl.sets.safe_actions` (cached).
+
+    Imported lazily: building it loads the precomputed RCI set once per process.
+    """
+    from tutorial_rl.sets.safe_actions import quadrotor_safe_action_set
+
+    return quadrotor_safe_action_set()
+
+
+def one_step_bounds(low: np.ndarray, high: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Interval hull of every next state from the box [low, high] under any thrust and disturbance.
+
+    Exact for a linear map of boxes: centre ``A c + B u_c + c + D w_c``, radius
+    ``|A| r_x + |B| r_u + |D| r_w``.
+    """
+    def centre_radius(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return (lo + hi) / 2, (hi - lo) / 2
+
+    (xc, xr), (uc, ur), (wc, wr) = (
+        centre_radius(low, high),
+        centre_radius(MODEL.input_box.lower, MODEL.input_box.upper),
+        centre_radius(MODEL.disturbance_box.lower, MODEL.disturbance_box.upper),
+    )
+    centre = MODEL.A @ xc + MODEL.B @ uc + MODEL.c + MODEL.D @ wc
+    radius = np.abs(MODEL.A) @ xr + np.abs(MODEL.B) @ ur + np.abs(MODEL.D) @ wr
+    return centre - radius, centre + radius
+
+
+class QuadrotorEnv(gym.Env[np.ndarray, np.ndarray]):
+    """Planar quadrotor stabilisation (paper A.8.2; DESIGN.md §5; Chapter 3, chapters/03_tasks.py).
+
+    ## Description
+    A quadrotor in the x-z plane (Mitchell et al. 2019, as in Stolz et al. 2024) must hover at
+    x_eq = [0, 1, 0, 0, 0, 0]. Dynamics: ẍ = g θ + w0, z̈ = -g + K (u1 + u2) + w1,
+    θ̈ = -d0 θ - d1 θ̇ + n0 (-u1 + u2) with K = 0.89/1.4, d0 = 70, d1 = 17, n0 = 55, g = 9.81,
+    discretised exactly (zero-order hold on thrusts and disturbance, dt = 0.05); the model is
+    linear, so the discretisation is the simulator and the RCI set is exact for it. Disturbance
+    w ~ U([0, 0.08]²) on the accelerations, one-sided as in the paper's code, drawn from
+    ``self.np_random``.
+
+    ## Action Space
+    ``Box(-1, 1, (2,), float32)``: normalised rotor thrusts a = [a1, a2]; the applied thrusts are
+    u = 7.71573 + 0.88090 a per rotor (:data:`ACTION_MAP`), so a = ±1 is the thrust bound
+    6.83483 / 8.59663 and a = 0 the box centre (hover is u_eq = g/(2K) ≈ 7.7157, a ≈ 0). Finite
+    actions outside [-1, 1] are clipped to it; wrong shapes, NaN and inf raise ``ValueError``.
+    The step computes in float64, so a float64 action from a safeguard is applied without
+    rounding. ``info["physical_action"]`` is the thrust pair u that was applied.
+
+    ## Observation Space
+    ``Box(float32, (6,))``: [x, z, ẋ, ż, θ, θ̇] in m, m/s, rad, rad/s. Bounds: the state limits
+    |x| <= 1.7, 0.3 <= z <= 2, |ẋ| <= 0.8, |ż| <= 1, |θ| <= π/12, |θ̇| <= π/2, widened by what
+    one step can add (:func:`one_step_bounds`), since the episode ends once they are left.
+
+    ## Rewards
+    ``-1 + exp(-(|x+ - x_eq| + 0.01 mean_i |a_i|))`` on the state x+ after the step, where a is
+    the applied (clipped) normalised action, i.e. (u - 7.71573) / 0.88090 about the box centre
+    (≈ hover); the reward is 0 at the equilibrium with a = 0. Minus ``termination_penalty`` on a
+    step that leaves the state limits.
+
+    ## Starting State
+    Uniform in the RCI set: drawn uniformly from the RCI set's bounding box (inside the state
+    limits) and redrawn until inside the RCI set.
+
+    ## Episode End
+    Truncation after 200 steps (``max_episode_steps`` of ``tutorial_rl/Quadrotor2D-v0``,
+    gymnasium's ``TimeLimit``; the paper does not state its episode length). Termination only if
+    the state leaves the state limits, which never happens under
+    :class:`~tutorial_rl.safeguards.ProjectionSafeguard`.
+
+    ## Arguments
+    ``gymnasium.make("tutorial_rl/Quadrotor2D-v0", render_mode=None, termination_penalty=0.0)``;
+    ``render_mode="rgb_array"`` gives 240x240x3 uint8 frames. All rewards are <= 0, so without a
+    safeguard an agent can gain by ending the episode early: set ``termination_penalty`` then.
+
+    ## Info and safety
+    ``info`` holds ``physical_action`` (the applied thrusts u, shape (2,)),
+    ``state_limit_violation``, ``outside_rci`` (no safe action need exist) and
+    ``constraint_violation`` (either; the RCI set lies inside the limits), computed from the state
+    after the step whatever chose the action. :meth:`safe_action_set` is the exact safe polytope
+    {a : A a <= b} in normalised thrusts for the current state (what agents and the safeguard
+    project onto), :meth:`safe_action_set_physical` the same set {u : A u <= b} in physical
+    thrusts (for plots); :meth:`project_reference` projects with the cvxpy containment form;
+    :meth:`fallback_action` is the least-violating action. Both rotors share one scale (0.88090),
+    so the Euclidean projection onto the safe set is the same in either coordinates (distances
+    scale by 0.88090).
+
+    Deviations from DESIGN.md §5: the agent acts in normalised thrusts (DESIGN states the thrust
+    box in physical units, which is exactly what is applied); the reward's "normalised action" is
+    the agent's action a (DESIGN leaves it open); 200 steps per episode (not stated in the paper);
+    the optional ``termination_penalty`` (default 0); termination when the state limits are left.
+    """
+
+    metadata: dict[str, Any] = {"render_modes": ["rgb_array"], "render_fps": 20}
+
+    def __init__(self, render_mode: str | None = None, termination_penalty: float = 0.0) -> None:
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
+        self.render_mode = render_mode
+        self.termination_penalty = float(termination_penalty)
+        self.action_space = spaces.Box(-1.0, 1.0, (2,), np.float32)
+        limits = MODEL.state_box
+        reach_lo, reach_hi = one_step_bounds(limits.lower, limits.upper)
+        low, high = np.minimum(limits.lower, reach_lo), np.maximum(limits.upper, reach_hi)
+        slack = 1e-6 * (high - low)  # float64 rounding of the step must not leave the space
+        low, high = (low - slack).astype(np.float32), (high + slack).astype(np.float32)
+        self.observation_space = spaces.Box(low, high)
+        self.state = PARAMS.equilibrium_state.copy()
+        self.last_action = PARAMS.equilibrium_input.copy()  # last applied thrusts, for rendering
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        """Draw a start state uniformly from the RCI set (rejection from its bounding box)."""
+        super().reset(seed=seed)
+        safe_set = quadrotor_safe_set()
+        low, high = safe_set.X.interval_hull()  # the RCI set's bounding box
+        while True:
+            self.state = self.np_random.uniform(low, high)
+            if safe_set.contains_state(self.state):
+                break
+        self.last_action = PARAMS.equilibrium_input.copy()
+        return self.state.astype(np.float32), {}
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        """Apply the thrusts u = 7.71573 + 0.88090 a (a clipped to [-1, 1]) for dt = 0.05 s.
+
+        The disturbance is drawn uniformly from [0, 0.08]² and held over the step.
+        """
+        a = np.clip(check_action(action, self.action_space), -1.0, 1.0)
+        # the outer clip only absorbs rounding of the map at a = ±1
+        u = np.clip(ACTION_MAP.to_physical(a), ACTION_MAP.low, ACTION_MAP.high)
+        w = self.np_random.uniform(MODEL.disturbance_box.lower, MODEL.disturbance_box.upper)
+        self.state = quadrotor_step(self.state, u, PARAMS, w)
+        self.last_action = u
+        limits = MODEL.state_box
+        off_limits = not limits.contains(self.state)
+        outside_rci = off_limits or not quadrotor_safe_set().contains_state(self.state)
+        effort = float(np.mean(np.abs(a)))
+        distance = float(np.linalg.norm(self.state - PARAMS.equilibrium_state))
+        reward = -1.0 + math.exp(-(distance + 0.01 * effort))
+        reward -= self.termination_penalty * off_limits
+        info = {
+            "physical_action": u.copy(),  # not the array rendering keeps
+            "constraint_violation": outside_rci,
+            "state_limit_violation": off_limits,
+            "outside_rci": outside_rci,
+        }
+        return self.state.astype(np.float32), float(reward), off_limits, False, info
+
+    # --- safety -------------------------------------------------------------------------------
+    def safe_action_set(self) -> tuple[np.ndarray, np.ndarray]:
+        """Safe normalised thrusts {a : A a <= b} (A [k, 2], b [k]) now, inside [-1, 1]².
+
+        :meth:`safe_action_set_physical` mapped by :data:`ACTION_MAP`
+        (:meth:`~tutorial_rl.envs.action_scaling.AffineActionMap.halfspaces_to_normalized`); an
+        empty physical set (outside the RCI set) stays empty.
+        """
+        return ACTION_MAP.halfspaces_to_normalized(*self.safe_action_set_physical())
+
+    def safe_action_set_physical(self) -> tuple[np.ndarray, np.ndarray]:
+        """Safe thrusts {u : A u <= b} (A [k, 2], b [k], physical units) for the current state."""
+        A, b = quadrotor_safe_set().halfspaces(self.state)
+        return np.asarray(A, dtype=float), np.asarray(b, dtype=float)
+
+    def safe_set_is_empty(self) -> bool:
+        """Whether no action is safe in the current state (only possible outside the RCI set)."""
+        return bool(quadrotor_safe_set().is_empty(self.state))
+
+    def project_reference(self, action: np.ndarray) -> np.ndarray:
+        """Reference projection of a normalised ``action`` with the cvxpy containment form.
+
+        Slow; for tests. The projection runs in physical thrusts (where the containment form
+        lives) and the result is mapped back; with one scale for both rotors this is the
+        projection in normalised coordinates. Takes and returns normalised thrusts.
+        """
+        u = ACTION_MAP.to_physical(check_action(action, self.action_space))
+        projected = quadrotor_safe_set().project_containment(self.state, u)
+        return ACTION_MAP.to_normalized(np.asarray(projected, dtype=float))
+
+    def fallback_action(self) -> np.ndarray:
+        """Least-violating normalised thrusts, used where the safe set is empty (outside RCI).
+
+        It uses the raw offsets b(x) of the containment rows (``offsets``), not the all-(-1)
+        marker that ``halfspaces`` returns for an empty set, so it pushes the next state as
+        deep into the RCI set as the thrust box allows. Solved in physical thrusts and mapped to
+        [-1, 1]² (the LP's distances scale uniformly, so its minimiser is the same in either
+        coordinates).
+        """
+        safe_set = quadrotor_safe_set()
+        b = safe_set.offsets(self.state)[0]
+        u = least_violating_action(safe_set.action_rows, b, ACTION_MAP.low, ACTION_MAP.high)
+        return np.clip(ACTION_MAP.to_normalized(u), -1.0, 1.0)
+
+    # --- rendering ----------------------------------------------------------------------------
+    def render(self) -> np.ndarray | None:
+        """A 240x240x3 uint8 frame: state limits (grey box), target (green), quadrotor (blue).
+
+        The rotor dots grow with the applied physical thrust (smallest at 6.83483).
+        """
+        if self.render_mode is None:
+            gym.logger.warn("render() called without a render_mode; use render_mode='rgb_array'")
+            return None
+        canvas = rendering.Canvas(240, (-2.1, 2.1, -0.95, 3.25))
+        canvas.segment((-2.1, 0.0), (2.1, 0.0), 0.04, rendering.GREY)  # the ground
+        limits = MODEL.state_box
+        canvas.box_outline(limits.lower[:2], limits.upper[:2], 0.025, rendering.LIGHT_GREY)
+        canvas.circle(PARAMS.equilibrium_state[:2], 0.05, rendering.GREEN)
+        x, z, theta = self.state[0], self.state[1], self.state[4]
+        # body axis, perpendicular to the thrust direction (sin θ, cos θ): ẍ = g θ tilts to +x
+        axis = 0.3 * np.array([math.cos(theta), -math.sin(theta)])
+        centre = np.array([x, z])
+        canvas.segment(centre - axis, centre + axis, 0.06, rendering.BLUE)
+        rotors = ((centre + axis, self.last_action[0]), (centre - axis, self.last_action[1]))
+        for end, thrust in rotors:  # rotor dots grow with their thrust
+            size = 0.03 + 0.05 * (thrust - ACTION_MAP.low[0]) / (2 * ACTION_MAP.scale[0])
+            canvas.circle(end, size, rendering.ORANGE)
+        return canvas.frame()
