@@ -1,0 +1,70 @@
+"""Provenance of committed results: which command, commit, profile and machine produced them.
+
+Every folder under ``results/`` carries a ``provenance.json`` written by :func:`write_provenance`,
+so a chapter that loads a result can say exactly where it came from (DEVELOPERS.md: "chapters show
+full results from results/, which the experiment runner produced for real").
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from tutorial_rl import __version__
+from tutorial_rl.profile import current_profile
+
+
+def _git(*args: str) -> str | None:
+    try:
+        out = subprocess.run(["git", *args], capture_output=True, text=True, timeout=10,
+                             cwd=Path(__file__).resolve().parent)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def provenance(command: list[str] | str, wall_time_s: float, **extra: Any) -> dict[str, Any]:
+    """The provenance record of a result: command, commit (and whether the tree was dirty),
+    profile, package version, machine, Python and torch versions, date and wall time."""
+    import torch  # only needed here; keep `import tutorial_rl.provenance` cheap
+
+    status = _git("status", "--porcelain", "--untracked-files=no")
+    return {
+        "command": command if isinstance(command, str) else " ".join(command),
+        "commit": _git("rev-parse", "HEAD"),
+        "dirty": bool(status) if status is not None else None,
+        "profile": current_profile(),
+        "package_version": __version__,
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor() or platform.machine(),
+            "cpu_count": os.cpu_count(),
+        },
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "date_utc": datetime.now(UTC).isoformat(timespec="seconds"),
+        "wall_time_s": round(wall_time_s, 2),
+        **extra,
+    }
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON to ``path`` through a temporary file and a rename, so it is never half-written."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
+    os.replace(tmp, path)
+
+
+def write_provenance(folder: Path, command: list[str] | str, wall_time_s: float,
+                     **extra: Any) -> Path:
+    """Write ``folder/provenance.json`` (see :func:`provenance`) and return its path."""
+    path = Path(folder) / "provenance.json"
+    write_json_atomic(path, provenance(command, wall_time_s, **extra))
+    return path

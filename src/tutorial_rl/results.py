@@ -1,0 +1,69 @@
+"""Loading committed results (``results/<name>/``) together with their provenance.
+
+Chapters never retrain or rerun a long experiment in the book build: they load its output from
+``results/`` and print where it came from (:mod:`tutorial_rl.provenance` wrote it). The folder is
+found next to the package's source tree (an editable install, as ``make`` does), or where the
+environment variable ``TUTORIAL_RL_RESULTS`` points.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+RESULTS_ENV_VAR = "TUTORIAL_RL_RESULTS"
+
+
+def results_dir() -> Path:
+    """The ``results/`` folder: ``$TUTORIAL_RL_RESULTS`` or the repository's ``results/``."""
+    if RESULTS_ENV_VAR in os.environ:
+        return Path(os.environ[RESULTS_ENV_VAR])
+    return Path(__file__).resolve().parents[2] / "results"
+
+
+@dataclass(frozen=True)
+class Result:
+    """One committed result: its data files (parsed JSON) and its provenance record."""
+
+    name: str
+    data: Any
+    provenance: dict[str, Any]
+
+    def describe(self) -> str:
+        """One paragraph for a chapter: what produced the result, where, when, how long."""
+        p = self.provenance
+        commit = (p.get("commit") or "unknown")[:10] + (" (uncommitted changes)" if p.get("dirty")
+                                                       else "")
+        machine = p.get("machine", {})
+        return (f"Result '{self.name}': `{p.get('command')}` at commit {commit}, profile "
+                f"{p.get('profile')}, on {machine.get('cpu_count')} CPU cores "
+                f"({machine.get('platform')}), {p.get('date_utc')}, wall time "
+                f"{p.get('wall_time_s')} s.")
+
+
+def load_result(name: str, file: str | None = None) -> Result:
+    """Load ``results/<name>/<file>`` (default: the one JSON file besides ``provenance.json``).
+
+    :raises FileNotFoundError: naming the missing folder or file and the command that makes it.
+    """
+    folder = results_dir() / name
+    provenance_path = folder / "provenance.json"
+    if not provenance_path.exists():
+        raise FileNotFoundError(
+            f"no provenance.json in {folder}: results must be produced by their command "
+            f"(see the chapter that uses '{name}') and committed with their provenance"
+        )
+    if file is None:
+        candidates = sorted(p for p in folder.glob("*.json") if p.name != "provenance.json")
+        if len(candidates) != 1:
+            raise FileNotFoundError(
+                f"{folder} holds {len(candidates)} data files besides provenance.json; "
+                f"name one with file=..."
+            )
+        data_path = candidates[0]
+    else:
+        data_path = folder / file
+    return Result(name, json.loads(data_path.read_text()), json.loads(provenance_path.read_text()))
