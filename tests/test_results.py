@@ -36,10 +36,11 @@ def test_load_result_roundtrip_and_errors(tmp_path: Path, monkeypatch: pytest.Mo
     with pytest.raises(FileNotFoundError, match="no provenance.json"):
         load_result("missing")
     write_json_atomic(tmp_path / "exp" / "rows.json", [1, 2])
-    write_provenance(tmp_path / "exp", "cmd --flag", 1.0)
+    write_provenance(tmp_path / "exp", provenance("cmd --flag", 0.0), wall_time_s=1.0)
     result = load_result("exp")
     assert result.data == [1, 2]
     assert "`cmd --flag`" in result.describe()
+    assert result.provenance["wall_time_s"] == 1.0
     write_json_atomic(tmp_path / "exp" / "other.json", {})
     with pytest.raises(FileNotFoundError, match="2 data files"):
         load_result("exp")

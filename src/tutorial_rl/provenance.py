@@ -62,9 +62,13 @@ def write_json_atomic(path: Path, data: Any) -> None:
     os.replace(tmp, path)
 
 
-def write_provenance(folder: Path, command: list[str] | str, wall_time_s: float,
-                     **extra: Any) -> Path:
-    """Write ``folder/provenance.json`` (see :func:`provenance`) and return its path."""
+def write_provenance(folder: Path, record: dict[str, Any], wall_time_s: float) -> Path:
+    """Write ``folder/provenance.json`` and return its path.
+
+    :param record: from :func:`provenance`, taken when the run *started*, so that the commit and
+        the dirty flag describe the code that ran even if the tree changes during a long run.
+    :param wall_time_s: the run's wall time, filled in now.
+    """
     path = Path(folder) / "provenance.json"
-    write_json_atomic(path, provenance(command, wall_time_s, **extra))
+    write_json_atomic(path, {**record, "wall_time_s": round(wall_time_s, 2)})
     return path

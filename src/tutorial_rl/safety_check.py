@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tutorial_rl.provenance import write_json_atomic, write_provenance
+from tutorial_rl.provenance import provenance, write_json_atomic, write_provenance
 from tutorial_rl.safeguards import random_policy_safety
 
 TASKS = ("tutorial_rl/Pendulum-v0", "tutorial_rl/Quadrotor2D-v0", "tutorial_rl/Seeker-v0")
@@ -45,12 +45,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.steps <= 0:
         parser.error(f"--steps must be positive, got {args.steps}")
+    given = argv if argv is not None else sys.argv[1:]
+    record = provenance(["python", "-m", "tutorial_rl.safety_check", *given], wall_time_s=0.0)
     start = time.perf_counter()
     rows = safety_table(args.steps, args.seed)
     write_json_atomic(args.out / "safety.json", rows)
-    given = argv if argv is not None else sys.argv[1:]
-    command = ["python", "-m", "tutorial_rl.safety_check", *given]
-    write_provenance(args.out, command, time.perf_counter() - start)
+    write_provenance(args.out, record, time.perf_counter() - start)
     for row in rows:
         print(f"{row['env_id']:>28} safeguard={row['safeguard']!s:5} "
               f"violations={row['violations']:>6} interventions={row['interventions']:>6}")
