@@ -20,7 +20,8 @@ from gymnasium import spaces
 
 from tutorial_rl.envs import rendering
 from tutorial_rl.envs.action_scaling import AffineActionMap
-from tutorial_rl.safeguards import check_action, least_violating_action
+from tutorial_rl.envs.rci_safety import RCISafeActions
+from tutorial_rl.safeguards import check_action
 from tutorial_rl.systems import PendulumParameters, pendulum_step
 
 if TYPE_CHECKING:  # the sets package is imported lazily (see below)
@@ -47,7 +48,7 @@ def wrap_angle(theta: float) -> float:
     return (theta + math.pi) % (2 * math.pi) - math.pi
 
 
-class PendulumEnv(gym.Env[np.ndarray, np.ndarray]):
+class PendulumEnv(RCISafeActions, gym.Env[np.ndarray, np.ndarray]):
     """Inverted pendulum stabilisation (paper A.8.1; DESIGN.md §5; Chapter 3, chapters/03_tasks.py).
 
     ## Description
@@ -108,6 +109,7 @@ class PendulumEnv(gym.Env[np.ndarray, np.ndarray]):
     such case because it always safeguards).
     """
 
+    action_map = ACTION_MAP
     metadata: dict[str, Any] = {"render_modes": ["rgb_array"], "render_fps": 20}
 
     def __init__(self, render_mode: str | None = None, termination_penalty: float = 0.0) -> None:
@@ -164,48 +166,11 @@ class PendulumEnv(gym.Env[np.ndarray, np.ndarray]):
         }
         return self._observation(), float(reward), off_limits, False, info
 
-    # --- safety -------------------------------------------------------------------------------
-    def safe_action_set(self) -> tuple[np.ndarray, np.ndarray]:
-        """Safe normalised torques {a : A a <= b} (A [k, 1], b [k]) now, inside |a| <= 1.
-
-        :meth:`safe_action_set_physical` mapped by :data:`ACTION_MAP`
-        (:meth:`~tutorial_rl.envs.action_scaling.AffineActionMap.halfspaces_to_normalized`); an
-        empty physical set (outside the RCI set) stays empty.
-        """
-        return ACTION_MAP.halfspaces_to_normalized(*self.safe_action_set_physical())
-
-    def safe_action_set_physical(self) -> tuple[np.ndarray, np.ndarray]:
-        """Safe torques {u : A u <= b} (A [k, 1], b [k], N m) for the current state, |u| <= 8."""
-        A, b = pendulum_safe_set().halfspaces(self.state)
-        return np.asarray(A, dtype=float), np.asarray(b, dtype=float)
-
-    def safe_set_is_empty(self) -> bool:
-        """Whether no action is safe in the current state (only possible outside the RCI set)."""
-        return bool(pendulum_safe_set().is_empty(self.state))
-
-    def project_reference(self, action: np.ndarray) -> np.ndarray:
-        """Reference projection of a normalised ``action`` with the cvxpy containment form.
-
-        Slow; for tests. The projection runs in N m (where the containment form lives) and the
-        result is mapped back; with one scale on every component this is the projection in
-        normalised coordinates. Takes and returns normalised torques.
-        """
-        u = ACTION_MAP.to_physical(check_action(action, self.action_space))
-        projected = pendulum_safe_set().project_containment(self.state, u)
-        return ACTION_MAP.to_normalized(np.asarray(projected, dtype=float))
-
-    def fallback_action(self) -> np.ndarray:
-        """Least-violating normalised torque, used where the safe set is empty (outside RCI).
-
-        It uses the raw offsets b(x) of the containment rows (``offsets``), not the all-(-1)
-        marker that ``halfspaces`` returns for an empty set, so it pushes the next state as
-        deep into the RCI set as the torque box allows. Solved in N m and mapped to [-1, 1] (the
-        LP's distances scale uniformly, so its minimiser is the same in either coordinates).
-        """
-        safe_set = pendulum_safe_set()
-        b = safe_set.offsets(self.state)[0]
-        u = least_violating_action(safe_set.action_rows, b, ACTION_MAP.low, ACTION_MAP.high)
-        return np.clip(ACTION_MAP.to_normalized(u), -1.0, 1.0)
+    # --- safety: safe_action_set, safe_action_set_physical, safe_set_is_empty,
+    # project_reference and fallback_action come from RCISafeActions ----------------------------
+    def rci_safe_set(self) -> LinearSafeActionSet:
+        """The pendulum's safe action set object (physical units; cached per process)."""
+        return pendulum_safe_set()
 
     # --- rendering ----------------------------------------------------------------------------
     def render(self) -> np.ndarray | None:

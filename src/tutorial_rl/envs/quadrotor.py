@@ -21,7 +21,8 @@ from gymnasium import spaces
 
 from tutorial_rl.envs import rendering
 from tutorial_rl.envs.action_scaling import AffineActionMap
-from tutorial_rl.safeguards import check_action, least_violating_action
+from tutorial_rl.envs.rci_safety import RCISafeActions
+from tutorial_rl.safeguards import check_action
 from tutorial_rl.systems import QuadrotorParameters, quadrotor_linear_model, quadrotor_step
 
 if TYPE_CHECKING:  # the sets package is imported lazily (see below)
@@ -64,7 +65,7 @@ def one_step_bounds(low: np.ndarray, high: np.ndarray) -> tuple[np.ndarray, np.n
     return centre - radius, centre + radius
 
 
-class QuadrotorEnv(gym.Env[np.ndarray, np.ndarray]):
+class QuadrotorEnv(RCISafeActions, gym.Env[np.ndarray, np.ndarray]):
     """Planar quadrotor stabilisation (paper A.8.2; DESIGN.md §5; Chapter 3, chapters/03_tasks.py).
 
     ## Description
@@ -128,6 +129,7 @@ class QuadrotorEnv(gym.Env[np.ndarray, np.ndarray]):
     the optional ``termination_penalty`` (default 0); termination when the state limits are left.
     """
 
+    action_map = ACTION_MAP
     metadata: dict[str, Any] = {"render_modes": ["rgb_array"], "render_fps": 20}
 
     def __init__(self, render_mode: str | None = None, termination_penalty: float = 0.0) -> None:
@@ -185,49 +187,11 @@ class QuadrotorEnv(gym.Env[np.ndarray, np.ndarray]):
         }
         return self.state.astype(np.float32), float(reward), off_limits, False, info
 
-    # --- safety -------------------------------------------------------------------------------
-    def safe_action_set(self) -> tuple[np.ndarray, np.ndarray]:
-        """Safe normalised thrusts {a : A a <= b} (A [k, 2], b [k]) now, inside [-1, 1]².
-
-        :meth:`safe_action_set_physical` mapped by :data:`ACTION_MAP`
-        (:meth:`~tutorial_rl.envs.action_scaling.AffineActionMap.halfspaces_to_normalized`); an
-        empty physical set (outside the RCI set) stays empty.
-        """
-        return ACTION_MAP.halfspaces_to_normalized(*self.safe_action_set_physical())
-
-    def safe_action_set_physical(self) -> tuple[np.ndarray, np.ndarray]:
-        """Safe thrusts {u : A u <= b} (A [k, 2], b [k], physical units) for the current state."""
-        A, b = quadrotor_safe_set().halfspaces(self.state)
-        return np.asarray(A, dtype=float), np.asarray(b, dtype=float)
-
-    def safe_set_is_empty(self) -> bool:
-        """Whether no action is safe in the current state (only possible outside the RCI set)."""
-        return bool(quadrotor_safe_set().is_empty(self.state))
-
-    def project_reference(self, action: np.ndarray) -> np.ndarray:
-        """Reference projection of a normalised ``action`` with the cvxpy containment form.
-
-        Slow; for tests. The projection runs in physical thrusts (where the containment form
-        lives) and the result is mapped back; with one scale for both rotors this is the
-        projection in normalised coordinates. Takes and returns normalised thrusts.
-        """
-        u = ACTION_MAP.to_physical(check_action(action, self.action_space))
-        projected = quadrotor_safe_set().project_containment(self.state, u)
-        return ACTION_MAP.to_normalized(np.asarray(projected, dtype=float))
-
-    def fallback_action(self) -> np.ndarray:
-        """Least-violating normalised thrusts, used where the safe set is empty (outside RCI).
-
-        It uses the raw offsets b(x) of the containment rows (``offsets``), not the all-(-1)
-        marker that ``halfspaces`` returns for an empty set, so it pushes the next state as
-        deep into the RCI set as the thrust box allows. Solved in physical thrusts and mapped to
-        [-1, 1]² (the LP's distances scale uniformly, so its minimiser is the same in either
-        coordinates).
-        """
-        safe_set = quadrotor_safe_set()
-        b = safe_set.offsets(self.state)[0]
-        u = least_violating_action(safe_set.action_rows, b, ACTION_MAP.low, ACTION_MAP.high)
-        return np.clip(ACTION_MAP.to_normalized(u), -1.0, 1.0)
+    # --- safety: safe_action_set, safe_action_set_physical, safe_set_is_empty,
+    # project_reference and fallback_action come from RCISafeActions ----------------------------
+    def rci_safe_set(self) -> LinearSafeActionSet:
+        """The quadrotor's safe action set object (physical units; cached per process)."""
+        return quadrotor_safe_set()
 
     # --- rendering ----------------------------------------------------------------------------
     def render(self) -> np.ndarray | None:
