@@ -1,6 +1,7 @@
 """Interactive widgets for the chapters (they need a running Jupyter kernel).
 
-Each widget has a static counterpart in :mod:`tutorial_rl.plotting`, which the chapters draw
+Each widget has a static counterpart in :mod:`tutorial_rl.plotting` (or
+:mod:`tutorial_rl.sets.plotting`), which the chapters draw
 beside it so the built (static) HTML book still shows the idea. ``ipywidgets`` is part of the
 ``book`` extra, so it is imported only when a widget is built.
 """
@@ -8,6 +9,7 @@ beside it so the built (static) HTML book still shows the idea. ``ipywidgets`` i
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -15,6 +17,11 @@ import torch
 
 from tutorial_rl.plotting import plot_projection
 from tutorial_rl.projection import active_set, projection_jacobian
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers only
+    import ipywidgets
+
+    from tutorial_rl.sets.safe_actions import LinearSafeActionSet
 
 
 def describe_projection(A: np.ndarray, b: np.ndarray, unsafe_action: Sequence[float]) -> str:
@@ -63,3 +70,66 @@ def projection_widget(
     u2.observe(redraw, names="value")
     redraw()
     return widgets.VBox([widgets.HBox([u1, u2]), output])
+
+
+def describe_safe_torque(
+    safe_set: LinearSafeActionSet, state: Sequence[float], torque: float
+) -> str:
+    """One line of text: the safe torque interval at ``state`` and whether ``torque`` is in it.
+
+    ``safe_set`` is a 1-input :class:`~tutorial_rl.sets.safe_actions.LinearSafeActionSet`
+    (the pendulum's, in N m). "Safe" means ``A x + B u ⊕ W`` lies in the RCI set (exact test).
+    """
+    from tutorial_rl.sets.safe_action_plots import next_state_set
+
+    x = np.asarray(state, dtype=np.float64)
+    if safe_set.is_empty(x):
+        return f"x = {np.round(x, 2).tolist()} is outside the RCI set: no torque is safe"
+    lower, upper = (float(v[0]) for v in safe_set.safe_interval(x))
+    H, h = safe_set.X.halfspaces()
+    margin = float(np.max(next_state_set(safe_set, x, [torque]).support(H) - h))
+    verdict = ("safe: the next-state set stays in the RCI set" if margin <= 1e-9 else
+               f"unsafe: the next-state set leaves the RCI set by {margin:.3f}")
+    return f"safe torques [{lower:.2f}, {upper:.2f}] N m; u = {torque:.2f} N m is {verdict}"
+
+
+def pendulum_safe_set_widget(
+    safe_set: LinearSafeActionSet | None = None, start: Sequence[float] = (0.5, 1.0, 0.0)
+) -> ipywidgets.VBox:
+    """Sliders for the pendulum state (θ, θ̇) and a torque u; the figure shows the RCI set and
+    the next-state set ``A x + B u ⊕ W`` (green inside, red leaving it).
+
+    Chapter 2 (chapters/02_zonotopes.py), section "Try it". ``safe_set`` defaults to
+    :func:`tutorial_rl.sets.pendulum_safe_action_set`. Returns an ``ipywidgets.VBox``.
+    """
+    import ipywidgets as widgets  # the book extra; only needed when a widget is shown
+    from IPython.display import display
+
+    from tutorial_rl.sets import pendulum_safe_action_set
+    from tutorial_rl.sets.safe_action_plots import plot_next_state_sets
+
+    safe_set = pendulum_safe_action_set() if safe_set is None else safe_set
+    lo, hi = safe_set.X.interval_hull()
+    u_lo, u_hi = float(safe_set.input_box.lower[0]), float(safe_set.input_box.upper[0])
+    theta = widgets.FloatSlider(value=start[0], min=round(lo[0], 2), max=round(hi[0], 2),
+                                step=0.01, description="θ (rad)", continuous_update=False)
+    theta_dot = widgets.FloatSlider(value=start[1], min=round(lo[1], 1), max=round(hi[1], 1),
+                                    step=0.05, description="θ̇ (rad/s)", continuous_update=False)
+    torque = widgets.FloatSlider(value=start[2], min=u_lo, max=u_hi, step=0.1,
+                                 description="u (N m)", continuous_update=False)
+    output = widgets.Output()
+
+    def redraw(_change: object = None) -> None:
+        x = np.array([theta.value, theta_dot.value])
+        with output:
+            output.clear_output(wait=True)
+            fig, ax = plt.subplots(figsize=(5.5, 4.5))
+            plot_next_state_sets(safe_set, x, [torque.value], ax=ax)
+            display(fig)
+            plt.close(fig)
+            print(describe_safe_torque(safe_set, x, torque.value))
+
+    for slider in (theta, theta_dot, torque):
+        slider.observe(redraw, names="value")
+    redraw()
+    return widgets.VBox([widgets.HBox([theta, theta_dot, torque]), output])
