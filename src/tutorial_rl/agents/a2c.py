@@ -1,0 +1,293 @@
+"""A2C (Mnih et al. 2016) with GAE (Schulman et al. 2015), in SE-RL or SP-RL.
+
+Chapter 4 (chapters/04_se_rl.py) and Chapter 5 (chapters/05_sp_rl.py); DESIGN.md §3. Pseudocode,
+step names as in this module:
+
+    repeat until T environment steps:
+        for n_steps: ũ ~ πθ(·|x) = N(μθ(x), σ²); the environment receives Φ(x, ũ)   collect_rollout
+        Â = GAE(r, V) on the safe transitions                                    compute_gae
+        one gradient step on compute_loss_pi + c_v compute_loss_v                update
+
+SP-RL with the unsafe sample's likelihood (Gros et al. 2020, Prop. 2; the default): the loss uses
+log πθ(ũ|x) of the unsafe sample ũ with advantages from the safe transition, which is exactly what
+SE-RL does, so with the same seed SE and SP produce bit-identical parameters (Lemma 1): one code
+path, the same random numbers in the same order, and the same Φ at acting time.
+
+Variants and mitigations:
+
+- SP projected mean (paper A.5, Chen et al. 2021; ``sp_log_likelihood="projected-mean"``): sample
+  ũ ~ N(Φ(x, μθ(x)), σ²), the environment receives Φ(x, ũ), the loss uses log N(ũ; Φ(x, μθ), σ²),
+  whose gradient passes through ∂Φ/∂μ.
+- SE penalty (eq. 26): the safeguard's reward r − α‖ũ − Φ(ũ)‖².
+- SP per-sample loss (eq. 28): actor loss + α‖μθ(x) − Φ(x, μθ(x))‖² (on the mean).
+- SP penalty critic (eq. 31): a second state-value critic V_pen(x) learns the discounted sum of
+  penalties −α‖ũ − Φ(ũ)‖²; the policy gradient uses Â + Â_pen, both by GAE. A state-value critic
+  of the penalty is the only form that fits A2C (it has no Q(x, ũ) for ∇ũ Q_pen). Because GAE is
+  linear in (r, V), Â + Â_pen equals the GAE of r − α‖ũ − u‖² under V + V_pen: the SE penalty's
+  update with the value function split into two networks. That is the paper's remark that the
+  distinction to SE-RL with penalties vanishes for state-value critics; the two runs agree in
+  expectation, not bit for bit (the split changes the value function's parameterisation).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from torch import Tensor, nn
+from torch.distributions import Normal
+
+from tutorial_rl.agents.buffers import compute_gae, pad_safe_sets
+from tutorial_rl.agents.common import (
+    ConfigError,
+    ModeEnv,
+    ProgressRecorder,
+    SafetyConfig,
+    seed_everything,
+)
+from tutorial_rl.agents.networks import ActionScale, GaussianActor, ValueNetwork
+from tutorial_rl.agents.safe_layer import per_sample_loss, project
+
+__all__ = ["A2C", "A2CConfig", "Rollout"]
+
+
+@dataclass(frozen=True)
+class A2CConfig:
+    """A2C hyperparameters (defaults after SB3's A2C; per-task values live in
+    :func:`tutorial_rl.experiments.training.env_defaults`)."""
+
+    hidden_sizes: tuple[int, ...] = (128, 128)
+    """hidden layer widths of actor and critics ([32, 32] for the pendulum, DESIGN.md §5)"""
+    learning_rate: float = 7e-4
+    """Adam step size"""
+    n_steps: int = 16
+    """environment steps per rollout (one gradient step each)"""
+    gamma: float = 0.99
+    """discount factor γ"""
+    gae_lambda: float = 0.95
+    """GAE's λ (1.0: Monte-Carlo advantages, 0.0: one-step TD)"""
+    value_coef: float = 0.5
+    """weight c_v of the value losses"""
+    entropy_coef: float = 0.0
+    """weight of the entropy bonus"""
+    max_grad_norm: float = 0.5
+    """gradient clipping (global norm over all parameters)"""
+    log_std_init: float = -0.5
+    """initial log σ in units of the action box's half-width"""
+    normalize_advantage: bool = False
+    """standardise Â within each rollout"""
+    sp_log_likelihood: Literal["unsafe-sample", "projected-mean"] = "unsafe-sample"
+    """SP-RL only: ``unsafe-sample`` (Gros et al. 2020, Prop. 2: log πθ(ũ|x), Lemma 1 holds) or
+    ``projected-mean`` (paper A.5: sample around Φ(x, μθ(x)))"""
+
+    def __post_init__(self) -> None:
+        checks = {"learning_rate": self.learning_rate > 0, "n_steps": self.n_steps > 0,
+                  "gamma": 0 <= self.gamma <= 1, "gae_lambda": 0 <= self.gae_lambda <= 1,
+                  "value_coef": self.value_coef >= 0, "entropy_coef": self.entropy_coef >= 0,
+                  "max_grad_norm": self.max_grad_norm > 0,
+                  "hidden_sizes": all(int(h) > 0 for h in self.hidden_sizes)}
+        for name, ok in checks.items():
+            if not ok:
+                raise ConfigError(f"A2CConfig.{name} is out of range: {getattr(self, name)}")
+        if self.sp_log_likelihood not in ("unsafe-sample", "projected-mean"):
+            raise ConfigError("A2CConfig.sp_log_likelihood must be 'unsafe-sample' or "
+                              f"'projected-mean'; got {self.sp_log_likelihood!r}")
+
+
+@dataclass
+class Rollout:
+    """One rollout of T steps (tensors [T, ...]); safe-set fields only when SP-RL needs them."""
+
+    obs: Tensor
+    unsafe_action: Tensor
+    """ũ, the samples whose log-likelihood enters the loss"""
+    advantage: Tensor
+    """Â (+ Â_pen with the penalty critic)"""
+    returns: Tensor
+    """targets of V"""
+    penalty_returns: Tensor | None = None
+    """targets of V_pen (penalty critic)"""
+    A: Tensor | None = None
+    b: Tensor | None = None
+    safe_action: Tensor | None = None
+    """u = Φ(x, ũ): a point of U_s(x), used to skip inactive rows"""
+
+
+class A2C:
+    """A2C agent in one of the modes ``unsafe``, ``se``, ``sp`` (see the module docstring).
+
+    :param observation_space: a flat ``Box``.
+    :param action_space: a bounded ``Box``; actions are in its units.
+    :param config: hyperparameters.
+    :param safety: mode, mitigation, α and the projection method.
+    :param seed: seeds initialisation and sampling (one torch generator, used in a fixed order).
+    """
+
+    def __init__(self, observation_space: spaces.Box, action_space: spaces.Box,
+                 config: A2CConfig, safety: SafetyConfig, seed: int = 0) -> None:
+        if config.sp_log_likelihood == "projected-mean" and safety.mode != "sp":
+            raise ConfigError("A2CConfig.sp_log_likelihood='projected-mean' projects the mean "
+                              f"onto the safe set: it needs mode 'sp' (got {safety.mode!r})")
+        self.config, self.safety = config, safety
+        self.rng, self.generator = seed_everything(seed)
+        obs_dim = int(np.prod(observation_space.shape))
+        self.scale = ActionScale(action_space.low, action_space.high)
+        hidden = tuple(config.hidden_sizes)
+        self.actor = GaussianActor(obs_dim, self.scale, hidden, config.log_std_init)
+        self.critic = ValueNetwork(obs_dim, hidden)
+        self.penalty_critic = ValueNetwork(obs_dim, hidden) \
+            if safety.mitigation == "penalty-critic" else None
+        self.projected_mean = config.sp_log_likelihood == "projected-mean"
+        self.needs_safe_sets = safety.mitigation == "per-sample-loss" or self.projected_mean
+        self.params = [p for net in self.networks().values() for p in net.parameters()]
+        self.optimizer = torch.optim.Adam(self.params, lr=config.learning_rate)
+
+    # ------------------------------------------------------------------ acting
+    def distribution(self, obs: Tensor, A: Tensor | None = None, b: Tensor | None = None,
+                     safe_point: Tensor | None = None) -> tuple[Normal, Tensor]:
+        """(πθ(·|x), μθ(x)): N(μ, σ²), or N(Φ(x, μ), σ²) for the projected-mean variant."""
+        mean, std = self.actor(obs)
+        center = mean
+        if self.projected_mean and A is not None and b is not None:
+            # without a safe set (evaluation) the safeguard projects the mean action instead
+            center = project(mean, A, b, self.safety.projection_method, safe_point)
+        return Normal(center, std), mean
+
+    @torch.inference_mode()
+    def select_action(self, obs: np.ndarray, explore: bool = False,
+                      safe_set: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+        """ũ ~ πθ(·|x) (``explore``) or the mean action, float64 (the action space's units).
+
+        Exactly one standard normal draw per call when exploring, in every mode (Lemma 1).
+        """
+        x = torch.as_tensor(obs, dtype=torch.float32)[None]
+        A = b = None
+        if self.projected_mean and safe_set is not None:
+            A, b = (torch.from_numpy(t)[None] for t in safe_set)
+        dist, _ = self.distribution(x, A, b)
+        if not explore:
+            return dist.mean[0].numpy().astype(np.float64)
+        eps = torch.randn(dist.mean.shape, generator=self.generator)
+        return (dist.mean + dist.stddev * eps)[0].numpy().astype(np.float64)
+
+    @torch.inference_mode()
+    def _values(self, obs: np.ndarray) -> tuple[float, float]:
+        x = torch.as_tensor(obs, dtype=torch.float32)[None]
+        pen = 0.0 if self.penalty_critic is None else float(self.penalty_critic(x)[0])
+        return float(self.critic(x)[0]), pen
+
+    # ------------------------------------------------------------------ rollout
+    def collect_rollout(self, env: ModeEnv, obs: np.ndarray, n_steps: int,
+                        recorder: ProgressRecorder) -> tuple[Rollout, np.ndarray]:
+        """Run the policy for ``n_steps`` steps and compute Â by GAE; returns the next x too."""
+        c = self.config
+        keys = ("obs", "act", "rew", "done", "val", "pen", "vpen", "sets", "safe")
+        data: dict[str, list[Any]] = {k: [] for k in keys}
+        for _ in range(n_steps):
+            value, value_pen = self._values(obs)
+            unsafe_action = self.select_action(obs, explore=True, safe_set=env.safe_set)
+            step = env.step(unsafe_action)
+            recorder.record(step, self.safety.weight)
+            reward, penalty = step.reward, -self.safety.weight * step.distance_sq  # eq. 29
+            if step.truncated and not step.terminated:
+                # a time limit is not a terminal state: bootstrap with V(x_T) (as SB3 does)
+                v_end, vpen_end = self._values(step.obs)
+                reward += c.gamma * v_end
+                penalty += c.gamma * vpen_end
+            for key, item in zip(keys, (obs, unsafe_action, reward,
+                                        float(step.terminated or step.truncated), value,
+                                        penalty, value_pen, step.safe_set, step.safe_action),
+                                 strict=True):
+                data[key].append(item)
+            obs = env.reset() if step.terminated or step.truncated else step.obs
+        last_value, last_pen = self._values(obs)
+
+        def tensor(key: str) -> Tensor:
+            return torch.as_tensor(np.asarray(data[key]), dtype=torch.float32)
+
+        dones = tensor("done")
+        advantage, returns = compute_gae(tensor("rew"), tensor("val"), dones,
+                                         torch.tensor(last_value), c.gamma, c.gae_lambda)
+        rollout = Rollout(tensor("obs"), tensor("act"), advantage, returns)
+        if self.penalty_critic is not None:
+            adv_pen, rollout.penalty_returns = compute_gae(
+                tensor("pen"), tensor("vpen"), dones, torch.tensor(last_pen), c.gamma,
+                c.gae_lambda)
+            rollout.advantage = advantage + adv_pen  # eq. 31: Â + Â_pen
+        if self.needs_safe_sets:
+            A, b = pad_safe_sets(data["sets"])
+            rollout.A, rollout.b = torch.from_numpy(A), torch.from_numpy(b)
+            rollout.safe_action = torch.as_tensor(np.asarray(data["safe"]))
+        return rollout, obs
+
+    # ------------------------------------------------------------------ losses and update
+    def compute_loss_pi(self, rollout: Rollout) -> Tensor:
+        """−E[log πθ(ũ|x) Â] (+ the per-sample loss on the mean, eq. 28)."""
+        dist, mean = self.distribution(rollout.obs, rollout.A, rollout.b, rollout.safe_action)
+        advantage = rollout.advantage
+        if self.config.normalize_advantage and advantage.numel() > 1:
+            advantage = (advantage - advantage.mean()) / (advantage.std() + 1e-8)
+        log_prob = dist.log_prob(rollout.unsafe_action).sum(-1)
+        loss = -(advantage * log_prob).mean()
+        if self.config.entropy_coef:
+            loss = loss - self.config.entropy_coef * dist.entropy().sum(-1).mean()
+        if self.safety.mitigation == "per-sample-loss":
+            assert rollout.A is not None and rollout.b is not None
+            safe_mean = project(mean, rollout.A, rollout.b, self.safety.projection_method,
+                                rollout.safe_action)
+            loss = loss + per_sample_loss(self.safety.weight, mean, safe_mean)
+        return loss
+
+    def compute_loss_v(self, rollout: Rollout) -> Tensor:
+        """E(V(x) − R)² (+ E(V_pen(x) − R_pen)² with the penalty critic)."""
+        loss = (self.critic(rollout.obs) - rollout.returns).square().mean()
+        if self.penalty_critic is not None:
+            assert rollout.penalty_returns is not None
+            pen = self.penalty_critic(rollout.obs) - rollout.penalty_returns
+            loss = loss + pen.square().mean()
+        return loss
+
+    def update(self, rollout: Rollout) -> None:
+        """One gradient step on L_pi + c_v L_V, clipped to ``max_grad_norm``."""
+        loss = self.compute_loss_pi(rollout) + self.config.value_coef * \
+            self.compute_loss_v(rollout)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(self.params, self.config.max_grad_norm)
+        self.optimizer.step()
+
+    # ------------------------------------------------------------------ training loop
+    def learn(self, env: ModeEnv, total_steps: int, recorder: ProgressRecorder,
+              seed: int | None = None) -> None:
+        """Run A2C for ``total_steps`` environment steps (the last rollout may be shorter).
+
+        :param env: the task in this agent's mode (``track_safe_sets`` when
+            :attr:`needs_safe_sets`).
+        """
+        obs = env.reset(seed=seed)
+        done_steps = 0
+        while done_steps < total_steps:
+            n = min(self.config.n_steps, total_steps - done_steps)
+            rollout, obs = self.collect_rollout(env, obs, n, recorder)
+            self.update(rollout)
+            done_steps += n
+
+    # ------------------------------------------------------------------ persistence
+    def networks(self) -> dict[str, nn.Module]:
+        """Every network by name (what ``model.pt`` holds)."""
+        nets: dict[str, nn.Module] = {"actor": self.actor, "critic": self.critic}
+        if self.penalty_critic is not None:
+            nets["penalty_critic"] = self.penalty_critic
+        return nets
+
+    def state_dict(self) -> dict[str, Any]:
+        """Parameters of every network."""
+        return {name: net.state_dict() for name, net in self.networks().items()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` output."""
+        for name, net in self.networks().items():
+            net.load_state_dict(state[name])

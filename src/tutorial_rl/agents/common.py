@@ -1,0 +1,306 @@
+"""What TD3 and A2C share: the safety configuration, the environment side of each mode, seeding
+and progress recording.
+
+Chapter 4 (chapters/04_se_rl.py) and Chapter 5 (chapters/05_sp_rl.py). The three modes differ in
+*what the learner sees*, not in what the environment receives (DESIGN.md §3):
+
+========  ==========================================  ========================================
+mode      environment receives                        the learner stores / differentiates
+========  ==========================================  ========================================
+unsafe    ũ (no safeguard)                            ũ
+se        Φ(x, ũ) (:class:`ProjectionSafeguard`)      ũ and the (penalised) reward
+sp        Φ(x, ũ), the policy's last layer            u = Φ(x, ũ), U_s(x), U_s(x'); ∂Φ/∂ũ
+========  ==========================================  ========================================
+
+At acting time SE-RL and SP-RL apply the very same function Φ (the safeguard's), which is what makes
+A2C's SE and SP updates bit-identical (Lemma 1); SP's differentiable Φ is used in the updates.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any, Literal, get_args
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from tutorial_rl.agents.safe_layer import drop_redundant_rows
+from tutorial_rl.projection import METHODS
+from tutorial_rl.safeguards import ProjectionSafeguard
+
+__all__ = [
+    "MITIGATIONS",
+    "MODES",
+    "PROGRESS_COLUMNS",
+    "VALID_MITIGATIONS",
+    "ConfigError",
+    "EnvStep",
+    "Mitigation",
+    "Mode",
+    "ModeEnv",
+    "ProgressRecorder",
+    "SafetyConfig",
+    "seed_everything",
+]
+
+Mode = Literal["unsafe", "se", "sp"]
+Mitigation = Literal["none", "penalty", "per-sample-loss", "penalty-critic"]
+MODES: tuple[str, ...] = get_args(Mode)
+MITIGATIONS: tuple[str, ...] = get_args(Mitigation)
+#: The valid (mode, mitigation) pairs: SE-RL penalises the reward (eq. 23-24), SP-RL adds a loss
+#: (eq. 27-28) or a penalty critic (eq. 29-31); the unsafe baseline has nothing to mitigate.
+VALID_MITIGATIONS: dict[str, tuple[str, ...]] = {
+    "unsafe": ("none",),
+    "se": ("none", "penalty"),
+    "sp": ("none", "per-sample-loss", "penalty-critic"),
+}
+
+
+class ConfigError(ValueError):
+    """An invalid configuration, raised before anything runs; the message is one line."""
+
+
+def _valid_pairs() -> str:
+    return "; ".join(f"{mode}: {', '.join(m)}" for mode, m in VALID_MITIGATIONS.items())
+
+
+@dataclass(frozen=True)
+class SafetyConfig:
+    """Which safeguard integration and which action-aliasing mitigation (DESIGN.md §3).
+
+    Validated on construction: an invalid combination raises :class:`ConfigError` naming the
+    valid ones.
+    """
+
+    mode: Mode = "unsafe"
+    """``unsafe`` (no safeguard), ``se`` (safe environment, Chapter 4) or ``sp`` (safe policy,
+    Chapter 5)"""
+    mitigation: Mitigation = "none"
+    """``penalty`` (SE: reward r − α‖ũ − Φ(ũ)‖², eq. 23-24), ``per-sample-loss`` (SP: actor loss
+    + α‖μ − Φ(μ)‖², eq. 27-28), ``penalty-critic`` (SP: Q_pen on ũ, eq. 29-31) or ``none``"""
+    alpha: float | None = None
+    """the weight α >= 0 of the mitigation; required with a mitigation, not allowed without"""
+    projection_method: str = "exact"
+    """projection backend: ``exact`` (fast) or ``cvxpylayers`` (the paper's, ~10-100x slower)"""
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ConfigError(f"unknown mode {self.mode!r}; valid modes: {', '.join(MODES)}")
+        if self.mitigation not in MITIGATIONS:
+            raise ConfigError(f"unknown mitigation {self.mitigation!r}; valid mitigations: "
+                              f"{', '.join(MITIGATIONS)}")
+        if self.mitigation not in VALID_MITIGATIONS[self.mode]:
+            raise ConfigError(f"mitigation {self.mitigation!r} is not valid in mode "
+                              f"{self.mode!r}; valid combinations (mode: mitigations): "
+                              f"{_valid_pairs()}")
+        if self.mitigation == "none" and self.alpha is not None:
+            raise ConfigError(f"alpha={self.alpha} was given but mitigation is 'none'; alpha "
+                              f"weighs a mitigation (valid combinations: {_valid_pairs()})")
+        if self.mitigation != "none":
+            if self.alpha is None:
+                raise ConfigError(f"mitigation {self.mitigation!r} needs alpha, its weight α >= 0")
+            if not (isinstance(self.alpha, int | float) and math.isfinite(self.alpha)
+                    and self.alpha >= 0):
+                raise ConfigError(f"alpha must be a finite number >= 0; got {self.alpha!r}")
+        if self.projection_method not in METHODS:
+            raise ConfigError(f"unknown projection_method {self.projection_method!r}; valid: "
+                              f"{', '.join(METHODS)}")
+
+    @property
+    def weight(self) -> float:
+        """α as a float (0.0 without a mitigation)."""
+        return float(self.alpha or 0.0)
+
+
+def seed_everything(seed: int) -> tuple[np.random.Generator, torch.Generator]:
+    """Seed network initialisation (torch's global generator) and return the agent's generators.
+
+    The numpy generator draws exploration noise, warm-up actions and minibatch indices; the torch
+    generator draws noise inside updates and A2C's samples. Two runs with one seed in one process
+    therefore produce identical parameters.
+    """
+    torch.manual_seed(seed)
+    return np.random.default_rng(seed), torch.Generator().manual_seed(seed)
+
+
+SafeSet = tuple[np.ndarray, np.ndarray]
+
+
+@dataclass
+class EnvStep:
+    """One environment step as the agents see it (float64 actions in the action space's units)."""
+
+    obs: np.ndarray
+    """x' (the final observation at an episode end; the next reset is not done here)"""
+    reward: float
+    """the reward the agent learns from (SE penalty mitigation: already penalised, eq. 23)"""
+    task_reward: float
+    """the task's reward without any penalty: what progress.csv reports"""
+    terminated: bool
+    truncated: bool
+    unsafe_action: np.ndarray
+    """ũ, what the policy proposed"""
+    safe_action: np.ndarray
+    """u = Φ(x, ũ), what the environment received (ũ itself in unsafe mode)"""
+    distance_sq: float
+    """‖ũ − u‖²"""
+    intervened: bool
+    violation: bool
+    safe_set: SafeSet | None = None
+    """(A, b) of U_s(x) (SP-RL, when tracked; see ``ModeEnv._read_safe_set``); an empty set is
+    stored as 'no constraint'"""
+    next_safe_set: SafeSet | None = None
+    """(A', b') of U_s(x')"""
+    next_safe_point: np.ndarray | None = None
+    """a point of U_s(x') (u when it is still safe there, else Φ(x', u))"""
+
+
+class ModeEnv:
+    """The environment side of a mode: the safeguard for SE and SP, the safe sets SP-RL learns on.
+
+    :param env: the task (``gymnasium.make`` output).
+    :param safety: mode and mitigation; SE-RL's penalty α goes into the safeguard's reward.
+    :param track_safe_sets: read U_s(x) and U_s(x') at every step (SP-RL updates need them).
+    """
+
+    def __init__(self, env: gym.Env, safety: SafetyConfig, track_safe_sets: bool = False) -> None:
+        self.safety = safety
+        self.safeguard: ProjectionSafeguard | None = None
+        if safety.mode == "unsafe":
+            self.env: gym.Env = env
+        else:
+            penalty = safety.weight if safety.mitigation == "penalty" else 0.0
+            self.safeguard = ProjectionSafeguard(env, penalty=penalty,
+                                                 method=safety.projection_method)
+            self.env = self.safeguard
+        self.track = track_safe_sets and self.safeguard is not None
+        self._safe_set: SafeSet | None = None
+        self._rows: np.ndarray | None = None
+        self._rows_vary = False
+        m = int(np.prod(env.action_space.shape))
+        self._no_constraint: SafeSet = (np.zeros((0, m)), np.zeros(0))
+
+    @property
+    def safe_set(self) -> SafeSet | None:
+        """(A, b) of the current state's U_s(x) when tracked, else ``None``."""
+        return self._safe_set
+
+    def reset(self, seed: int | None = None) -> np.ndarray:
+        """Reset the task (seeded on the first call of a run) and return x."""
+        obs, _ = self.env.reset(seed=seed)
+        if self.track:
+            self._safe_set = self._read_safe_set()
+        return obs
+
+    def _read_safe_set(self) -> SafeSet:
+        """U_s(x) of the current state, without redundant rows once the rows vary by state.
+
+        While the environment returns the same rows A in every state (pendulum, quadrotor: only
+        b moves) they are kept as they are, so a minibatch shares one A that the projection
+        factors once; when they vary (seeker), dropping redundant rows makes each set smaller.
+        """
+        A, b = self.env.unwrapped.safe_action_set()
+        if not self._rows_vary:
+            if self._rows is None:
+                self._rows = np.array(A)
+            elif not (self._rows.shape == A.shape and np.array_equal(self._rows, A)):
+                self._rows_vary = True
+        return drop_redundant_rows(A, b) if self._rows_vary else (A, b)
+
+    def _next_safe_point(self, u: np.ndarray) -> tuple[SafeSet, np.ndarray]:
+        A, b = self._read_safe_set()
+        if np.all(A @ u <= b):  # the action just applied is usually still safe at x'
+            return (A, b), u
+        assert self.safeguard is not None
+        point, empty = self.safeguard.safe_action(u)
+        return (self._no_constraint if empty else (A, b)), point
+
+    def step(self, unsafe_action: np.ndarray) -> EnvStep:
+        """Apply ũ (projected by the safeguard in SE and SP) and describe the transition."""
+        u_tilde = np.asarray(unsafe_action, dtype=np.float64)
+        obs, reward, terminated, truncated, info = self.env.step(u_tilde)
+        reward = float(reward)
+        if self.safeguard is None:
+            u, d2, intervened = u_tilde, 0.0, False
+            task_reward = reward
+        else:
+            u = info["safe_action"]
+            d2 = float(np.sum((u - u_tilde) ** 2))  # the safeguard's own formula
+            intervened = bool(info["intervened"])
+            task_reward = reward + self.safeguard.penalty * d2
+        step = EnvStep(obs, reward, task_reward, bool(terminated), bool(truncated), u_tilde, u,
+                       d2, intervened, bool(info.get("constraint_violation", False)))
+        if self.track:
+            # a set the safeguard found empty (fallback applied) constrains nothing in updates
+            step.safe_set = self._no_constraint if info["safe_set_empty"] else self._safe_set
+            step.next_safe_set, step.next_safe_point = self._next_safe_point(u)
+            self._safe_set = step.next_safe_set
+        return step
+
+
+#: Columns of ``progress.csv``, one row per episode.
+PROGRESS_COLUMNS = ("step", "episode", "episode_return", "episode_length", "interventions",
+                    "constraint_violations", "penalty", "complete", "wall_time")
+
+
+class ProgressRecorder:
+    """Per-episode statistics of a training run (the rows of ``progress.csv``).
+
+    ``episode_return`` is the task's undiscounted return without penalties (what the paper
+    reports), ``penalty`` the summed ‖ũ − u‖² weighted by α (0 without a mitigation). The last,
+    unfinished episode of a run is kept with ``complete = 0``.
+
+    :param total_steps: for the progress bar.
+    :param progress_bar: draw a tqdm bar on stderr.
+    :param desc: its label.
+    """
+
+    def __init__(self, total_steps: int, progress_bar: bool = False, desc: str = "") -> None:
+        self.rows: list[dict[str, Any]] = []
+        self.steps = 0
+        self._start = time.perf_counter()
+        self._reset_episode()
+        self._bar: Any = None
+        if progress_bar:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=total_steps, desc=desc, unit="step", dynamic_ncols=True)
+
+    def _reset_episode(self) -> None:
+        self._return, self._length, self._interventions = 0.0, 0, 0
+        self._violations, self._penalty = 0, 0.0
+
+    def record(self, step: EnvStep, alpha: float = 0.0) -> None:
+        """Account for one environment step (call once per step, in order)."""
+        self.steps += 1
+        self._return += step.task_reward
+        self._length += 1
+        self._interventions += step.intervened
+        self._violations += step.violation
+        self._penalty += alpha * step.distance_sq
+        if self._bar is not None:
+            self._bar.update(1)
+        if step.terminated or step.truncated:
+            self._close_episode(complete=True)
+
+    def _close_episode(self, complete: bool) -> None:
+        self.rows.append({
+            "step": self.steps, "episode": len(self.rows), "episode_return": self._return,
+            "episode_length": self._length, "interventions": self._interventions,
+            "constraint_violations": self._violations, "penalty": self._penalty,
+            "complete": int(complete), "wall_time": time.perf_counter() - self._start,
+        })
+        if self._bar is not None and complete:
+            self._bar.set_postfix(episode_return=f"{self._return:.1f}", refresh=False)
+        self._reset_episode()
+
+    def finish(self) -> list[dict[str, Any]]:
+        """Close the bar, keep an unfinished last episode, and return all rows."""
+        if self._length:
+            self._close_episode(complete=False)
+        if self._bar is not None:
+            self._bar.close()
+        return self.rows

@@ -1,0 +1,223 @@
+"""The SP-RL projection layer Φ(x, ũ) and the penalty terms of the mitigations.
+
+Chapter 5 (chapters/05_sp_rl.py) adds Φ as the policy's last layer (DESIGN.md §3):
+
+    u = Φ(x, ũ) = argmin_v ‖v − ũ‖²  s.t.  A(x) v <= b(x),      ∂Φ/∂ũ = I − A_Sᵀ(A_S A_Sᵀ)⁻¹A_S,
+
+so the deterministic policy gradient ∇θμ ∂Φ/∂ũ ∇u Q(x, u) carries the projection's Jacobian: the
+identity inside U_s(x), I − nnᵀ on a face and 0 at a vertex of a 2-D set (action aliasing, the
+"zero-gradient problem"). The projection itself is :func:`tutorial_rl.projection.project_polytope`
+(exact Jacobian); this module only decides *what* it must see, which changes nothing in the
+result or its Jacobian but much in the cost (the solver's work grows with the cube of the row count
+and each call has a fixed cost of ~0.5 ms):
+
+1. :func:`drop_redundant_rows` (once per environment step, numpy) keeps only the rows that touch
+   the set: for the seeker 3-8 edges out of 4-25 rows;
+2. rows of a batch whose action already satisfies A u <= b are returned unchanged (Φ(u) = u,
+   Jacobian I, exactly what ``project_polytope`` returns for them; the common case, and free);
+3. :func:`drop_inactive_rows` (batches with many rows): from a known safe point of each set (the
+   stored safe action) a walk towards u gives a safe point w near u; Φ(u) lies within ‖u − w‖
+   of u, so rows whose halfspace contains that whole ball cannot be active and are dropped;
+4. :func:`project_many`: several batches (TD3's target actions and μθ(x)) share one call.
+
+The penalty helpers implement α‖ũ − Φ(x, ũ)‖² of eq. 24 (SE-RL reward penalty, Chapter 4), eq.
+27-28 (SP-RL per-sample loss) and eq. 29 (SP-RL penalty critic reward).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from tutorial_rl.projection import project_polytope
+
+#: Below this many rows the presolve costs more than the projection saves (measured, 2-D).
+PRESOLVE_MIN_ROWS = 8
+
+__all__ = [
+    "drop_inactive_rows",
+    "drop_redundant_rows",
+    "penalty_reward",
+    "per_sample_loss",
+    "project",
+    "project_many",
+    "squared_distance",
+    "violates",
+]
+
+
+def drop_redundant_rows(A: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The same polytope {u : A u <= b} with fewer rows: an exact simplification (numpy).
+
+    The projection's work grows with the cube of the row count, and safe sets often carry rows
+    that never touch the set (the seeker's braking rows: 4-20 rows, of which 3-8 are edges).
+    m = 1: the tightest lower and upper bound. m = 2: from the polygon's vertices (pairwise
+    intersections of the boundary lines that satisfy every row), the rows through two vertices
+    (the edges), or through one vertex for a segment or a point. Sets that are empty, unbounded
+    or of dimension m > 2 are returned unchanged (correct, just not smaller).
+    """
+    k, m = A.shape
+    if k <= m + 1:
+        return A, b
+    # a distance-like tolerance per row (rows may be scaled arbitrarily)
+    scale = 1e-9 * (1 + np.abs(b) + np.abs(A).sum(1) * (1 + np.abs(b).max()))
+    if m == 1:
+        a = A[:, 0]
+        upper, lower = np.flatnonzero(a > 0), np.flatnonzero(a < 0)
+        if len(upper) == 0 or len(lower) == 0 or np.any((a == 0) & (b < 0)):
+            return A, b
+        keep = [upper[np.argmin(b[upper] / a[upper])], lower[np.argmax(b[lower] / a[lower])]]
+        return A[keep], b[keep]
+    if m != 2:
+        return A, b
+    normals = A[np.abs(A).sum(1) > 0]
+    angles = np.sort(np.arctan2(normals[:, 1], normals[:, 0]))
+    gaps = np.diff(np.concatenate([angles, angles[:1] + 2 * np.pi]))
+    if gaps.max() >= np.pi - 1e-9:  # the normals do not surround the origin: unbounded
+        return A, b
+    i, j = np.triu_indices(k, 1)
+    M = np.stack([A[i], A[j]], 1)
+    det = M[:, 0, 0] * M[:, 1, 1] - M[:, 0, 1] * M[:, 1, 0]
+    regular = np.abs(det) > 1e-12 * (np.abs(M).sum((1, 2)) ** 2)
+    if not regular.any():
+        return A, b
+    rhs = np.stack([b[i], b[j]], 1)[regular]
+    vertices = np.linalg.solve(M[regular], rhs[..., None])[..., 0]
+    residual = vertices @ A.T - b
+    feasible = np.all(residual <= scale, axis=1)
+    vertices, residual = vertices[feasible], residual[feasible]
+    if len(vertices) == 0:  # empty
+        return A, b
+    _, first = np.unique(np.round(vertices, 7), axis=0, return_index=True)
+    vertices = vertices[np.sort(first)]  # distinct vertices, unrounded
+    touches = (np.abs(vertices @ A.T - b) <= 100 * scale).sum(0)  # distinct vertices on a row
+    spread = np.linalg.svd(vertices - vertices[0], compute_uv=False) if len(vertices) > 2 else []
+    full = len(spread) == 2 and spread[1] > 1e-9 * (1 + np.abs(vertices).max())
+    # A bounded polytope is the intersection of its vertex cones, so rows through no vertex are
+    # redundant; a full-dimensional polygon needs only its edges (rows through two vertices).
+    keep = touches >= (2 if full else 1)
+    return A[keep], b[keep]
+
+
+def violates(u: Tensor, A: Tensor, b: Tensor) -> Tensor:
+    """Which actions leave their safe set: BoolTensor [B] for u [B, m], A [B, k, m] or [k, m]
+    (shared by the batch) and b [B, k]."""
+    return ((A @ u.detach().to(A.dtype)[..., None]).squeeze(-1) > b).any(-1)
+
+
+@torch.no_grad()
+def drop_inactive_rows(
+    u: Tensor, A: Tensor, b: Tensor, safe_point: Tensor
+) -> tuple[Tensor, Tensor]:
+    """Rows of {v : A v <= b} that can be active at Φ(u), compacted to the fewest columns.
+
+    Walk from the safe point v towards u as far as the set allows (a ratio test over the rows):
+    w = v + t (u − v) is safe and closer to u. ‖Φ(u) − u‖ <= ‖w − u‖ = r, so Φ(u) lies in the
+    ball around u of radius r, and row i cannot be active where that ball lies inside its
+    halfspace, i.e. a_i·u + ‖a_i‖ r < b_i. Kept rows move to the front; the rest of each row block
+    becomes the padding row 0 · v <= 1 (never active). Borderline rows are kept (a relative margin
+    of 1e-6), so rounding in v can only cost speed, never change the result.
+
+    :param u: actions [B, m]; :param A: [B, k, m]; :param b: [B, k]; :param safe_point: v [B, m].
+    :returns: (A', b') of shapes [B, k', m], [B, k'] with k' the largest kept count in the batch.
+    """
+    u64, v64 = u.to(A.dtype), safe_point.to(A.dtype)
+    Au = (A @ u64[..., None]).squeeze(-1)
+    Av = (A @ v64[..., None]).squeeze(-1)
+    rate = Au - Av  # how fast each row's slack b − a·w shrinks along w = v + t (u − v)
+    steps = torch.where(rate > 0, (b - Av).clamp_min(0.0) / rate, torch.inf)
+    t = steps.amin(-1, keepdim=True).clamp(0.0, 1.0)
+    radius = (1 - t) * (u64 - v64).norm(dim=-1, keepdim=True)
+    norms = A.norm(dim=-1)
+    margin = 1e-6 * (1 + b.abs() + norms * (u64.abs().amax(-1, keepdim=True) + radius))
+    keep = Au + norms * radius >= b - margin  # the ball reaches the row's hyperplane
+    n_keep = keep.sum(1)
+    k = int(n_keep.max())
+    order = torch.argsort((~keep).to(torch.int8), dim=1, stable=True)[:, :k]
+    padding = torch.arange(k) >= n_keep[:, None]
+    A_kept = A.gather(1, order[..., None].expand(-1, -1, A.shape[-1]))
+    return A_kept.masked_fill(padding[..., None], 0.0), b.gather(1, order).masked_fill(padding, 1.0)
+
+
+def project(
+    u: Tensor, A: Tensor, b: Tensor, method: str = "exact", safe_point: Tensor | None = None
+) -> Tensor:
+    """Φ(x, u) for a batch, differentiable with respect to u (Chapter 5; DESIGN.md §3).
+
+    :param u: actions [B, m] (the safe set's units), typically μθ(x) with autograd attached.
+    :param A: safe-set rows [B, k, m], or [k, m] shared by the batch (float64; padding rows
+        0 · v <= 1 allowed).
+    :param b: safe-set offsets [B, k].
+    :param method: ``"exact"`` (fast, default) or ``"cvxpylayers"`` (the paper's setup), passed to
+        :func:`~tutorial_rl.projection.project_polytope`.
+    :param safe_point: a point of each safe set [B, m], if known: enables
+        :func:`drop_inactive_rows` (same result, less work).
+    :returns: Φ(x, u) [B, m] in u's dtype; rows already safe are u itself (Jacobian I).
+    """
+    bad = violates(u, A, b).nonzero().squeeze(-1)
+    if bad.numel() == 0:
+        return u
+    u_bad, b_bad = u[bad], b[bad]
+    A_bad = A if A.dim() == 2 else A[bad]  # shared rows stay shared: factored once
+    if safe_point is not None and A_bad.dim() == 3 and A.shape[1] >= PRESOLVE_MIN_ROWS:
+        A_bad, b_bad = drop_inactive_rows(u_bad.detach(), A_bad, b_bad, safe_point[bad])
+    projected = project_polytope(u_bad, A_bad, b_bad, method=method)
+    # out-of-place: autograd sees identity for the safe rows and ∂Φ/∂ũ for the projected ones
+    return u.index_put((bad,), projected)
+
+
+def _pad_rows(A: Tensor, b: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    extra = k - A.shape[-2]
+    if extra == 0:
+        return A, b
+    return (torch.cat([A, A.new_zeros(*A.shape[:-2], extra, A.shape[-1])], -2),
+            torch.cat([b, b.new_ones(b.shape[0], extra)], 1))
+
+
+def project_many(
+    parts: list[tuple[Tensor, Tensor, Tensor, Tensor | None]], method: str = "exact"
+) -> list[Tensor]:
+    """:func:`project` of several batches ``(u, A, b, safe_point)`` in one call.
+
+    TD3 in SP-RL projects target actions onto U_s(x') and μθ(x) onto U_s(x) in the same update;
+    one call of the projection costs about as much as two at these sizes (its fixed cost per call
+    dominates), so they are concatenated (row counts padded with 0 · v <= 1) and split again.
+    Gradients flow to every ``u`` that has them.
+    """
+    if len(parts) == 1:
+        u, A, b, point = parts[0]
+        return [project(u, A, b, method, point)]
+    k = max(A.shape[-2] for _, A, _, _ in parts)
+    padded = [_pad_rows(A, b, k) for _, A, b, _ in parts]
+    first = padded[0][0]
+    if all(A.dim() == 2 and torch.equal(A, first) for A, _ in padded):
+        A = first  # every part shares the same rows
+    else:
+        A = torch.cat([a.expand(len(c), *a.shape[-2:]) for a, c in padded])
+    u = torch.cat([p[0] for p in parts])
+    b = torch.cat([c for _, c in padded])
+    points = [p for *_, p in parts]
+    point = None if any(p is None for p in points) else torch.cat(points)  # type: ignore[misc]
+    out = project(u, A, b, method, point)
+    return list(out.split([p[0].shape[0] for p in parts]))
+
+
+def squared_distance(unsafe: Tensor, safe: Tensor) -> Tensor:
+    """‖ũ − Φ(x, ũ)‖² per row, [B]: how far the safeguard moved the action."""
+    return (unsafe - safe).square().sum(-1)
+
+
+def per_sample_loss(alpha: float, mean: Tensor, projected_mean: Tensor) -> Tensor:
+    """SP-RL per-sample loss α · E‖μθ(x) − Φ(x, μθ(x))‖² (eq. 27-28; Chapter 5).
+
+    Added to the actor loss (on the mean for A2C). Its gradient 2α(μ − Φ(μ)) points from the safe
+    set to μ whatever Φ's Jacobian is, so it pulls μ back even from a vertex cone, where the
+    Q-term's gradient vanishes.
+    """
+    return alpha * squared_distance(mean, projected_mean).mean()
+
+
+def penalty_reward(alpha: float, unsafe: Tensor, safe: Tensor) -> Tensor:
+    """The penalty −α‖ũ − Φ(x, ũ)‖² (eq. 24 and 29): SE-RL's reward term, SP-RL's Q_pen reward."""
+    return -alpha * squared_distance(unsafe, safe)

@@ -1,0 +1,142 @@
+"""Figures of the experiments (Chapter 8, chapters/08_experiments.py): final performance with
+confidence intervals, training curves with bands, interventions.
+
+Each ``plot_*`` function draws one task × algorithm on a given matplotlib ``Axes`` from a table of
+:mod:`tutorial_rl.experiments.stats` and returns the axes; ``figure_*`` functions lay those out as
+a grid (rows: tasks, columns: algorithms) and return the ``Figure``. Nothing calls ``plt.show``.
+Colours: one per variant, SE-RL in blues, SP-RL in oranges/greens, so a variant looks the same in
+every figure of the chapter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from tutorial_rl.experiments.config import VARIANTS
+from tutorial_rl.experiments.stats import CONFIG
+from tutorial_rl.experiments.training import ALGOS, ENVS
+
+__all__ = ["VARIANT_COLORS", "best_configs", "figure_grid", "plot_final_performance",
+           "plot_interventions", "plot_training_curves"]
+
+VARIANT_COLORS: dict[str, str] = {
+    "se-vanilla": "#1f4e79", "se-penalty": "#5b9bd5",
+    "sp-vanilla": "#c55a11", "sp-per-sample-loss": "#f4b183", "sp-penalty-critic": "#548235",
+    "unsafe": "#7f7f7f",
+}
+
+
+def _cell(table: pd.DataFrame, env: str, algo: str) -> pd.DataFrame:
+    return table[(table["env"] == env) & (table["algo"] == algo)]
+
+
+def _ordered(cell: pd.DataFrame) -> pd.DataFrame:
+    """Rows in the paper's column order (SE vanilla, SE penalty, SP vanilla, SP per-sample loss,
+    SP penalty critic), then by α."""
+    rank = cell["variant"].map({v: i for i, v in enumerate(VARIANTS)}).fillna(len(VARIANTS))
+    return cell.assign(_rank=rank).sort_values(["_rank", "alpha"], na_position="first") \
+        .drop(columns="_rank")
+
+
+def _in_order(values: pd.Series, order: Sequence[str]) -> list[str]:
+    present = list(dict.fromkeys(values))
+    return sorted(present, key=lambda v: order.index(v) if v in order else len(order))
+
+
+def _color(variant: str) -> str:
+    return VARIANT_COLORS.get(variant, "#000000")
+
+
+def best_configs(final: pd.DataFrame, env: str, algo: str) -> list[str]:
+    """Config labels of one task × algorithm: every vanilla variant and the best α (highest IQM)
+    of each mitigated one -- what the paper's figure 4 shows."""
+    cell = _cell(final, env, algo)
+    if cell.empty:
+        return []
+    best = cell.loc[cell.groupby("variant")["iqm"].idxmax()]
+    return sorted(best[CONFIG])
+
+
+def plot_final_performance(final: pd.DataFrame, env: str, algo: str,
+                           ax: Axes | None = None) -> Axes:
+    """IQM of the evaluation return per configuration (dot) with its 95 % bootstrap CI (bar)."""
+    ax = ax or plt.gca()
+    cell = _ordered(_cell(final, env, algo))
+    y = np.arange(len(cell))[::-1]
+    for yi, row in zip(y, cell.itertuples(index=False), strict=True):
+        ax.plot([row.ci_low, row.ci_high], [yi, yi], color=_color(row.variant), lw=4,
+                alpha=0.45, solid_capstyle="butt")
+        ax.plot(row.iqm, yi, "o", color=_color(row.variant))
+    ax.set_yticks(y, list(cell[CONFIG]))
+    ax.set_xlabel("IQM evaluation return (95 % CI)")
+    ax.set_title(f"{algo.upper()} · {env}")
+    ax.grid(axis="x", alpha=0.3)
+    return ax
+
+
+def plot_training_curves(bands: pd.DataFrame, env: str, algo: str, ax: Axes | None = None,
+                         configs: Sequence[str] | None = None,
+                         final: pd.DataFrame | None = None) -> Axes:
+    """Center (IQM or mean over seeds) of the smoothed training return against environment
+    steps, with its bootstrap band (:func:`~tutorial_rl.experiments.stats.curve_bands`).
+
+    :param configs: config labels to draw (default: all, or :func:`best_configs` of ``final``).
+    :param final: a :func:`~tutorial_rl.experiments.stats.final_performance` table.
+    """
+    ax = ax or plt.gca()
+    cell = _cell(bands, env, algo)
+    if configs is None and final is not None:
+        configs = best_configs(final, env, algo)
+    if configs is not None:
+        cell = cell[cell[CONFIG].isin(configs)]
+    for label in _ordered(cell.drop_duplicates(CONFIG))[CONFIG]:
+        group = cell[cell[CONFIG] == label].sort_values("step")
+        color = _color(group["variant"].iloc[0])
+        ax.plot(group["step"], group["center"], color=color, label=label)
+        ax.fill_between(group["step"], group["low"], group["high"], color=color, alpha=0.2,
+                        lw=0)
+    ax.set_xlabel("environment steps")
+    ax.set_ylabel("training return")
+    ax.set_title(f"{algo.upper()} · {env}")
+    if len(cell):
+        ax.legend(fontsize="small")
+    return ax
+
+
+def plot_interventions(table: pd.DataFrame, env: str, algo: str, ax: Axes | None = None,
+                       column: str = "eval_per_episode") -> Axes:
+    """Bars of an :func:`~tutorial_rl.experiments.stats.interventions` column per configuration
+    (default: interventions per evaluation episode), with the std over seeds where it exists."""
+    ax = ax or plt.gca()
+    cell = _ordered(_cell(table, env, algo))
+    x = np.arange(len(cell))
+    err = cell.get(f"{column}_std")
+    ax.bar(x, cell[column], color=[_color(v) for v in cell["variant"]],
+           yerr=None if err is None else err.fillna(0.0), capsize=2)
+    ax.set_xticks(x, list(cell[CONFIG]), rotation=60, ha="right", fontsize="small")
+    ax.set_ylabel(column.replace("_", " "))
+    ax.set_title(f"{algo.upper()} · {env}")
+    return ax
+
+
+def figure_grid(table: pd.DataFrame, draw: Callable[..., Axes], title: str,
+                cell_size: tuple[float, float] = (5.0, 3.2), **kwargs: object) -> Figure:
+    """One panel per task (rows) × algorithm (columns) present in ``table``, each drawn by
+    ``draw(table, env, algo, ax=ax, **kwargs)``."""
+    envs = _in_order(table["env"], list(ENVS))
+    algos = _in_order(table["algo"], list(ALGOS))
+    fig, axes = plt.subplots(max(1, len(envs)), max(1, len(algos)), squeeze=False,
+                             figsize=(cell_size[0] * max(1, len(algos)),
+                                      cell_size[1] * max(1, len(envs))))
+    for i, env in enumerate(envs):
+        for j, algo in enumerate(algos):
+            draw(table, env, algo, ax=axes[i, j], **kwargs)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig

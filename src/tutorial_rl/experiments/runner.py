@@ -1,0 +1,398 @@
+"""Running a grid of experiments: ``tutorial-rl sweep`` (Chapter 8, chapters/08_experiments.py).
+
+A sweep folder holds
+
+``sweep.json``        profile, resolved settings, overrides and filters of the last invocation
+``provenance.json``   taken when the sweep started; its wall time is filled in at the end
+``runs/<key>/``       one folder per run (:func:`~tutorial_rl.experiments.config.run_key`):
+                      ``config.json``, ``progress.csv``, ``model.pt``, ``evaluation.json`` and
+                      ``done.json`` (the completion marker) or ``failed.json`` (error, traceback)
+
+Resume protocol: a run is finished iff its folder holds ``done.json``, written *last* and
+atomically (temporary name + rename), after training and evaluation. A rerun skips finished runs
+and restarts every other one from scratch (its folder is deleted first), so a half-written
+result is never read and never kept. A run that raises is recorded in ``failed.json`` and the
+sweep goes on; the summary and the exit code say how many failed.
+
+Launchers: ``local`` runs the runs in a joblib (loky) process pool; ``submitit`` submits them
+through :class:`submitit.AutoExecutor`, which uses SLURM where there is one and local
+processes elsewhere. Every worker uses one torch thread: small networks run fastest on one, and
+``jobs`` workers then share the cores without oversubscription.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import platform
+import shutil
+import sys
+import time
+import traceback
+import uuid
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from tutorial_rl.experiments.config import (
+    ExperimentProfile,
+    ProfileError,
+    RunSpec,
+    estimate_run_seconds,
+    get_profile,
+    select_runs,
+)
+from tutorial_rl.provenance import provenance, write_json_atomic, write_provenance
+
+__all__ = ["DONE_FILE", "FAILED_FILE", "LAUNCHERS", "RUNS_DIR", "SWEEP_FILE", "SlurmOptions",
+           "SweepSummary", "execute_run", "execute_runs", "run_status", "sweep"]
+
+SWEEP_FILE = "sweep.json"
+RUNS_DIR = "runs"
+DONE_FILE = "done.json"
+FAILED_FILE = "failed.json"
+TMP_PREFIX = ".tmp-"
+LOCK_FILE = ".lock"
+LAUNCHERS: tuple[str, ...] = ("local", "submitit")
+Status = Literal["done", "failed", "partial", "missing"]
+
+
+@dataclass(frozen=True)
+class SlurmOptions:
+    """Resources of the ``submitit`` launcher (the local fallback uses only ``cluster``)."""
+
+    partition: str | None = None
+    """SLURM partition (``None``: the cluster's default)"""
+    time_min: int = 120
+    """time limit of one job in minutes"""
+    cpus_per_task: int = 1
+    """CPUs per job (one run per job, one torch thread per run)"""
+    cluster: str | None = None
+    """submitit executor: ``None`` picks SLURM when available, else ``local``; ``debug`` runs
+    in-process"""
+
+
+@dataclass(frozen=True)
+class SweepSummary:
+    """What a sweep did; ``exit_code`` is 0 iff every selected run is finished."""
+
+    out: Path
+    """the sweep folder"""
+    selected: int
+    """runs of the grid after ``--only``"""
+    skipped: int
+    """runs already finished before this invocation"""
+    completed: int
+    """runs finished by this invocation"""
+    failed: tuple[str, ...]
+    """keys of runs that are not finished (failed.json, or lost with their worker)"""
+    wall_time_s: float
+    """seconds of this invocation"""
+
+    @property
+    def exit_code(self) -> int:
+        """0 when nothing failed, 1 otherwise."""
+        return 1 if self.failed else 0
+
+    def describe(self) -> str:
+        """One line for the terminal."""
+        failed = (f", {len(self.failed)} FAILED (see {self.out / RUNS_DIR}/<key>/failed.json; "
+                  f"rerun to retry them)") if self.failed else ", 0 failed"
+        return (f"sweep {self.out}: {self.selected} runs selected, {self.skipped} already done, "
+                f"{self.completed} completed{failed}; {self.wall_time_s:.1f} s")
+
+
+def run_status(run_dir: str | Path) -> Status:
+    """``done`` (done.json present), ``failed`` (failed.json), ``partial`` (anything else in the
+    folder: an interrupted run) or ``missing``."""
+    run_dir = Path(run_dir)
+    if (run_dir / DONE_FILE).is_file():
+        return "done"
+    if (run_dir / FAILED_FILE).is_file():
+        return "failed"
+    return "partial" if run_dir.exists() else "missing"
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _run_config(spec: RunSpec, run_dir: Path) -> Any:
+    from tutorial_rl.experiments.training import RunConfig
+
+    return RunConfig(env=spec.env, algo=spec.algo, mode=spec.mode, mitigation=spec.mitigation,
+                     alpha=spec.alpha, steps=spec.steps, seed=spec.seed, out=run_dir,
+                     projection_method=spec.projection_method, agent=dict(spec.agent),
+                     progress_bar=False, num_threads=1)
+
+
+def _finalize(tmp: Path, final: Path, done: bool) -> None:
+    """Move a finished or failed attempt into place with one atomic rename.
+
+    A finished run is never replaced (so never duplicated); a failed or partial folder gives way
+    to a finished attempt. This also settles races with a worker orphaned by a killed sweep.
+    """
+    if final.exists():
+        if not done or run_status(final) == "done":
+            shutil.rmtree(tmp, ignore_errors=True)
+            return
+        shutil.rmtree(final)
+    os.rename(tmp, final)
+
+
+def execute_run(spec: RunSpec, runs_dir: str | Path) -> dict[str, Any]:
+    """Train and evaluate one run (the worker function of both launchers).
+
+    The run is written into a private temporary folder ``runs/.tmp-<key>-<pid>-<id>`` and renamed
+    to ``runs/<key>`` when it is finished (``done.json``, written last) or has failed
+    (``failed.json``: error and traceback); an interrupted attempt leaves only a temporary folder,
+    which the next sweep deletes. Never raises for a failing run.
+
+    :returns: ``{"key", "status"}`` with ``status`` ``done``, ``failed`` or ``skipped``.
+    """
+    import torch
+
+    from tutorial_rl.experiments.training import evaluate, train
+
+    final = Path(runs_dir) / spec.key
+    if run_status(final) == "done":  # e.g. a requeued SLURM job: never redo a finished run
+        return {"key": spec.key, "status": "skipped"}
+    tmp = Path(runs_dir) / f"{TMP_PREFIX}{spec.key}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir(parents=True)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # restored below: execute_run also runs in the caller's process
+    started, start = _now(), time.perf_counter()
+    try:
+        if spec.fail:
+            raise RuntimeError(f"injected failure: {spec.key} is listed in inject_failure")
+        result = train(_run_config(spec, tmp))
+        eval_start = time.perf_counter()
+        evaluation = evaluate(tmp, episodes=spec.eval_episodes, seed=spec.eval_seed, write=False)
+        write_json_atomic(tmp / "evaluation.json", {**evaluation, "run_dir": str(final)})
+        rows = [r for r in result.progress if r["complete"]]
+        record = {
+            "key": spec.key, "status": "done", "spec": dataclasses.asdict(spec),
+            "evaluation": {k: evaluation[k] for k in (
+                "episodes", "seed", "returns", "mean_return", "std_return", "interventions",
+                "interventions_per_episode", "constraint_violations")},
+            "training": {
+                "steps": result.config["steps"], "episodes": len(rows),
+                "interventions": int(sum(r["interventions"] for r in result.progress)),
+                "constraint_violations": int(sum(r["constraint_violations"]
+                                                 for r in result.progress)),
+                "wall_time_s": result.wall_time},
+            "evaluation_wall_time_s": time.perf_counter() - eval_start,
+            "wall_time_s": time.perf_counter() - start,
+            "started_utc": started, "finished_utc": _now(),
+            "host": platform.node(), "pid": os.getpid(),
+        }
+        write_json_atomic(tmp / DONE_FILE, record)  # last: marks the run finished
+        _finalize(tmp, final, done=True)
+        return {"key": spec.key, "status": "done"}
+    except Exception as exc:  # noqa: BLE001 -- recorded, and the sweep goes on
+        error = f"{type(exc).__name__}: {exc}"
+        if tmp.is_dir():  # else a newer sweep removed this attempt: it is no longer ours
+            write_json_atomic(tmp / FAILED_FILE, {
+                "key": spec.key, "status": "failed", "spec": dataclasses.asdict(spec),
+                "error": error, "traceback": traceback.format_exc(),
+                "wall_time_s": time.perf_counter() - start, "started_utc": started,
+                "failed_utc": _now(), "host": platform.node(), "pid": os.getpid()})
+            _finalize(tmp, final, done=False)
+        return {"key": spec.key, "status": "failed", "error": error}
+    finally:
+        torch.set_num_threads(threads)
+
+
+def execute_runs(specs: Sequence[RunSpec], runs_dir: str | Path) -> list[dict[str, Any]]:
+    """:func:`execute_run` for several runs in turn (one submitit job of the local fallback)."""
+    return [execute_run(spec, runs_dir) for spec in specs]
+
+
+def _progress_bar(total: int, show: bool | None) -> Any:
+    from tqdm import tqdm
+
+    show = sys.stderr.isatty() if show is None else show
+    return tqdm(total=total, unit="run", desc="sweep", disable=not show, dynamic_ncols=True)
+
+
+def _launch_local(specs: list[RunSpec], runs_dir: Path, jobs: int, bar: Any) -> None:
+    from joblib import Parallel, delayed
+
+    # loky worker processes; n_jobs=1 runs in this process (no pool to start)
+    parallel = Parallel(n_jobs=jobs, backend="loky", return_as="generator_unordered")
+    try:
+        for outcome in parallel(delayed(execute_run)(spec, str(runs_dir)) for spec in specs):
+            bar.update(1)
+            if outcome["status"] == "failed":
+                bar.write(f"run {outcome['key']} failed: {outcome['error']}")
+    except Exception as exc:  # noqa: BLE001 -- e.g. a worker killed by the OS; rerun resumes
+        print(f"tutorial-rl sweep: the worker pool stopped ({type(exc).__name__}: {exc}); "
+              f"unfinished runs are reported as failed", file=sys.stderr)
+
+
+def _launch_submitit(specs: list[RunSpec], runs_dir: Path, jobs: int, slurm: SlurmOptions,
+                     bar: Any) -> None:
+    import submitit
+
+    executor = submitit.AutoExecutor(folder=runs_dir.parent / "submitit", cluster=slurm.cluster)
+    executor.update_parameters(name="tutorial-rl-sweep", timeout_min=slurm.time_min,
+                               cpus_per_task=slurm.cpus_per_task, slurm_partition=slurm.partition,
+                               slurm_array_parallelism=jobs)
+    if executor.cluster == "slurm":  # one array task per run; SLURM limits the parallelism
+        chunks = [[spec] for spec in specs]
+    else:  # the local executor starts every job at once: make exactly `jobs` of them
+        chunks = [specs[i::jobs] for i in range(min(jobs, len(specs)))]
+    submitted = executor.map_array(execute_runs, chunks, [str(runs_dir)] * len(chunks))
+    pending = list(submitted)
+    finished: set[str] = set()
+    while pending:
+        for job in [j for j in pending if j.done()]:
+            pending.remove(job)
+            try:
+                job.result()
+            except Exception as exc:  # noqa: BLE001 -- a job killed by SLURM (time limit, ...)
+                bar.write(f"submitit job {job.job_id} ended abnormally: {exc}")
+        # progress from the markers on disk: jobs hold several runs in the local fallback
+        now_finished = {s.key for s in specs if run_status(runs_dir / s.key) in ("done", "failed")}
+        bar.update(len(now_finished - finished))
+        finished = now_finished
+        if pending:
+            time.sleep(0.5)
+
+
+def _comparable(settings: Mapping[str, Any]) -> dict[str, Any]:
+    # inject_failure changes no successful run's result, so a resume may drop it
+    return {k: v for k, v in settings.items() if k not in ("name", "inject_failure")}
+
+
+def _check_resumable(out: Path, profile: ExperimentProfile) -> dict[str, Any] | None:
+    """The previous sweep.json, if any; a different grid or budget in ``out`` is an error."""
+    path = out / SWEEP_FILE
+    if not path.is_file():
+        if (out / RUNS_DIR).exists():
+            raise ProfileError(f"{out} has runs but no {SWEEP_FILE}; choose another --out")
+        return None
+    import json
+
+    previous = json.loads(path.read_text())
+    if _comparable(previous["settings"]) != _comparable(profile.to_dict()):
+        changed = sorted(k for k, v in _comparable(profile.to_dict()).items()
+                         if _comparable(previous["settings"]).get(k) != v)
+        raise ProfileError(f"{out} holds a sweep with other settings ({', '.join(changed)} "
+                           f"differ); resume it with the same profile and --set, or use "
+                           f"another --out")
+    return previous
+
+
+def sweep(profile: str | ExperimentProfile, out: str | Path, *, jobs: int = 1,
+          launcher: str = "local", overrides: Mapping[str, Any] | None = None,
+          only: Iterable[str] = (), slurm: SlurmOptions | None = None,
+          progress: bool | None = None, command: str | list[str] | None = None) -> SweepSummary:
+    """Run every unfinished run of a profile's grid into ``out`` (resumable).
+
+    :param profile: a profile name (:data:`~tutorial_rl.experiments.config.PROFILES`) or profile.
+    :param out: the sweep folder (created).
+    :param jobs: parallel workers (local) or array parallelism (SLURM).
+    :param launcher: ``local`` (joblib/loky) or ``submitit``.
+    :param overrides: ``--set`` settings, applied to a named profile and recorded in sweep.json.
+    :param only: ``--only KEY=VALUE`` filters (:func:`~tutorial_rl.experiments.config.select_runs`).
+    :param slurm: resources of the submitit launcher.
+    :param progress: tqdm bar over runs; ``None``: only when stderr is a terminal.
+    :param command: recorded in provenance.json (default: this process's command line).
+    :raises ProfileError: bad profile, override, filter, jobs, launcher or ``out``, before any
+        run starts.
+    """
+    start = time.perf_counter()
+    overrides = dict(overrides or {})
+    if isinstance(profile, str):
+        profile = get_profile(profile, overrides)
+    elif overrides:
+        profile = profile.with_overrides(overrides)
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ProfileError(f"jobs must be an integer >= 1; got {jobs!r}")
+    if launcher not in LAUNCHERS:
+        raise ProfileError(f"unknown launcher {launcher!r}; valid launchers: "
+                           f"{', '.join(LAUNCHERS)}")
+    only = list(only)
+    specs = select_runs(profile, only)
+    if not specs:
+        raise ProfileError(f"--only {' '.join(only)} selects no run of profile {profile.name!r}")
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ProfileError(f"--out {out} exists and is not a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    with _sweep_lock(out):
+        _check_resumable(out, profile)
+        return _run_sweep(profile, specs, out, jobs, launcher, overrides, only, slurm, progress,
+                          command, start)
+
+
+@contextmanager
+def _sweep_lock(out: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``out`` while a sweep runs: a second sweep into the same folder
+    would delete the first one's attempts. Released by the OS when the process dies."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory locks; do not run two sweeps into one folder
+        yield
+        return
+    with open(out / LOCK_FILE, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            raise ProfileError(f"another sweep (pid {fh.read().strip() or '?'}) is running in "
+                               f"{out}; wait for it or stop it first") from None
+        fh.truncate(0)
+        fh.write(str(os.getpid()))
+        fh.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _run_sweep(profile: ExperimentProfile, specs: list[RunSpec], out: Path, jobs: int,
+               launcher: str, overrides: dict[str, Any], only: list[str],
+               slurm: SlurmOptions | None, progress: bool | None,
+               command: str | list[str] | None, start: float) -> SweepSummary:
+    """The body of :func:`sweep`, run under the folder's lock."""
+    record = provenance(command if command is not None else ["tutorial-rl", *sys.argv[1:]], 0.0,
+                        launcher=launcher, jobs=jobs)
+    write_provenance(out, record, 0.0)  # an interrupted sweep still says what produced it
+    sweep_record = {"profile": profile.name, "overrides": overrides, "only": only,
+                    "settings": profile.to_dict(), "selected": [s.key for s in specs],
+                    "launcher": launcher, "jobs": jobs, "started_utc": record["date_utc"]}
+    write_json_atomic(out / SWEEP_FILE, sweep_record)  # before runs/: see _check_resumable
+    runs_dir = out / RUNS_DIR
+    runs_dir.mkdir(parents=True, exist_ok=True)
+
+    # Unfinished runs restart from scratch: attempts interrupted in their temporary folder and
+    # recorded failures are deleted, so no partial result survives.
+    for tmp in runs_dir.glob(f"{TMP_PREFIX}*"):
+        shutil.rmtree(tmp, ignore_errors=True)
+    todo = [s for s in specs if run_status(runs_dir / s.key) != "done"]
+    for spec in todo:
+        if (runs_dir / spec.key).exists():
+            shutil.rmtree(runs_dir / spec.key)
+    todo.sort(key=estimate_run_seconds, reverse=True)  # longest first: shortest makespan
+    with _progress_bar(len(todo), progress) as bar:
+        if todo and launcher == "local":
+            _launch_local(todo, runs_dir, jobs, bar)
+        elif todo:
+            _launch_submitit(todo, runs_dir, jobs, slurm or SlurmOptions(), bar)
+
+    status = {s.key: run_status(runs_dir / s.key) for s in todo}
+    wall = time.perf_counter() - start
+    summary = SweepSummary(out, len(specs), len(specs) - len(todo),
+                           sum(v == "done" for v in status.values()),
+                           tuple(k for k, v in status.items() if v != "done"), wall)
+    write_json_atomic(out / SWEEP_FILE, {**sweep_record, "summary": {
+        "selected": summary.selected, "skipped": summary.skipped,
+        "completed": summary.completed, "failed": list(summary.failed),
+        "wall_time_s": round(wall, 2), "finished_utc": _now()}})
+    write_provenance(out, record, wall)
+    return summary

@@ -1,0 +1,284 @@
+"""The statistics of the paper's Section 8, as DataFrames (Chapter 8, chapters/08_experiments.py).
+
+Conventions (the paper's, after Agarwal et al. 2021, "Deep RL at the edge of the statistical
+precipice"):
+
+- A run's *score* is the mean undiscounted task return of its deterministic policy over the
+  evaluation episodes (10 in the paper); one score per training seed.
+- Final performance of a configuration (task × algorithm × variant × α) is the interquartile mean
+  IQM = mean of the middle 50 % of the scores (``scipy.stats.trim_mean(x, 0.25)``: with 7 seeds
+  the lowest and highest score are dropped), with a 95 % percentile *stratified bootstrap*
+  confidence interval from rliable (one task per configuration, so the strata are trivial).
+- Significance: per task × algorithm, a Kruskal-Wallis H test across the configurations, then
+  Dunn's pairwise tests with Bonferroni-adjusted p-values (scikit-posthocs).
+
+Every function takes the tables of :func:`load_runs` / :func:`load_curves`, so a chapter can use
+them on a committed sweep folder without the command line.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+import scipy.stats
+
+__all__ = ["CONFIG", "GROUP", "compute_cost", "curve_bands", "final_performance",
+           "interventions", "iqm", "load_curves", "load_failures", "load_runs",
+           "markdown_table", "significance"]
+
+#: The columns that identify a configuration; ``config`` is its readable label.
+GROUP: list[str] = ["env", "algo", "variant", "alpha"]
+CONFIG = "config"
+
+
+def _label(variant: str, alpha: float | None) -> str:
+    return variant if alpha is None or (isinstance(alpha, float) and math.isnan(alpha)) \
+        else f"{variant} α={alpha:g}"
+
+
+def _done_records(sweep_dir: str | Path, name: str) -> list[dict]:
+    runs = Path(sweep_dir) / "runs"
+    return [json.loads(p.read_text()) for p in sorted(runs.glob(f"*/{name}"))]
+
+
+def load_runs(sweep_dir: str | Path) -> pd.DataFrame:
+    """One row per finished run (``done.json``): its configuration, score and costs.
+
+    Columns: key, env, algo, variant, alpha (NaN for vanilla variants), config, seed, steps,
+    score (mean evaluation return), eval_interventions (per episode, mean),
+    train_interventions (total), train_intervention_rate (per step), train_episodes,
+    train_wall_s, eval_wall_s, wall_s.
+    """
+    rows = []
+    for rec in _done_records(sweep_dir, "done.json"):
+        spec, ev, tr = rec["spec"], rec["evaluation"], rec["training"]
+        rows.append({
+            "key": rec["key"], "env": spec["env"], "algo": spec["algo"],
+            "variant": spec["variant"],
+            "alpha": np.nan if spec["alpha"] is None else float(spec["alpha"]),
+            CONFIG: _label(spec["variant"], spec["alpha"]), "seed": spec["seed"],
+            "steps": spec["steps"], "score": ev["mean_return"],
+            "eval_interventions": float(np.mean(ev["interventions_per_episode"])),
+            "train_interventions": tr["interventions"],
+            "train_intervention_rate": tr["interventions"] / tr["steps"],
+            "train_episodes": tr["episodes"], "train_wall_s": tr["wall_time_s"],
+            "eval_wall_s": rec["evaluation_wall_time_s"], "wall_s": rec["wall_time_s"]})
+    columns = ["key", *GROUP, CONFIG, "seed", "steps", "score", "eval_interventions",
+               "train_interventions", "train_intervention_rate", "train_episodes",
+               "train_wall_s", "eval_wall_s", "wall_s"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def load_failures(sweep_dir: str | Path) -> pd.DataFrame:
+    """One row per failed run (``failed.json``): key and the error's last line."""
+    rows = [{"key": r["key"], "error": r["error"]} for r in _done_records(sweep_dir, "failed.json")]
+    return pd.DataFrame(rows, columns=["key", "error"])
+
+
+def load_curves(sweep_dir: str | Path, points: int = 50, window: int = 5) -> pd.DataFrame:
+    """Training curves of the finished runs on a common grid of ``points`` environment steps.
+
+    Each run's completed-episode returns (``progress.csv``) are smoothed by a moving average over
+    ``window`` episodes, placed at the step where the episode ended, and linearly interpolated onto
+    ``linspace(steps/points, steps, points)``; grid steps before the first episode end are NaN.
+    Long format: GROUP, config, seed, step, episode_return.
+    """
+    runs = load_runs(sweep_dir)
+    frames = []
+    for run in runs.itertuples(index=False):
+        progress = pd.read_csv(Path(sweep_dir) / "runs" / run.key / "progress.csv")
+        done = progress[progress["complete"] == 1]
+        grid = np.linspace(run.steps / points, run.steps, points)
+        if done.empty:
+            values = np.full(points, np.nan)
+        else:
+            smooth = done["episode_return"].rolling(window, min_periods=1).mean().to_numpy()
+            values = np.interp(grid, done["step"].to_numpy(), smooth, left=np.nan)
+        frames.append(pd.DataFrame({
+            "env": run.env, "algo": run.algo, "variant": run.variant, "alpha": run.alpha,
+            CONFIG: run.config, "seed": run.seed, "step": grid, "episode_return": values}))
+    columns = [*GROUP, CONFIG, "seed", "step", "episode_return"]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
+
+
+def iqm(scores: Sequence[float] | np.ndarray) -> float:
+    """Interquartile mean: the mean of the middle 50 % (rliable's ``metrics.aggregate_iqm``)."""
+    from rliable import metrics
+
+    return float(metrics.aggregate_iqm(np.asarray(scores, dtype=float)))
+
+
+def _groups(table: pd.DataFrame, by: list[str]) -> pd.core.groupby.DataFrameGroupBy:
+    # dropna=False: vanilla variants have alpha NaN and must stay in the tables
+    return table.groupby(by, dropna=False, sort=True)
+
+
+def final_performance(runs: pd.DataFrame, reps: int = 5_000, confidence: float = 0.95,
+                      seed: int = 0) -> pd.DataFrame:
+    """IQM of the scores per configuration with rliable's stratified bootstrap CI.
+
+    Columns: GROUP, config, n (training seeds), iqm, ci_low, ci_high, mean, std. ``reps``
+    bootstrap resamples (rliable's default, 50,000, takes ~5 s per configuration; 5,000 moves the
+    CI's ends by about 1 % of its width).
+    """
+    from rliable import library as rly
+    from rliable import metrics
+
+    rows = []
+    for values, group in _groups(runs, [*GROUP, CONFIG]):
+        scores = group["score"].to_numpy(dtype=float)
+        # rliable draws its resampling indices from numpy's *global* generator (random_state
+        # only reaches arch), so seed that one and restore it: reproducible, no side effect
+        global_state = np.random.get_state()  # noqa: NPY002
+        np.random.seed(seed)  # noqa: NPY002
+        try:
+            with warnings.catch_warnings():  # arch warns about degenerate resamples of tiny n
+                warnings.simplefilter("ignore")
+                point, interval = rly.get_interval_estimates(
+                    {"x": scores[:, None]},  # (runs × tasks): one task per configuration
+                    lambda x: np.array([metrics.aggregate_iqm(x)]), reps=reps,
+                    confidence_interval_size=confidence,
+                    random_state=np.random.RandomState(seed))
+        finally:
+            np.random.set_state(global_state)  # noqa: NPY002
+        rows.append({**dict(zip([*GROUP, CONFIG], values, strict=True)), "n": len(scores),
+                     "iqm": float(point["x"][0]), "ci_low": float(interval["x"][0, 0]),
+                     "ci_high": float(interval["x"][1, 0]), "mean": float(np.mean(scores)),
+                     "std": float(np.std(scores, ddof=1)) if len(scores) > 1 else 0.0})
+    return pd.DataFrame(rows, columns=[*GROUP, CONFIG, "n", "iqm", "ci_low", "ci_high", "mean",
+                                       "std"])
+
+
+def interventions(runs: pd.DataFrame) -> pd.DataFrame:
+    """Safeguard interventions per configuration, mean and std over seeds: during training
+    (total, and per step) and at evaluation (per episode) -- the paper's Table A.9 rows."""
+    agg = _groups(runs, [*GROUP, CONFIG]).agg(
+        n=("score", "size"), train_total=("train_interventions", "mean"),
+        train_total_std=("train_interventions", "std"),
+        train_rate=("train_intervention_rate", "mean"),
+        eval_per_episode=("eval_interventions", "mean"),
+        eval_per_episode_std=("eval_interventions", "std"))
+    return agg.reset_index()
+
+
+def compute_cost(runs: pd.DataFrame) -> pd.DataFrame:
+    """Wall time per run (one worker, one torch thread) per task × algorithm × variant: mean
+    training and evaluation seconds, ms per training step, and the total in core-hours."""
+    table = runs.assign(ms_per_step=1000 * runs["train_wall_s"] / runs["steps"])
+    agg = _groups(table, ["env", "algo", "variant"]).agg(
+        runs=("wall_s", "size"), steps=("steps", "mean"), train_s=("train_wall_s", "mean"),
+        eval_s=("eval_wall_s", "mean"), ms_per_step=("ms_per_step", "mean"),
+        core_hours=("wall_s", "sum"))
+    agg["core_hours"] /= 3600
+    return agg.reset_index()
+
+
+def _best_alpha(runs: pd.DataFrame) -> pd.DataFrame:
+    """Keep, per task × algorithm × variant, the α with the highest IQM (the paper's figure 4
+    choice; it favours the mitigated variants, which get to pick among several α)."""
+    keep = []
+    for _, group in _groups(runs, ["env", "algo", "variant"]):
+        if group["alpha"].isna().all():  # a vanilla variant: nothing to choose
+            keep.append(group)
+            continue
+        by_alpha = {a: iqm(g["score"]) for a, g in group.groupby("alpha")}
+        best = max(sorted(by_alpha), key=by_alpha.__getitem__)  # ties: the smallest α
+        keep.append(group[group["alpha"] == best])
+    return pd.concat(keep) if keep else runs
+
+
+def significance(runs: pd.DataFrame, alphas: Literal["best", "all"] = "best",
+                 level: float = 0.05) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Kruskal-Wallis across configurations, then Dunn with Bonferroni, per task × algorithm.
+
+    :param alphas: ``best``: one α per mitigated variant (highest IQM), as the paper reports;
+        ``all``: every (variant, α) is a group.
+    :param level: significance level of the ``significant`` columns.
+    :returns: (kruskal: env, algo, groups, n, H, p, significant, note;
+        dunn: env, algo, a, b, p_adj, significant), where identical data everywhere gives
+        H = 0 and p = 1 (no evidence of a difference; scipy would return NaN).
+    """
+    import scikit_posthocs as sp
+
+    data = _best_alpha(runs) if alphas == "best" else runs
+    kruskal_rows, dunn_rows = [], []
+    for (env, algo), cell in _groups(data, ["env", "algo"]):
+        samples = {c: g["score"].to_numpy(float) for c, g in _groups(cell, [CONFIG])}
+        names = [c[0] for c in samples]
+        base = {"env": env, "algo": algo}
+        if len(samples) < 2:
+            kruskal_rows.append({**base, "groups": len(samples), "n": len(cell), "H": np.nan,
+                                 "p": np.nan, "significant": False, "note": "one group"})
+            continue
+        constant = np.ptp(cell["score"].to_numpy(float)) == 0
+        if constant:
+            h, p = 0.0, 1.0
+        else:
+            h, p = scipy.stats.kruskal(*samples.values())
+        kruskal_rows.append({**base, "groups": len(samples), "n": len(cell), "H": float(h),
+                             "p": float(p), "significant": bool(p < level),
+                             "note": "all scores identical" if constant else ""})
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            matrix = sp.posthoc_dunn(cell, val_col="score", group_col=CONFIG,
+                                     p_adjust="bonferroni")
+        for i, a in enumerate(names):
+            for b in names[i + 1:]:
+                p_ab = float(matrix.loc[a, b])
+                p_ab = 1.0 if math.isnan(p_ab) else p_ab  # NaN only when all ranks tie
+                dunn_rows.append({**base, "a": a, "b": b, "p_adj": p_ab,
+                                  "significant": bool(p_ab < level)})
+    return (pd.DataFrame(kruskal_rows, columns=["env", "algo", "groups", "n", "H", "p",
+                                                "significant", "note"]),
+            pd.DataFrame(dunn_rows, columns=["env", "algo", "a", "b", "p_adj", "significant"]))
+
+
+def curve_bands(curves: pd.DataFrame, stat: Literal["iqm", "mean"] = "iqm", reps: int = 2_000,
+                confidence: float = 0.95, seed: int = 0) -> pd.DataFrame:
+    """Across-seed center (IQM or mean) of the training curves with a percentile bootstrap band.
+
+    The bootstrap resamples whole runs (seeds), vectorised over the step grid; a grid step is
+    kept only where every seed has a value. Columns: GROUP, config, step, center, low, high, n.
+    """
+    rng = np.random.default_rng(seed)
+    center = (lambda x, axis: scipy.stats.trim_mean(x, 0.25, axis=axis)) if stat == "iqm" \
+        else (lambda x, axis: np.mean(x, axis=axis))
+    frames = []
+    for values, group in _groups(curves, [*GROUP, CONFIG]):
+        wide = group.pivot_table(index="seed", columns="step", values="episode_return",
+                                 dropna=False)
+        wide = wide.loc[:, wide.notna().all(axis=0)]
+        if wide.empty:
+            continue
+        matrix = wide.to_numpy(float)  # seeds × steps
+        boot = matrix[rng.integers(0, len(matrix), (reps, len(matrix)))]  # reps × seeds × steps
+        stats = center(boot, 1)
+        tail = (1 - confidence) / 2 * 100
+        frames.append(pd.DataFrame({
+            **dict(zip([*GROUP, CONFIG], values, strict=True)), "step": wide.columns.to_numpy(),
+            "center": center(matrix, 0), "low": np.percentile(stats, tail, axis=0),
+            "high": np.percentile(stats, 100 - tail, axis=0), "n": len(matrix)}))
+    columns = [*GROUP, CONFIG, "step", "center", "low", "high", "n"]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
+
+
+def markdown_table(table: pd.DataFrame, digits: int = 3) -> str:
+    """A GitHub-flavoured markdown table (no tabulate dependency); floats to ``digits``
+    significant digits, NaN as an empty cell."""
+    def cell(v: object) -> str:
+        if isinstance(v, float | np.floating):
+            return "" if math.isnan(v) else f"{v:.{digits}g}"
+        return str(v).replace("|", "\\|")
+
+    lines = ["| " + " | ".join(map(str, table.columns)) + " |",
+             "|" + "---|" * len(table.columns)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |"
+              for row in table.itertuples(index=False)]
+    return "\n".join(lines)
