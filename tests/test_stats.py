@@ -1,0 +1,184 @@
+"""Statistics and figures of the experiments (Chapter 8) on synthetic data with known answers.
+
+No training here: :func:`fake_sweep` writes run folders (done.json, progress.csv) by hand.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import pytest
+import scikit_posthocs
+
+from tutorial_rl.experiments import plots, stats
+from tutorial_rl.experiments.commands import write_report
+from tutorial_rl.experiments.config import run_key
+
+
+def fake_sweep(root: Path, scores: dict[tuple[str, float | None], list[float]],
+               env: str = "pendulum", algo: str = "td3", steps: int = 1000) -> Path:
+    """A sweep folder with one finished run per score; training returns rise linearly from
+    score − 10 to the score over five episodes."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "sweep.json").write_text(json.dumps({
+        "profile": "test", "overrides": {}, "only": [], "settings": {"eval_episodes": 3}}))
+    for (variant, alpha), values in scores.items():
+        for seed, score in enumerate(values):
+            key = run_key(algo, variant, alpha, env, seed)
+            run = root / "runs" / key
+            run.mkdir(parents=True)
+            (run / "done.json").write_text(json.dumps({
+                "key": key,
+                "spec": {"env": env, "algo": algo, "variant": variant, "alpha": alpha,
+                         "seed": seed, "steps": steps},
+                "evaluation": {"mean_return": score, "interventions_per_episode": [seed, seed + 2]},
+                "training": {"interventions": 10 * seed, "steps": steps, "episodes": 5,
+                             "wall_time_s": 2.0},
+                "evaluation_wall_time_s": 0.5, "wall_time_s": 2.5}))
+            ends = np.linspace(steps / 5, steps, 5)
+            pd.DataFrame({"step": ends, "episode": range(5),
+                          "episode_return": np.linspace(score - 10, score, 5),
+                          "complete": 1}).to_csv(run / "progress.csv", index=False)
+    return root
+
+
+SEPARATED = {("se-vanilla", None): [0.0, 1, 2, 3, 4, 5, 6],
+             ("sp-vanilla", None): [100.0, 101, 102, 103, 104, 105, 106],
+             ("sp-penalty-critic", 1.0): [200.0, 201, 202, 203, 204, 205, 206]}
+IDENTICAL = {v: [1.0, 2, 3, 4, 5, 6, 7] for v in SEPARATED}
+
+
+def test_iqm_is_the_mean_of_the_middle_half() -> None:
+    assert stats.iqm(np.arange(1, 9)) == pytest.approx(4.5)  # drops 1, 2 and 7, 8
+    assert stats.iqm([1, 2, 3, 4, 5, 6, 1000]) == pytest.approx(4.0)  # 7 seeds: drops 1 and 1000
+
+
+def test_load_runs_reads_every_finished_run(tmp_path: Path) -> None:
+    runs = stats.load_runs(fake_sweep(tmp_path, SEPARATED))
+    assert len(runs) == 21
+    assert set(runs["config"]) == {"se-vanilla", "sp-vanilla", "sp-penalty-critic α=1"}
+    assert runs["alpha"].isna().sum() == 14
+    row = runs[runs["key"] == "td3-sp-penalty-critic-a1-pendulum-s3"].iloc[0]
+    assert row["score"] == 203 and row["eval_interventions"] == 4
+    assert row["train_intervention_rate"] == pytest.approx(30 / 1000)
+
+
+def test_final_performance_iqm_and_bootstrap_ci(tmp_path: Path) -> None:
+    runs = stats.load_runs(fake_sweep(tmp_path, SEPARATED))
+    table = stats.final_performance(runs, reps=500, seed=1)
+    assert len(table) == 3 and (table["n"] == 7).all()
+    vanilla = table[table["config"] == "se-vanilla"].iloc[0]
+    assert vanilla["iqm"] == pytest.approx(3.0)  # mean of 1..5
+    assert (table["ci_low"] <= table["iqm"]).all() and (table["iqm"] <= table["ci_high"]).all()
+    assert (table["ci_high"] - table["ci_low"] > 0).all()
+    again = stats.final_performance(runs, reps=500, seed=1)
+    pd.testing.assert_frame_equal(table, again)  # seeded: reproducible
+
+
+def test_constant_scores_give_a_zero_width_interval() -> None:
+    runs = pd.DataFrame({"env": "pendulum", "algo": "td3", "variant": "se-vanilla",
+                         "alpha": np.nan, "config": "se-vanilla", "score": [5.0] * 7})
+    row = stats.final_performance(runs, reps=200).iloc[0]
+    assert row["iqm"] == row["ci_low"] == row["ci_high"] == 5.0
+
+
+def test_kruskal_and_dunn_detect_separated_groups(tmp_path: Path) -> None:
+    runs = stats.load_runs(fake_sweep(tmp_path, SEPARATED))
+    kruskal, dunn = stats.significance(runs)
+    assert len(kruskal) == 1 and kruskal["p"].iloc[0] < 0.05 and kruskal["significant"].iloc[0]
+    assert len(dunn) == 3
+    extreme = dunn[(dunn["a"] == "se-vanilla") & (dunn["b"] == "sp-penalty-critic α=1")]
+    assert extreme["p_adj"].iloc[0] < 0.05
+    # Bonferroni: each raw Dunn p-value times the number of pairs, capped at 1
+    raw = scikit_posthocs.posthoc_dunn(runs, val_col="score", group_col="config")
+    for row in dunn.itertuples():
+        assert row.p_adj == pytest.approx(min(1.0, 3 * raw.loc[row.a, row.b]))
+
+
+def test_identical_groups_are_not_significant(tmp_path: Path) -> None:
+    kruskal, dunn = stats.significance(stats.load_runs(fake_sweep(tmp_path, IDENTICAL)))
+    assert kruskal["p"].iloc[0] > 0.05 and not kruskal["significant"].iloc[0]
+    assert (dunn["p_adj"] > 0.05).all()
+
+
+def test_all_scores_equal_is_reported_not_nan() -> None:
+    runs = pd.DataFrame({"env": "pendulum", "algo": "td3", "variant": ["a"] * 3 + ["b"] * 3,
+                         "alpha": np.nan, "config": ["a"] * 3 + ["b"] * 3, "score": 1.0})
+    kruskal, dunn = stats.significance(runs)
+    assert kruskal["p"].iloc[0] == 1.0 and kruskal["note"].iloc[0] == "all scores identical"
+    assert dunn["p_adj"].iloc[0] == 1.0
+
+
+def test_significance_keeps_the_best_alpha_per_variant(tmp_path: Path) -> None:
+    scores = {("se-vanilla", None): [0.0, 1, 2], ("se-penalty", 0.1): [5.0, 6, 7],
+              ("se-penalty", 2.0): [50.0, 51, 52]}
+    runs = stats.load_runs(fake_sweep(tmp_path, scores))
+    _, dunn = stats.significance(runs, alphas="best")
+    assert set(dunn["a"]) | set(dunn["b"]) == {"se-vanilla", "se-penalty α=2"}
+    _, dunn_all = stats.significance(runs, alphas="all")
+    assert len(dunn_all) == 3
+
+
+def test_interventions_and_compute_cost_tables(tmp_path: Path) -> None:
+    runs = stats.load_runs(fake_sweep(tmp_path, SEPARATED))
+    table = stats.interventions(runs)
+    assert len(table) == 3
+    assert table["train_total"].iloc[0] == pytest.approx(30.0)  # mean of 0, 10, ..., 60
+    assert table["eval_per_episode"].iloc[0] == pytest.approx(4.0)  # mean of seed + 1
+    cost = stats.compute_cost(runs)
+    assert len(cost) == 3 and (cost["ms_per_step"] == 2.0).all()
+    assert cost["core_hours"].iloc[0] == pytest.approx(7 * 2.5 / 3600)
+
+
+def test_curves_on_a_common_grid_and_their_bands(tmp_path: Path) -> None:
+    root = fake_sweep(tmp_path, {("se-vanilla", None): [10.0, 10.0, 10.0]})
+    curves = stats.load_curves(root, points=10, window=1)
+    assert len(curves) == 30 and curves["step"].max() == 1000
+    first = curves[curves["step"] == 100]["episode_return"]
+    assert first.isna().all()  # before the first episode ended
+    bands = stats.curve_bands(curves, reps=100)
+    assert len(bands) == 9  # grid steps 200 .. 1000
+    assert np.allclose(bands["center"], bands["low"]) and np.allclose(bands["low"],
+                                                                      bands["high"])
+    assert bands["center"].iloc[-1] == pytest.approx(10.0)
+
+
+def test_markdown_table() -> None:
+    table = pd.DataFrame({"a": ["x|y"], "p": [0.012345], "q": [np.nan]})
+    assert stats.markdown_table(table) == "| a | p | q |\n|---|---|---|\n| x\\|y | 0.0123 |  |"
+
+
+def test_plots_draw_on_given_axes(tmp_path: Path) -> None:
+    root = fake_sweep(tmp_path, SEPARATED)
+    runs = stats.load_runs(root)
+    final = stats.final_performance(runs, reps=100)
+    bands = stats.curve_bands(stats.load_curves(root), reps=100)
+    fig, axes = plt.subplots(1, 3)
+    assert plots.plot_final_performance(final, "pendulum", "td3", ax=axes[0]) is axes[0]
+    assert len(axes[0].get_yticklabels()) == 3
+    assert plots.plot_training_curves(bands, "pendulum", "td3", ax=axes[1], final=final) \
+        is axes[1]
+    assert len(axes[1].get_lines()) == 3
+    table = stats.interventions(runs)
+    assert plots.plot_interventions(table, "pendulum", "td3", ax=axes[2]) is axes[2]
+    plt.close(fig)
+    grid = plots.figure_grid(final, plots.plot_final_performance, "title")
+    assert len(grid.axes) == 1
+    plt.close(grid)
+
+
+def test_report_of_a_synthetic_sweep(tmp_path: Path) -> None:
+    root = fake_sweep(tmp_path / "sweep", SEPARATED)
+    report = write_report(root, tmp_path / "report", reps=200)
+    text = report.read_text()
+    for heading in ("Final performance", "Training curves", "Interventions", "Significance",
+                    "Compute cost"):
+        assert f"## {heading}" in text
+    for name in ("final_performance", "training_curves", "interventions"):
+        assert (tmp_path / "report" / f"{name}.png").stat().st_size > 1000
+    assert len(pd.read_csv(tmp_path / "report" / "final_performance.csv")) == 3
+    assert len(pd.read_csv(tmp_path / "report" / "dunn.csv")) == 3
