@@ -493,3 +493,35 @@ def test_benchmark_script_runs_quick(capsys):
         torch.set_num_threads(threads)
     assert rows and rows[0]["max_abs_diff"] <= 1e-6
     assert "cvxpylayers" in capsys.readouterr().out
+
+
+def test_interval_fast_path_matches_the_enumeration() -> None:
+    """m = 1 takes a clamp path; it must agree with the general active-set rule everywhere,
+    including the tie-breaking at boundary points (feasible point on the boundary: slope 1)."""
+    gen = torch.Generator().manual_seed(11)
+    A = torch.tensor([[2.0], [-1.0], [0.5], [-4.0]], dtype=torch.float64)
+    b = torch.rand(64, 4, generator=gen, dtype=torch.float64) + 0.5
+    hi = (b[:, [0, 2]] / A[[0, 2], 0]).amin(1)
+    u = torch.cat([5 * (torch.rand(61, 1, generator=gen, dtype=torch.float64) - 0.5),
+                   hi[61:64, None]], 0)  # the last three sit exactly on the upper end
+    u.requires_grad_(True)
+    out = project_polytope(u, A, b)
+    (grad,) = torch.autograd.grad(out.sum(), u)
+    jac = projection_jacobian(u.detach(), A, b)[:, 0, 0]
+    torch.testing.assert_close(grad[:, 0], jac)
+    assert torch.all(grad[61:] == 1.0)
+    lo = (b[:, [1, 3]] / A[[1, 3], 0]).amax(1)
+    torch.testing.assert_close(out[:, 0], u.detach()[:, 0].clamp(lo, hi))
+    # gradient with respect to b: the active end moves the projection one for one (scaled by 1/a)
+    b_var = b.clone().requires_grad_(True)
+    (gb,) = torch.autograd.grad(project_polytope(torch.full((64, 1), 9.0, dtype=torch.float64),
+                                                 A, b_var).sum(), b_var)
+    assert torch.all((gb[:, 0] == 0.5) | (gb[:, 2] == 2.0))
+
+
+def test_interval_fast_path_names_the_empty_batch_element() -> None:
+    A = torch.tensor([[1.0], [-1.0]], dtype=torch.float64)
+    # the third interval asks for u <= -1 and u >= 1
+    b = torch.tensor([[1.0, 1.0], [1.0, 1.0], [-1.0, -1.0]], dtype=torch.float64)
+    with pytest.raises(InfeasibleSetError, match=r"batch index/indices \[2\]"):
+        project_polytope(torch.zeros(3, 1, dtype=torch.float64), A, b)

@@ -206,7 +206,29 @@ def _active_rows(A: Tensor, b: Tensor, rows: Tensor) -> tuple[Tensor, Tensor, Te
     return As, _take(b, rows) * mask, As @ As.mT + eye_pad
 
 
+def _project_interval(u: Tensor, A: Tensor, b: Tensor) -> Tensor:
+    """m = 1: the polytope is an interval [lo, hi] and Φ is a clamp onto it.
+
+    Same result, tolerance and tie-breaking as the enumeration (a point within the tolerance of
+    the interval is feasible and kept, with derivative 1), at a fraction of its fixed cost: the
+    pendulum's SP-RL update projects a whole batch at every step.
+    """
+    a, inf = A[..., 0], torch.tensor(math.inf, dtype=u.dtype, device=u.device)
+    ratio = b / torch.where(a == 0, torch.ones_like(a), a)  # zero rows were validated already
+    hi = torch.where(a > 0, ratio, inf).amin(-1)
+    lo = torch.where(a < 0, ratio, -inf).amax(-1)
+    x = u[:, 0]
+    scale = torch.where(a == 0, torch.zeros_like(ratio), ratio.abs()).amax(-1)
+    tol = _FEAS_RTOL * (1 + x.detach().abs() + scale.detach())
+    empty = (lo > hi + tol).expand(x.shape[0])
+    if bool(empty.any()):
+        raise InfeasibleSetError(empty_polytope_message(empty))
+    return torch.where(x > hi + tol, hi, torch.where(x < lo - tol, lo, x))[:, None]
+
+
 def _project_exact(u: Tensor, A: Tensor, b: Tensor) -> Tensor:
+    if u.shape[1] == 1 and A.shape[-2] > 0:
+        return _project_interval(u, A, b)
     rows = _select(u.detach(), A.detach(), b.detach())
     if rows.shape[1] == 0:  # k = 0: nothing to project onto
         return u
