@@ -33,14 +33,13 @@
 # ```
 
 # %%
-import time
-
 import gymnasium as gym
 import matplotlib.pyplot as plt
 import numpy as np
 from IPython.display import HTML
 
 import tutorial_rl  # noqa: F401  (registers the three environments)
+from tutorial_rl.envs.seeker import greedy_goal_policy
 from tutorial_rl.profile import by_profile
 from tutorial_rl.results import load_result
 from tutorial_rl.safeguards import ProjectionSafeguard
@@ -54,6 +53,7 @@ from tutorial_rl.task_plots import (
     plot_safety_counts,
     plot_seeker_map,
     rollout,
+    seconds_per_step,
 )
 
 TASKS = {
@@ -168,11 +168,7 @@ plt.show()
 # obstacle's halfspace whenever the agent comes close.
 
 # %%
-def go_to_goal(obs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Accelerate towards the goal, braking the velocity component away from it."""
-    return np.clip(0.5 * (obs[4:6] - obs[0:2]) - obs[2:4], -1, 1)
-
-
+go_to_goal = greedy_goal_policy  # accelerate towards the goal, damping the velocity; no planning
 seeker = rollout(TASKS["seeker"], policy=go_to_goal, steps=100, seed=12, render=True)
 print(f"{len(seeker.rewards)} steps, return {seeker.rewards.sum():.1f}, "
       f"interventions {seeker.interventions}, violations {seeker.violations.sum()}")
@@ -267,18 +263,6 @@ print("vectorised:", observations.shape, rewards.round(3))
 # environment's own step (random actions; `benchmarks/safeguard_step.py` does this more carefully):
 
 # %%
-def seconds_per_step(env: gym.Env, steps: int) -> float:
-    env.reset(seed=0)
-    env.action_space.seed(0)
-    actions = [env.action_space.sample() for _ in range(steps)]
-    start = time.perf_counter()
-    for action in actions:
-        _, _, terminated, truncated, _ = env.step(action)
-        if terminated or truncated:
-            env.reset()
-    return (time.perf_counter() - start) / steps
-
-
 timing_steps = int(by_profile(ci=200, full=2_000))
 for name, env_id in TASKS.items():
     plain = seconds_per_step(gym.make(env_id), timing_steps)

@@ -53,3 +53,17 @@ def test_figures_from_rollouts() -> None:
     ax = plot_safety_counts(rows)
     assert [t.get_text() for t in ax.get_xticklabels()] == ["X-v0"]
     plt.close("all")
+
+
+def test_greedy_goal_policy_and_step_timer() -> None:
+    import gymnasium as gym
+
+    from tutorial_rl.envs.seeker import greedy_goal_policy
+    from tutorial_rl.task_plots import seconds_per_step
+
+    obs = np.zeros(15)
+    obs[4:6] = [10.0, -0.5]  # goal far right, slightly below; at rest
+    np.testing.assert_allclose(greedy_goal_policy(obs), [1.0, -0.25])
+    record = rollout("tutorial_rl/Seeker-v0", policy=greedy_goal_policy, steps=100, seed=12)
+    assert record.violations.sum() == 0 and record.interventions > 0
+    assert 0 < seconds_per_step(gym.make("tutorial_rl/Pendulum-v0"), steps=20) < 1

@@ -7,6 +7,7 @@ set at every step. The plotting functions draw those records; none calls ``plt.s
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -93,6 +94,20 @@ def rollout(
     return Rollout(env_id, np.array(record["obs"]), np.array(record["proposed"]),
                    np.array(record["applied"]), np.array(record["reward"]),
                    np.array(record["violation"]), safe_sets, frames)
+
+
+def seconds_per_step(env: gym.Env, steps: int, seed: int = 0) -> float:
+    """Mean wall time of ``env.step`` with uniformly random actions (sampled beforehand), resetting
+    at episode ends: the per-step cost figure of Chapter 3."""
+    env.reset(seed=seed)
+    env.action_space.seed(seed)
+    actions = [env.action_space.sample() for _ in range(steps)]
+    start = time.perf_counter()
+    for action in actions:
+        _, _, terminated, truncated, _ = env.step(action)
+        if terminated or truncated:
+            env.reset()
+    return (time.perf_counter() - start) / steps
 
 
 def filmstrip(frames: Sequence[np.ndarray], count: int = 6, axes: Sequence[Axes] | None = None,

@@ -33,6 +33,19 @@ WALL = MAP_HALF_WIDTH - AGENT_RADIUS
 MAX_SPEED = 6.0
 
 
+def greedy_goal_policy(observation: np.ndarray, rng: np.random.Generator | None = None
+                       ) -> np.ndarray:
+    """A baseline controller: accelerate towards the goal while damping the velocity.
+
+    a = clip(0.5 (goal − p) − v, −1, 1). It ignores obstacles and relies on a safeguard to stay
+    safe, which makes it the simplest illustration of the conflict between task and safety
+    (Chapter 3). ``rng`` is unused; it matches the policy signature of
+    :func:`tutorial_rl.task_plots.rollout`.
+    """
+    return np.clip(0.5 * (observation[4:6] - observation[0:2]) - observation[2:4],
+                   -MAX_ACCELERATION, MAX_ACCELERATION)
+
+
 def stopping_distance(speed: np.ndarray) -> np.ndarray:
     """Distance D(s) covered along one axis while braking from speed s >= 0 with |a| <= 1, dt = 1.
 
