@@ -360,8 +360,11 @@ def _run_sweep(profile: ExperimentProfile, specs: list[RunSpec], out: Path, jobs
                slurm: SlurmOptions | None, progress: bool | None,
                command: str | list[str] | None, start: float) -> SweepSummary:
     """The body of :func:`sweep`, run under the folder's lock."""
+    # "profile" names the sweep's experiment profile (ci/quick/paper); the process-wide
+    # TUTORIAL_RL_PROFILE switch that shortens chapters is recorded as "runtime_profile".
     record = provenance(command if command is not None else ["tutorial-rl", *sys.argv[1:]], 0.0,
                         launcher=launcher, jobs=jobs)
+    record["runtime_profile"], record["profile"] = record["profile"], profile.name
     write_provenance(out, record, 0.0)  # an interrupted sweep still says what produced it
     sweep_record = {"profile": profile.name, "overrides": overrides, "only": only,
                     "settings": profile.to_dict(), "selected": [s.key for s in specs],
