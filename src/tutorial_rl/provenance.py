@@ -34,7 +34,8 @@ def provenance(command: list[str] | str, wall_time_s: float, **extra: Any) -> di
     profile, package version, machine, Python and torch versions, date and wall time."""
     import torch  # only needed here; keep `import tutorial_rl.provenance` cheap
 
-    status = _git("status", "--porcelain", "--untracked-files=no")
+    # Results are outputs, not code: a sweep rewriting its own files must not mark itself dirty.
+    status = _git("status", "--porcelain", "--untracked-files=no", "--", ":(top,exclude)results")
     return {
         "command": command if isinstance(command, str) else " ".join(command),
         "commit": _git("rev-parse", "HEAD"),
