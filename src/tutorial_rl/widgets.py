@@ -133,3 +133,48 @@ def pendulum_safe_set_widget(
         slider.observe(redraw, names="value")
     redraw()
     return widgets.VBox([widgets.HBox([theta, theta_dot, torque]), output])
+
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers only
+    from tutorial_rl.aliasing import AliasingResult
+
+
+def aliasing_widget(results: dict[str, AliasingResult]) -> ipywidgets.VBox:
+    """Choose a scenario and a setting; the figure shows the learned objective, the safe set,
+    the normal cones and the policy's trajectory (ũ and Φ(ũ)) of the fixed-state experiment.
+
+    Chapter 6 (chapters/06_aliasing.py), section "Try it"; its static counterpart is
+    :func:`tutorial_rl.aliasing.plots.plot_settings`. ``results`` maps scenario names to
+    :class:`tutorial_rl.aliasing.AliasingResult` (e.g. :func:`tutorial_rl.aliasing.run_all`).
+    Returns an ``ipywidgets.VBox``.
+    """
+    import ipywidgets as widgets  # the book extra; only needed when a widget is shown
+    from IPython.display import display
+
+    from tutorial_rl.aliasing import SETTING_LABELS
+    from tutorial_rl.aliasing.plots import plot_setting
+
+    scenario = widgets.Dropdown(options=list(results), description="scenario")
+    setting = widgets.Dropdown(
+        options=[(label, key) for key, label in SETTING_LABELS.items()
+                 if key in results[scenario.value].trajectories],
+        description="setting")
+    output = widgets.Output()
+
+    def redraw(_change: object = None) -> None:
+        result = results[scenario.value]
+        with output:
+            output.clear_output(wait=True)
+            fig, ax = plt.subplots(figsize=(5, 5))
+            plot_setting(result, setting.value, ax=ax)
+            display(fig)
+            plt.close(fig)
+            tr = result.trajectories[setting.value]
+            print(f"final policy action {np.round(tr.unsafe[-1], 3)}, applied "
+                  f"{np.round(tr.applied[-1], 3)}, true value {tr.final_value:.3f} "
+                  f"(best safe {result.best_safe_value:.3f})")
+
+    scenario.observe(redraw, names="value")
+    setting.observe(redraw, names="value")
+    redraw()
+    return widgets.VBox([widgets.HBox([scenario, setting]), output])

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["ordered_vertices", "polygon_area", "polygon_vertices"]
+__all__ = ["ordered_vertices", "polygon_area", "polygon_faces", "polygon_vertices"]
 
 
 def polygon_vertices(A: np.ndarray, b: np.ndarray, tol: float = 1e-9
@@ -69,3 +69,20 @@ def polygon_area(A: np.ndarray, b: np.ndarray, tol: float = 1e-9) -> np.ndarray:
         x, y = P[:, 0], P[:, 1]
         out[i] = 0.5 * abs(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))
     return out
+
+
+def polygon_faces(A: np.ndarray, b: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """``(vertex, next vertex, unit outward normal)`` for each edge of one polygon
+    ``{v : A v <= b}`` (``b`` of shape ``(k,)``), counter-clockwise as :func:`ordered_vertices`.
+
+    Used by chapter 6 to walk the normal cones of a safe action set.
+    """
+    A, b = np.asarray(A, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    V = ordered_vertices(A, b)
+    faces = []
+    for v, w in zip(V, np.roll(V, -1, axis=0), strict=True):
+        mid = (v + w) / 2
+        rows = np.abs(A @ mid - b) <= 1e-9 * (1 + np.abs(b))
+        n = A[rows][0] / np.linalg.norm(A[rows][0])
+        faces.append((v, w, n))
+    return faces

@@ -1,0 +1,212 @@
+"""Figures of the fixed-state aliasing experiments (Chapter 6, chapters/06_aliasing.py; Chapter 7,
+chapters/07_mitigations.py; DESIGN.md §3).
+
+The experiment itself is :mod:`tutorial_rl.aliasing.experiment`; these functions only draw its
+results. The safe set, normal cones and Jacobian-rank maps come from :mod:`tutorial_rl.plotting`
+(chapter 1), so every chapter draws them the same way. Each function draws on given ``Axes`` (or
+makes them) and returns them; none calls ``plt.show``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+
+from tutorial_rl.aliasing.critics import one_thread
+from tutorial_rl.aliasing.experiment import SETTING_LABELS, SETTINGS, AliasingResult
+from tutorial_rl.aliasing.flat_lining import NormalDerivatives, values_along_ray
+from tutorial_rl.plotting import (
+    CONE_COLOR,
+    PROJECTION_COLOR,
+    SAFE_COLOR,
+    UNSAFE_COLOR,
+    active_constraint_count,
+    plot_jacobian_rank,
+    plot_normal_cone,
+    plot_safe_set,
+    polygon_vertices,
+)
+
+__all__ = [
+    "plot_critic_surfaces",
+    "plot_normal_derivatives",
+    "plot_rank",
+    "plot_setting",
+    "plot_settings",
+]
+
+BOX_COLOR = "0.35"
+
+
+def _box(ax: Axes) -> None:
+    ax.plot([-1, 1, 1, -1, -1], [-1, -1, 1, 1, -1], color=BOX_COLOR, linewidth=0.8,
+            linestyle=":")
+
+
+def _cones(ax: Axes, result: AliasingResult) -> None:
+    A, b = result.scenario.A, result.scenario.b
+    length = result.scenario.extent[1] - result.scenario.extent[0]
+    for vertex in polygon_vertices(A, b):
+        plot_normal_cone(ax, A, b, vertex, length=length)
+
+
+def _contours(ax: Axes, result: AliasingResult, surface: np.ndarray, levels: int = 18) -> None:
+    lo, hi = np.percentile(surface, [1, 100])
+    ax.contour(result.u1, result.u2, surface, levels=np.linspace(lo, hi, levels),
+               cmap="viridis", linewidths=0.9)
+
+
+def plot_setting(result: AliasingResult, setting: str, ax: Axes | None = None,
+                 title: str | None = None) -> Axes:
+    """Learned objective J(ũ) of one setting (contours) with the safe set, the vertices' normal
+    cones, the action box (dotted), the best safe action (black cross) and the trajectory of the
+    policy action ũ (red) and of its projection Φ(ũ) (blue, not drawn without a safeguard);
+    circles mark the start, squares the end."""
+    s = result.scenario
+    ax = plot_safe_set(s.A, s.b, ax=ax, extent=s.extent)
+    _cones(ax, result)
+    _box(ax)
+    _contours(ax, result, result.objective_surfaces[setting])
+    tr = result.trajectories[setting]
+    ax.plot(*tr.unsafe.T, color=UNSAFE_COLOR, marker=".", markersize=3, linewidth=1.2)
+    ax.plot(*tr.unsafe[0], "o", color=UNSAFE_COLOR, markersize=6)
+    ax.plot(*tr.unsafe[-1], "s", color=UNSAFE_COLOR, markersize=5)
+    if setting != "none":  # without a safeguard nothing is projected
+        ax.plot(*tr.safe.T, color=PROJECTION_COLOR, marker=".", markersize=3, linewidth=1.2)
+        ax.plot(*tr.safe[-1], "s", color=PROJECTION_COLOR, markersize=5)
+    ax.plot(*result.best_safe_action, "x", color="black", markersize=9, markeredgewidth=2)
+    ax.set_title(title or SETTING_LABELS[setting], fontsize=10)
+    return ax
+
+
+def _legend_handles() -> list:
+    return [
+        Patch(facecolor=SAFE_COLOR, alpha=0.35, label=r"safe set $\mathcal{U}_s(x)$"),
+        Patch(facecolor=CONE_COLOR, alpha=0.35, label="normal cones of the vertices"),
+        Line2D([], [], color=UNSAFE_COLOR, marker=".", label=r"policy action $\tilde u_t$"),
+        Line2D([], [], color=PROJECTION_COLOR, marker=".", label=r"applied $\Phi(\tilde u_t)$"),
+        Line2D([], [], color="black", marker="x", linestyle="", label="best safe action"),
+        Line2D([], [], color=BOX_COLOR, linestyle=":", label="action box"),
+    ]
+
+
+def plot_settings(result: AliasingResult, settings: Sequence[str] = SETTINGS,
+                  axes: Sequence[Axes] | None = None, ncols: int = 3) -> Sequence[Axes]:
+    """One :func:`plot_setting` panel per setting, with one shared legend below."""
+    if axes is None:
+        nrows = -(-len(settings) // ncols)
+        fig, grid = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 4.1 * nrows + 0.6),
+                                 squeeze=False)
+        axes = list(grid.flat)
+        for ax in axes[len(settings):]:
+            ax.set_visible(False)
+        fig.legend(handles=_legend_handles(), loc="lower center", ncol=3, fontsize=9,
+                   frameon=False)
+        fig.subplots_adjust(bottom=0.1 + 0.1 / nrows, wspace=0.3, hspace=0.3)
+    for ax, setting in zip(axes, settings, strict=False):
+        plot_setting(result, setting, ax=ax)
+    return axes
+
+
+def plot_critic_surfaces(result: AliasingResult, axes: Sequence[Axes] | None = None
+                         ) -> Sequence[Axes]:
+    """Four panels: the true V(ũ), the SE target V(Φ(ũ)) (flat along the normal cones, Lemma 2),
+    the fitted SE critic Q_SE(ũ), and the SP critic Q_SP evaluated off the safe set, where it
+    was never trained (shaded)."""
+    if axes is None:
+        _, axes = plt.subplots(1, 4, figsize=(17, 4.4))
+    s = result.scenario
+    panels = [
+        (result.true_unsafe, r"true $V(\tilde u)$ (no safeguard)"),
+        (result.true_projected, r"SE target $V(\Phi(\tilde u))$"),
+        (result.critic_surfaces["se"], r"fitted SE critic $Q_{SE}(\tilde u)$"),
+        (result.critic_surfaces["sp"], r"SP critic $Q_{SP}(u)$ (shaded: never trained)"),
+    ]
+    for ax, (surface, title) in zip(axes, panels, strict=True):
+        plot_safe_set(s.A, s.b, ax=ax, extent=s.extent)
+        _cones(ax, result)
+        _box(ax)
+        _contours(ax, result, surface)
+        ax.set_title(title, fontsize=10)
+    grid = np.stack(np.meshgrid(result.u1, result.u2), -1)
+    outside = (grid @ s.A.T > s.b + 1e-9).any(-1)
+    axes[3].contourf(result.u1, result.u2, outside.astype(float), levels=[0.5, 1.5],
+                     colors="white", alpha=0.6)
+    return axes
+
+
+def plot_rank(result: AliasingResult, ax: Axes | None = None,
+              extent: Sequence[float] | None = None, resolution: int = 240) -> Axes:
+    """Rank of dΦ/dũ over the action plane (chapter 1's :func:`plot_jacobian_rank`), with every
+    vertex of the safe set marked and labelled by the number of constraints active there."""
+    s = result.scenario
+    extent = tuple(extent or (-2.0, 2.0, -2.0, 2.0))
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5.8, 4.8))
+    with one_thread():  # tens of thousands of tiny projections
+        plot_jacobian_rank(s.A, s.b, ax=ax, extent=extent, resolution=resolution)
+        g1 = np.linspace(extent[0], extent[1], resolution)
+        g2 = np.linspace(extent[2], extent[3], resolution)
+        grid = np.stack(np.meshgrid(g1, g2), -1).reshape(-1, 2)
+        counts = active_constraint_count(grid, s.A, s.b).reshape(resolution, resolution)
+    # plot_jacobian_rank takes torch.linalg.matrix_rank with its default *relative* tolerance,
+    # which reads a Jacobian that is zero up to rounding (1e-16, vertex wedges of sets with
+    # non-axis-aligned rows, e.g. the quadrotor's) as rank 2. The rank is exactly 2 - |S| for the
+    # (linearly independent) active set S, so the colours are set from S instead.
+    ax.collections[0].set_array(2 - counts)
+    _box(ax)
+    vertices = polygon_vertices(s.A, s.b)
+    # the count at a proposal deep in each vertex cone = rows active at that vertex
+    probes = []
+    for v in vertices:
+        active = np.abs(s.A @ v - s.b) <= 1e-7 * (1 + np.abs(s.b))
+        normals = s.A[active] / np.linalg.norm(s.A[active], axis=1, keepdims=True)
+        probes.append(v + 0.05 * normals.sum(0) / np.linalg.norm(normals.sum(0)))
+    counts = active_constraint_count(np.array(probes), s.A, s.b)
+    ax.scatter(*vertices.T, color="white", edgecolor="black", zorder=4, s=25)
+    centre = vertices.mean(0)
+    for v, c in zip(vertices, counts, strict=True):
+        if extent[0] < v[0] < extent[1] and extent[2] < v[1] < extent[3]:
+            away = (v - centre) / np.linalg.norm(v - centre)
+            ax.annotate(f"{c} active", v, textcoords="offset points", xytext=tuple(14 * away),
+                        fontsize=7, ha="center", va="center", color="black",
+                        bbox={"boxstyle": "round,pad=0.15", "fc": "white", "alpha": 0.8})
+    return ax
+
+
+def plot_normal_derivatives(result: AliasingResult, nd: NormalDerivatives, face: int = 0,
+                            axes: Sequence[Axes] | None = None) -> Sequence[Axes]:
+    """Lemma 2 measured. Left: values along the ray ũ = u + t n out of face ``face``'s midpoint.
+    Right: |∂_n Q| against t for the fitted SE critic, the unsafe-action critic and the exact SE
+    target (zero, drawn at the bottom of the log axis), every measured face."""
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=(11, 4))
+    t = np.linspace(0.0, nd.distances.max(), 60)
+    for (label, values), style in zip(
+            values_along_ray(result, nd.points[face], nd.normals[face], t).items(),
+            ["-", "--", "-.", ":"], strict=True):
+        axes[0].plot(t, values, style, linewidth=2, label=label)
+    axes[0].set_xlabel(r"distance $t$ along the normal, $\tilde u = u + t\,n$")
+    axes[0].set_ylabel("value (standardised)")
+    axes[0].set_title(f"{result.scenario.name}: values along a normal ray", fontsize=10)
+    axes[0].legend(fontsize=8)
+    floor = 1e-4
+    for i in range(len(nd.points)):
+        lab = i == 0
+        axes[1].plot(nd.distances, np.abs(nd.se[i]), "o-", color=PROJECTION_COLOR,
+                     label=r"fitted SE critic $|\partial_n Q_{SE}|$" if lab else None)
+        axes[1].plot(nd.distances, np.abs(nd.raw[i]), "s--", color=UNSAFE_COLOR,
+                     label=r"unsafe-action critic $|\partial_n Q_{raw}|$" if lab else None)
+        axes[1].plot(nd.distances, np.maximum(np.abs(nd.exact[i]), floor), "k:",
+                     label=r"exact SE target (0; drawn at $10^{-4}$)" if lab else None)
+    axes[1].set_yscale("log")
+    axes[1].set_xlabel(r"distance $t$ into the normal cone")
+    axes[1].set_ylabel("normal derivative (abs.)")
+    axes[1].set_title("normal derivatives at every measured face", fontsize=10)
+    axes[1].legend(fontsize=8)
+    return axes
