@@ -9,14 +9,55 @@ traceback, and every chapter must produce at least one figure.
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
+from queue import Empty
+from typing import Any
 
 import jupytext
 import nbclient
 import pytest
 import yaml
+from jupyter_client.asynchronous import AsyncKernelClient
+from jupyter_client.channels import AsyncZMQSocketChannel
+from jupyter_client.manager import AsyncKernelManager
 
 ROOT = Path(__file__).resolve().parents[1]
+POLL_SLICE_S = 1.0
+
+
+class SlicedPollChannel(AsyncZMQSocketChannel):
+    """A kernel channel that waits for a message in one-second polls.
+
+    pyzmq's asyncio poll can miss the wake-up of a message that has already arrived and then
+    returns it only when the poll's timeout expires (seen here: a chapter stalled for exactly
+    the 900 s cell timeout, then finished normally). nbclient waits for a cell's reply with one
+    poll over the whole cell timeout and for its output with no timeout at all; polling in short
+    slices bounds the cost of a missed wake-up to one slice.
+    """
+
+    async def get_msg(self, timeout: float | None = None) -> dict[str, Any]:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = POLL_SLICE_S if deadline is None else deadline - time.monotonic()
+            try:
+                return await super().get_msg(timeout=max(0.0, min(POLL_SLICE_S, left)))
+            except Empty:
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise
+
+
+class SlicedPollClient(AsyncKernelClient):
+    shell_channel_class = SlicedPollChannel  # type: ignore[assignment]
+    iopub_channel_class = SlicedPollChannel  # type: ignore[assignment]
+
+
+class SlicedPollKernelManager(AsyncKernelManager):
+    """nbclient's kernel manager, handing out :class:`SlicedPollClient` clients."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.client_factory = SlicedPollClient
 
 
 def _toc_files() -> list[Path]:
@@ -57,6 +98,7 @@ def test_chapter_executes(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     notebook = jupytext.read(path)
     client = nbclient.NotebookClient(
         notebook,
+        kernel_manager_class=SlicedPollKernelManager,
         timeout=900,
         kernel_name="python3",
         resources={"metadata": {"path": str(path.parent)}},
