@@ -27,9 +27,9 @@ from tutorial_rl.aliasing import (
     is_on_boundary,
     normal_derivatives,
     penalty_gradient_check,
-    se_critic_sweep,
     quadrotor_scenario,
     run_experiment,
+    se_critic_sweep,
     seeker_scenario,
 )
 from tutorial_rl.projection import is_feasible, projection_jacobian

@@ -139,9 +139,15 @@ def test_ci_sweep_and_report(ci_sweep: Path, tmp_path: Path) -> None:
 
 def test_rerun_skips_finished_runs(ci_sweep: Path, capsys: pytest.CaptureFixture) -> None:
     before = done_records(ci_sweep)
+    first = json.loads((ci_sweep / "provenance.json").read_text())
     assert main(sweep_args(ci_sweep, "--jobs", "2")) == 0
     assert "4 already done, 0 completed" in capsys.readouterr().out
     assert done_records(ci_sweep) == before
+    # the resumed invocation's provenance keeps the first one's record
+    prov = json.loads((ci_sweep / "provenance.json").read_text())
+    earlier = first.pop("previous_invocations")
+    assert prov["previous_invocations"] == [*earlier, first]
+    assert "jobs" in prov and prov["jobs"] == 2
 
 
 def test_dry_run_lists_what_is_left(ci_sweep: Path, capsys: pytest.CaptureFixture) -> None:

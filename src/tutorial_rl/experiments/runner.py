@@ -3,7 +3,8 @@
 A sweep folder holds
 
 ``sweep.json``        profile, resolved settings, overrides and filters of the last invocation
-``provenance.json``   taken when the sweep started; its wall time is filled in at the end
+``provenance.json``   taken when the sweep started; its wall time is filled in at the end;
+                      earlier invocations on the folder are kept in ``previous_invocations``
 ``runs/<key>/``       one folder per run (:func:`~tutorial_rl.experiments.config.run_key`):
                       ``config.json``, ``progress.csv``, ``model.pt``, ``evaluation.json`` and
                       ``done.json`` (the completion marker) or ``failed.json`` (error, traceback)
@@ -355,6 +356,19 @@ def _sweep_lock(out: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+def _previous_invocations(out: Path) -> list[dict[str, Any]]:
+    """The provenance of every earlier invocation on ``out``, oldest first: a sweep resumed
+    across sessions (or filled in slice by slice with ``--only``) keeps the record of each."""
+    import json
+
+    path = out / "provenance.json"
+    if not path.is_file():
+        return []
+    last = json.loads(path.read_text())
+    earlier = last.pop("previous_invocations", [])
+    return [*earlier, last]
+
+
 def _run_sweep(profile: ExperimentProfile, specs: list[RunSpec], out: Path, jobs: int,
                launcher: str, overrides: dict[str, Any], only: list[str],
                slurm: SlurmOptions | None, progress: bool | None,
@@ -365,6 +379,7 @@ def _run_sweep(profile: ExperimentProfile, specs: list[RunSpec], out: Path, jobs
     record = provenance(command if command is not None else ["tutorial-rl", *sys.argv[1:]], 0.0,
                         launcher=launcher, jobs=jobs)
     record["runtime_profile"], record["profile"] = record["profile"], profile.name
+    record["previous_invocations"] = _previous_invocations(out)
     write_provenance(out, record, 0.0)  # an interrupted sweep still says what produced it
     sweep_record = {"profile": profile.name, "overrides": overrides, "only": only,
                     "settings": profile.to_dict(), "selected": [s.key for s in specs],
