@@ -15,7 +15,7 @@ import pytest
 import scikit_posthocs
 
 from tutorial_rl.experiments import plots, stats
-from tutorial_rl.experiments.commands import write_report
+from tutorial_rl.experiments.commands import REPORT_TABLES, read_report, write_report
 from tutorial_rl.experiments.config import run_key
 
 
@@ -182,3 +182,15 @@ def test_report_of_a_synthetic_sweep(tmp_path: Path) -> None:
         assert (tmp_path / "report" / f"{name}.png").stat().st_size > 1000
     assert len(pd.read_csv(tmp_path / "report" / "final_performance.csv")) == 3
     assert len(pd.read_csv(tmp_path / "report" / "dunn.csv")) == 3
+
+
+def test_read_report_returns_what_write_report_wrote(tmp_path: Path) -> None:
+    root = fake_sweep(tmp_path / "sweep", SEPARATED)
+    with pytest.raises(FileNotFoundError, match="tutorial-rl report"):
+        read_report(root)
+    write_report(root, reps=200)
+    tables = read_report(root)
+    assert set(tables) == set(REPORT_TABLES)
+    final = stats.final_performance(stats.load_runs(root), reps=200)
+    pd.testing.assert_frame_equal(tables["final_performance"], final, check_dtype=False)
+    assert tables["failures"].empty

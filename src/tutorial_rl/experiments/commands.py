@@ -32,7 +32,8 @@ from tutorial_rl.experiments.config import (
 )
 from tutorial_rl.experiments.runner import LAUNCHERS, RUNS_DIR, SWEEP_FILE, SlurmOptions, sweep
 
-__all__ = ["add_report_parser", "add_sweep_parser", "run_report", "run_sweep", "write_report"]
+__all__ = ["REPORT_TABLES", "add_report_parser", "add_sweep_parser", "read_report", "run_report",
+           "run_sweep", "write_report"]
 
 
 def _error(message: str) -> int:
@@ -232,6 +233,28 @@ def write_report(sweep_dir: str | Path, out: str | Path | None = None, reps: int
     report = out / "report.md"
     report.write_text("\n".join(lines))
     return report
+
+
+REPORT_TABLES = ("runs", "final_performance", "interventions", "kruskal", "dunn",
+                 "compute_cost", "curves", "failures")
+
+
+def read_report(sweep_dir: str | Path, folder: str = "report") -> dict[str, Any]:
+    """The tables :func:`write_report` wrote, as DataFrames keyed by name (Chapter 8 reads the
+    committed report instead of recomputing its bootstrap intervals in every book build).
+
+    :raises FileNotFoundError: naming the missing table and the command that writes it.
+    """
+    import pandas as pd
+
+    out = Path(sweep_dir) / folder
+    tables = {}
+    for name in REPORT_TABLES:
+        path = out / f"{name}.csv"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} is missing: run `tutorial-rl report {sweep_dir}`")
+        tables[name] = pd.read_csv(path)
+    return tables
 
 
 def main(argv: list[str] | None = None) -> int:
