@@ -37,7 +37,7 @@ from tutorial_rl.agents.safe_layer import (
     project_many,
 )
 from tutorial_rl.experiments.training import RunConfig, RunResult, evaluate, train
-from tutorial_rl.projection import project_polytope
+from tutorial_rl.projection import InfeasibleSetError, project_polytope
 
 PAIRS = [(mode, mit) for mode, mits in VALID_MITIGATIONS.items() for mit in mits]
 #: Tiny budgets: a few hundred steps, updates from step 100, small minibatches.
@@ -235,6 +235,21 @@ def test_drop_redundant_rows_keeps_the_set() -> None:
     u = torch.tensor([[2.0, 2.0], [-1.0, -3.0], [0.5, 0.2]], dtype=torch.float64)
     assert torch.allclose(project_polytope(u, torch.from_numpy(A), torch.from_numpy(b)),
                           project_polytope(u, torch.from_numpy(A2), torch.from_numpy(b2)))
+
+
+def test_project_falls_back_to_the_safe_point_only_where_a_set_is_empty() -> None:
+    # element 0: the box [-1, 1]^2; element 1: {x <= 0, x >= 1} is empty
+    A = torch.tensor([[[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0], [0.0, -1.0]]] * 2, dtype=torch.float64)
+    b = torch.tensor([[1.0, 1.0, 1.0, 1.0], [0.0, -1.0, 1.0, 1.0]], dtype=torch.float64)
+    u = torch.tensor([[2.0, 0.5], [3.0, 0.0]], dtype=torch.float64, requires_grad=True)
+    point = torch.tensor([[0.0, 0.0], [0.25, -0.5]], dtype=torch.float64)
+    with pytest.raises(InfeasibleSetError, match=r"batch index/indices \[1\]") as err:
+        project(u, A, b)
+    assert err.value.empty.tolist() == [False, True]
+    out = project(u, A, b, safe_point=point)
+    assert torch.equal(out.detach(), torch.tensor([[1.0, 0.5], [0.25, -0.5]], dtype=torch.float64))
+    out.sum().backward()
+    assert torch.equal(u.grad, torch.tensor([[0.0, 1.0], [0.0, 0.0]], dtype=torch.float64))
 
 
 def test_project_many_equals_separate_calls() -> None:

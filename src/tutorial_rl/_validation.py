@@ -13,9 +13,17 @@ _SHOW = 5  # batch indices named in a message
 
 
 class InfeasibleSetError(ValueError):
-    """The polytope {v : A v <= b} of at least one batch element is empty."""
+    """The polytope {v : A v <= b} of at least one batch element is empty.
+
+    ``empty`` is the BoolTensor [B] of the empty batch elements where the projection knows it
+    (``None`` otherwise), so a caller with a fallback can handle exactly those.
+    """
 
     __module__ = "tutorial_rl.projection"
+
+    def __init__(self, message: str, empty: Tensor | None = None) -> None:
+        super().__init__(message)
+        self.empty = empty
 
 
 def _indices(flags: Tensor) -> str:

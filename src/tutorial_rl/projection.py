@@ -130,7 +130,7 @@ def _select(u: Tensor, A: Tensor, b: Tensor) -> Tensor:
     ]
     empty = torch.cat([e for _, e in parts])
     if bool(empty.any()):
-        raise InfeasibleSetError(empty_polytope_message(empty))
+        raise InfeasibleSetError(empty_polytope_message(empty), empty)
     return torch.cat([r for r, _ in parts])
 
 
@@ -222,7 +222,7 @@ def _project_interval(u: Tensor, A: Tensor, b: Tensor) -> Tensor:
     tol = _FEAS_RTOL * (1 + x.detach().abs() + scale.detach())
     empty = (lo > hi + tol).expand(x.shape[0])
     if bool(empty.any()):
-        raise InfeasibleSetError(empty_polytope_message(empty))
+        raise InfeasibleSetError(empty_polytope_message(empty), empty)
     return torch.where(x > hi + tol, hi, torch.where(x < lo - tol, lo, x))[:, None]
 
 
@@ -314,7 +314,7 @@ def _project_cvxpylayers(u: Tensor, A: Tensor, b: Tensor) -> Tensor:
     except (SolverError, cp.error.SolverError) as exc:
         empty = _empty_by_lp(A, b, B)
         if bool(empty.any()):
-            raise InfeasibleSetError(empty_polytope_message(empty)) from exc
+            raise InfeasibleSetError(empty_polytope_message(empty), empty) from exc
         raise
     return v
 

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from tutorial_rl.projection import project_polytope
+from tutorial_rl.projection import InfeasibleSetError, project_polytope
 
 #: Below this many rows the presolve costs more than the projection saves (measured, 2-D).
 PRESOLVE_MIN_ROWS = 8
@@ -152,8 +152,16 @@ def project(
     :param method: ``"exact"`` (fast, default) or ``"cvxpylayers"`` (the paper's setup), passed to
         :func:`~tutorial_rl.projection.project_polytope`.
     :param safe_point: a point of each safe set [B, m], if known: enables
-        :func:`drop_inactive_rows` (same result, less work).
+        :func:`drop_inactive_rows` (same result, less work), and is the answer where the set
+        turns out empty (see below).
     :returns: Φ(x, u) [B, m] in u's dtype; rows already safe are u itself (Jacobian I).
+    :raises InfeasibleSetError: a set is empty and no ``safe_point`` was given.
+
+    A stored set can be empty to the projection although the environment's safeguard found a
+    safe action in it: a sliver whose width is below the feasibility tolerance, which scales with
+    the proposal and the rows (dropping inactive rows changes it). The environment applied
+    ``safe_point`` there (its projection, or its fallback), so the layer returns that point, as a
+    constant (zero Jacobian), for exactly those elements.
     """
     bad = violates(u, A, b).nonzero().squeeze(-1)
     if bad.numel() == 0:
@@ -162,9 +170,26 @@ def project(
     A_bad = A if A.dim() == 2 else A[bad]  # shared rows stay shared: factored once
     if safe_point is not None and A_bad.dim() == 3 and A.shape[1] >= PRESOLVE_MIN_ROWS:
         A_bad, b_bad = drop_inactive_rows(u_bad.detach(), A_bad, b_bad, safe_point[bad])
-    projected = project_polytope(u_bad, A_bad, b_bad, method=method)
+    try:
+        projected = project_polytope(u_bad, A_bad, b_bad, method=method)
+    except InfeasibleSetError as err:
+        if safe_point is None or err.empty is None:
+            raise
+        projected = _project_where_feasible(u_bad, A_bad, b_bad, method, err.empty,
+                                            safe_point[bad])
     # out-of-place: autograd sees identity for the safe rows and ∂Φ/∂ũ for the projected ones
     return u.index_put((bad,), projected)
+
+
+def _project_where_feasible(u: Tensor, A: Tensor, b: Tensor, method: str, empty: Tensor,
+                            safe_point: Tensor) -> Tensor:
+    """Φ(u) where the set is non-empty, ``safe_point`` (a constant) where it is empty."""
+    out = safe_point.to(u.dtype).detach().clone()
+    keep = (~empty).nonzero().squeeze(-1)
+    if keep.numel():
+        A_keep = A if A.dim() == 2 else A[keep]
+        out = out.index_put((keep,), project_polytope(u[keep], A_keep, b[keep], method=method))
+    return out
 
 
 def _pad_rows(A: Tensor, b: Tensor, k: int) -> tuple[Tensor, Tensor]:
