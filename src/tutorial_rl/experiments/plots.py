@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
 
 from tutorial_rl.experiments.config import VARIANTS
 from tutorial_rl.experiments.stats import CONFIG
@@ -47,6 +48,11 @@ def _ordered(cell: pd.DataFrame) -> pd.DataFrame:
 def _in_order(values: pd.Series, order: Sequence[str]) -> list[str]:
     present = list(dict.fromkeys(values))
     return sorted(present, key=lambda v: order.index(v) if v in order else len(order))
+
+
+def _steps_label(x: float, _pos: int) -> str:
+    """Tick labels 0, 500, 5k, 20k: full step counts overlap on a narrow panel."""
+    return f"{x / 1000:g}k" if abs(x) >= 1000 else f"{x:g}"
 
 
 def _color(variant: str) -> str:
@@ -102,6 +108,7 @@ def plot_training_curves(bands: pd.DataFrame, env: str, algo: str, ax: Axes | No
         ax.fill_between(group["step"], group["low"], group["high"], color=color, alpha=0.2,
                         lw=0)
     ax.set_xlabel("environment steps")
+    ax.xaxis.set_major_formatter(FuncFormatter(_steps_label))
     ax.set_ylabel("training return")
     ax.set_title(f"{algo.upper()} · {env}")
     if len(cell):
