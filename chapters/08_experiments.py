@@ -40,7 +40,6 @@
 # ```
 
 # %%
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -54,7 +53,7 @@ from tutorial_rl.experiments.commands import read_report, write_report
 from tutorial_rl.experiments.config import estimate_wall_time, get_profile
 from tutorial_rl.experiments.findings import check_findings
 from tutorial_rl.experiments.runner import sweep
-from tutorial_rl.results import results_dir
+from tutorial_rl.results import describe_invocations, results_dir
 
 pd.set_option("display.width", 160)
 pd.set_option("display.max_colwidth", 90)
@@ -142,19 +141,7 @@ with tempfile.TemporaryDirectory() as tmp:
 # ## The committed sweep and where it came from
 
 # %%
-def print_provenance(folder: Path) -> None:
-    """Every invocation that wrote into a sweep folder, oldest first."""
-    record = json.loads((folder / "provenance.json").read_text())
-    for invocation in [*record.get("previous_invocations", []), record]:
-        print(f"{invocation['command']}\n    commit {invocation['commit'][:10]}, dirty "
-              f"{invocation['dirty']}, profile {invocation['profile']}, "
-              f"{invocation['machine']['cpu_count']} cores, {invocation['date_utc']}, "
-              f"wall time {invocation['wall_time_s'] / 60:.1f} min")
-    if "note" in record:
-        print("note:", record["note"])
-
-
-print_provenance(QUICK)
+print(describe_invocations(QUICK))
 tables = read_report(QUICK)
 runs, final = tables["runs"], tables["final_performance"]
 print(f"\n{len(runs)} finished runs, {len(tables['failures'])} failed, "
@@ -240,7 +227,7 @@ LONGER = [results_dir() / "td3-vanilla-20k", results_dir() / "td3-mitigated-20k"
 longer = {name: pd.concat([read_report(folder)[name] for folder in LONGER], ignore_index=True)
           for name in ("runs", "final_performance", "curves", "compute_cost")}
 for folder in LONGER:
-    print_provenance(folder)
+    print(describe_invocations(folder))
 print(f"\n{len(longer['runs'])} runs")
 print(longer["final_performance"][["env", "config", "iqm", "ci_low", "ci_high"]]
       .sort_values(["env", "iqm"], ascending=[True, False]).to_string(index=False))

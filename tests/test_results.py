@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tutorial_rl.provenance import provenance, write_json_atomic, write_provenance
-from tutorial_rl.results import load_result, results_dir
+from tutorial_rl.provenance import invocations, provenance, write_json_atomic, write_provenance
+from tutorial_rl.results import describe_invocations, load_result, results_dir
 from tutorial_rl.safety_check import main as safety_main
 
 
@@ -67,3 +67,19 @@ def test_safety_check_rejects_non_positive_steps(tmp_path: Path) -> None:
     with pytest.raises(SystemExit) as excinfo:
         safety_main(["--steps", "0", "--out", str(tmp_path)])
     assert excinfo.value.code == 2
+
+
+def test_describe_invocations_lists_every_command_oldest_first(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="no provenance.json"):
+        describe_invocations(tmp_path)
+    first = provenance(["tutorial-rl", "sweep", "--only", "env=pendulum"], 0.0)
+    write_provenance(tmp_path, first, 60.0)
+    second = provenance(["tutorial-rl", "sweep"], 0.0)
+    second["previous_invocations"] = invocations(tmp_path)
+    second["note"] = "resumed"
+    write_provenance(tmp_path, second, 120.0)
+    assert [r["command"] for r in invocations(tmp_path)] == [
+        "tutorial-rl sweep --only env=pendulum", "tutorial-rl sweep"]
+    text = describe_invocations(tmp_path)
+    assert text.index("--only env=pendulum") < text.index("wall time 2.0 min")
+    assert "wall time 1.0 min" in text and text.endswith("note: resumed")

@@ -73,3 +73,15 @@ def write_provenance(folder: Path, record: dict[str, Any], wall_time_s: float) -
     path = Path(folder) / "provenance.json"
     write_json_atomic(path, {**record, "wall_time_s": round(wall_time_s, 2)})
     return path
+
+
+def invocations(folder: str | Path) -> list[dict[str, Any]]:
+    """Every provenance record of ``folder/provenance.json``, oldest first: the record itself
+    and the ``previous_invocations`` it keeps (a sweep resumed or filled in slice by slice is
+    written by several commands). Empty where there is no provenance file."""
+    path = Path(folder) / "provenance.json"
+    if not path.is_file():
+        return []
+    last = json.loads(path.read_text())
+    earlier = last.pop("previous_invocations", [])
+    return [*earlier, last]

@@ -67,3 +67,25 @@ def load_result(name: str, file: str | None = None) -> Result:
     else:
         data_path = folder / file
     return Result(name, json.loads(data_path.read_text()), json.loads(provenance_path.read_text()))
+
+
+def describe_invocations(folder: str | Path) -> str:
+    """Every command that wrote into a results folder, oldest first, with its commit, dirty
+    flag, profile, cores, date and wall time, then the folder's note if it has one (Chapter 8).
+
+    :raises FileNotFoundError: the folder has no provenance.json.
+    """
+    from tutorial_rl.provenance import invocations
+
+    records = invocations(folder)
+    if not records:
+        raise FileNotFoundError(f"no provenance.json in {folder}")
+    lines = []
+    for r in records:
+        lines += [f"{r.get('command')}",
+                  f"    commit {(r.get('commit') or 'unknown')[:10]}, dirty {r.get('dirty')}, "
+                  f"profile {r.get('profile')}, {r.get('machine', {}).get('cpu_count')} cores, "
+                  f"{r.get('date_utc')}, wall time {r.get('wall_time_s', 0) / 60:.1f} min"]
+    if "note" in records[-1]:
+        lines.append(f"note: {records[-1]['note']}")
+    return "\n".join(lines)

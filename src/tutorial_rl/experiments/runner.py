@@ -46,7 +46,7 @@ from tutorial_rl.experiments.config import (
     get_profile,
     select_runs,
 )
-from tutorial_rl.provenance import provenance, write_json_atomic, write_provenance
+from tutorial_rl.provenance import invocations, provenance, write_json_atomic, write_provenance
 
 __all__ = ["DONE_FILE", "FAILED_FILE", "LAUNCHERS", "RUNS_DIR", "SWEEP_FILE", "SlurmOptions",
            "SweepSummary", "execute_run", "execute_runs", "run_status", "sweep"]
@@ -356,19 +356,6 @@ def _sweep_lock(out: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def _previous_invocations(out: Path) -> list[dict[str, Any]]:
-    """The provenance of every earlier invocation on ``out``, oldest first: a sweep resumed
-    across sessions (or filled in slice by slice with ``--only``) keeps the record of each."""
-    import json
-
-    path = out / "provenance.json"
-    if not path.is_file():
-        return []
-    last = json.loads(path.read_text())
-    earlier = last.pop("previous_invocations", [])
-    return [*earlier, last]
-
-
 def _run_sweep(profile: ExperimentProfile, specs: list[RunSpec], out: Path, jobs: int,
                launcher: str, overrides: dict[str, Any], only: list[str],
                slurm: SlurmOptions | None, progress: bool | None,
@@ -379,7 +366,8 @@ def _run_sweep(profile: ExperimentProfile, specs: list[RunSpec], out: Path, jobs
     record = provenance(command if command is not None else ["tutorial-rl", *sys.argv[1:]], 0.0,
                         launcher=launcher, jobs=jobs)
     record["runtime_profile"], record["profile"] = record["profile"], profile.name
-    record["previous_invocations"] = _previous_invocations(out)
+    # a sweep resumed across sessions, or filled in slice by slice, keeps every invocation's record
+    record["previous_invocations"] = invocations(out)
     write_provenance(out, record, 0.0)  # an interrupted sweep still says what produced it
     sweep_record = {"profile": profile.name, "overrides": overrides, "only": only,
                     "settings": profile.to_dict(), "selected": [s.key for s in specs],
