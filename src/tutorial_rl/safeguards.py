@@ -128,12 +128,19 @@ class ProjectionSafeguard(gym.Wrapper[Any, np.ndarray, Any, np.ndarray]):
         self.penalty = float(penalty)
         self.method = method
 
-    def safe_action(self, unsafe_action: Any) -> tuple[np.ndarray, bool]:
-        """Φ(x, ũ) for the current state, and whether the safe set was empty (fallback used)."""
-        return self._project(check_action(unsafe_action, self.action_space))
+    def safe_action(self, unsafe_action: Any,
+                    safe_set: tuple[np.ndarray, np.ndarray] | None = None
+                    ) -> tuple[np.ndarray, bool]:
+        """Φ(x, ũ) for the current state, and whether the safe set was empty (fallback used).
 
-    def _project(self, u_tilde: np.ndarray) -> tuple[np.ndarray, bool]:
-        A, b = self.env.unwrapped.safe_action_set()
+        ``safe_set``: the current state's ``safe_action_set()`` when the caller has it already.
+        """
+        return self._project(check_action(unsafe_action, self.action_space), safe_set)
+
+    def _project(self, u_tilde: np.ndarray,
+                 safe_set: tuple[np.ndarray, np.ndarray] | None = None
+                 ) -> tuple[np.ndarray, bool]:
+        A, b = self.env.unwrapped.safe_action_set() if safe_set is None else safe_set
         if np.all(A @ u_tilde <= b):  # already safe: the closest safe point is ũ itself
             return u_tilde.copy(), False
         try:
@@ -155,10 +162,15 @@ class ProjectionSafeguard(gym.Wrapper[Any, np.ndarray, Any, np.ndarray]):
         box = self.action_space
         return least_violating_action(A, b, box.low.astype(float), box.high.astype(float))
 
-    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
-        """Project ``action`` onto the safe set, step the environment, penalise the change."""
+    def step(self, action: Any, safe_set: tuple[np.ndarray, np.ndarray] | None = None
+             ) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
+        """Project ``action`` onto the safe set, step the environment, penalise the change.
+
+        ``safe_set``: the current state's ``safe_action_set()`` when the caller has computed it
+        already (SP-RL's :class:`~tutorial_rl.agents.common.ModeEnv` does: one set per step).
+        """
         u_tilde = check_action(action, self.action_space)
-        u, empty = self._project(u_tilde)
+        u, empty = self._project(u_tilde, safe_set)
         obs, reward, terminated, truncated, info = self.env.step(u)
         distance2 = float(np.sum((u - u_tilde) ** 2))
         distance = math.sqrt(distance2)

@@ -31,6 +31,7 @@ Variants and mitigations:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -144,6 +145,10 @@ class A2C:
         self.needs_safe_sets = safety.mitigation == "per-sample-loss" or self.projected_mean
         self.params = [p for net in self.networks().values() for p in net.parameters()]
         self.optimizer = torch.optim.Adam(self.params, lr=config.learning_rate)
+        self.steps = 0
+        """environment steps taken by :meth:`learn`"""
+        self.obs: np.ndarray | None = None
+        """the observation the next step acts on (``None`` before the first reset)"""
 
     # ------------------------------------------------------------------ acting
     def distribution(self, obs: Tensor, A: Tensor | None = None, b: Tensor | None = None,
@@ -261,19 +266,23 @@ class A2C:
 
     # ------------------------------------------------------------------ training loop
     def learn(self, env: ModeEnv, total_steps: int, recorder: ProgressRecorder,
-              seed: int | None = None) -> None:
-        """Run A2C for ``total_steps`` environment steps (the last rollout may be shorter).
+              seed: int | None = None, checkpoint: Callable[[int], None] | None = None) -> None:
+        """Run A2C until ``total_steps`` environment steps (the last rollout may be shorter).
 
         :param env: the task in this agent's mode (``track_safe_sets`` when
             :attr:`needs_safe_sets`).
+        :param checkpoint: called with the step count after every update (see
+            :meth:`TD3.learn <tutorial_rl.agents.td3.TD3.learn>`).
         """
-        obs = env.reset(seed=seed)
-        done_steps = 0
-        while done_steps < total_steps:
-            n = min(self.config.n_steps, total_steps - done_steps)
-            rollout, obs = self.collect_rollout(env, obs, n, recorder)
+        if self.obs is None:  # a fresh run; a restored one continues from its observation
+            self.obs = env.reset(seed=seed)
+        while self.steps < total_steps:
+            n = min(self.config.n_steps, total_steps - self.steps)
+            rollout, self.obs = self.collect_rollout(env, self.obs, n, recorder)
             self.update(rollout)
-            done_steps += n
+            self.steps += n
+            if checkpoint is not None:
+                checkpoint(self.steps)
 
     # ------------------------------------------------------------------ persistence
     def networks(self) -> dict[str, nn.Module]:

@@ -18,6 +18,7 @@ A2C's SE and SP updates bit-identical (Lemma 1); SP's differentiable Φ is used 
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from dataclasses import dataclass
@@ -178,6 +179,7 @@ class ModeEnv:
             self.env = self.safeguard
         self.track = track_safe_sets and self.safeguard is not None
         self._safe_set: SafeSet | None = None
+        self._raw_set: SafeSet | None = None  # the env's own (A, b) of U_s(x), for the safeguard
         self._rows: np.ndarray | None = None
         self._rows_vary = False
         m = int(np.prod(env.action_space.shape))
@@ -201,8 +203,10 @@ class ModeEnv:
         While the environment returns the same rows A in every state (pendulum, quadrotor: only
         b moves) they are kept as they are, so a minibatch shares one A that the projection
         factors once; when they vary (seeker), dropping redundant rows makes each set smaller.
+        The environment's own (A, b) is kept for the safeguard's next step: each state's set is
+        computed once (SP-RL needs U_s(x') now and projects onto it in the next step).
         """
-        A, b = self.env.unwrapped.safe_action_set()
+        A, b = self._raw_set = self.env.unwrapped.safe_action_set()
         if not self._rows_vary:
             if self._rows is None:
                 self._rows = np.array(A)
@@ -215,13 +219,17 @@ class ModeEnv:
         if np.all(A @ u <= b):  # the action just applied is usually still safe at x'
             return (A, b), u
         assert self.safeguard is not None
-        point, empty = self.safeguard.safe_action(u)
+        point, empty = self.safeguard.safe_action(u, self._raw_set)
         return (self._no_constraint if empty else (A, b)), point
 
     def step(self, unsafe_action: np.ndarray) -> EnvStep:
         """Apply ũ (projected by the safeguard in SE and SP) and describe the transition."""
         u_tilde = np.asarray(unsafe_action, dtype=np.float64)
-        obs, reward, terminated, truncated, info = self.env.step(u_tilde)
+        if self.track:  # U_s(x) is known: the safeguard does not compute it again
+            obs, reward, terminated, truncated, info = self.safeguard.step(  # type: ignore[union-attr]
+                u_tilde, safe_set=self._raw_set)
+        else:
+            obs, reward, terminated, truncated, info = self.env.step(u_tilde)
         reward = float(reward)
         if self.safeguard is None:
             u, d2, intervened = u_tilde, 0.0, False
@@ -304,3 +312,18 @@ class ProgressRecorder:
         if self._bar is not None:
             self._bar.close()
         return self.rows
+
+    _STATE = ("rows", "steps", "_return", "_length", "_interventions", "_violations", "_penalty")
+
+    def state_dict(self) -> dict[str, Any]:
+        """The rows, the running episode's sums and the elapsed time (for exact checkpoints)."""
+        state = {name: copy.deepcopy(getattr(self, name)) for name in self._STATE}
+        return {**state, "elapsed": time.perf_counter() - self._start}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from :meth:`state_dict` output (``wall_time`` keeps counting from it)."""
+        for name in self._STATE:
+            setattr(self, name, copy.deepcopy(state[name]))
+        self._start = time.perf_counter() - state["elapsed"]
+        if self._bar is not None:
+            self._bar.update(self.steps - self._bar.n)

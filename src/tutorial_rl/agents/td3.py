@@ -23,6 +23,7 @@ DESIGN.md §3 has the formulas. Pseudocode, step names as in this module:
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -148,6 +149,10 @@ class TD3:
             buffer_capacity or config.buffer_size, obs_dim, self.scale.center.numel(), self.rng,
             safe_sets=self.sp, unsafe=self.penalty_critic is not None)
         self.n_updates = 0
+        self.steps = 0
+        """environment steps taken by :meth:`learn`"""
+        self.obs: np.ndarray | None = None
+        """the observation the next step acts on (``None`` before the first reset)"""
         self._low_t, self._high_t = self.scale.center - self.scale.half_width, \
             self.scale.center + self.scale.half_width
 
@@ -279,16 +284,21 @@ class TD3:
 
     # ------------------------------------------------------------------ training loop
     def learn(self, env: ModeEnv, total_steps: int, recorder: ProgressRecorder,
-              seed: int | None = None) -> None:
-        """Run TD3 for ``total_steps`` environment steps (one gradient step per step).
+              seed: int | None = None, checkpoint: Callable[[int], None] | None = None) -> None:
+        """Run TD3 until ``total_steps`` environment steps (one gradient step per step).
 
         :param env: the task in this agent's mode (built with ``track_safe_sets`` for SP-RL).
         :param recorder: receives every step (episode statistics, progress bar).
         :param seed: seeds the first reset of the environment.
+        :param checkpoint: called with the step count after every step; it may save the agent,
+            ``env`` and ``recorder`` (:mod:`tutorial_rl.experiments.checkpoint`). The loop's state
+            (``steps``, ``obs``) lives on the agent, so a restored agent continues where it was.
         """
         c = self.config
-        obs = env.reset(seed=seed)
-        for t in range(total_steps):
+        if self.obs is None:  # a fresh run; a restored one continues from its observation
+            self.obs = env.reset(seed=seed)
+        while self.steps < total_steps:
+            t, obs = self.steps, self.obs
             if t < c.learning_starts:  # warm-up: uniform actions fill the buffer
                 unsafe_action = self.rng.uniform(self.low, self.high)
             else:
@@ -296,11 +306,14 @@ class TD3:
             step = env.step(unsafe_action)
             recorder.record(step, self.safety.weight)
             self.store(obs, step)
-            obs = env.reset() if step.terminated or step.truncated else step.obs
+            self.obs = env.reset() if step.terminated or step.truncated else step.obs
             if t >= c.learning_starts:
                 self.n_updates += 1
                 batch = self.buffer.sample(c.batch_size)
                 self.update(batch, update_actor=self.n_updates % c.policy_delay == 0)
+            self.steps += 1
+            if checkpoint is not None:
+                checkpoint(self.steps)
 
     # ------------------------------------------------------------------ persistence
     def networks(self) -> dict[str, torch.nn.Module]:

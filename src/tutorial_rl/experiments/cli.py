@@ -84,6 +84,10 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    type=_parse_override,
                    help="override an agent hyperparameter, e.g. --set hidden_sizes=[64,64]")
+    p.add_argument("--checkpoint-every", type=int, default=None, metavar="N",
+                   help="environment steps between exact checkpoints in OUT/checkpoint.pt; "
+                        "rerunning the same command continues from it (default: about every 10 "
+                        "minutes of work; 0: none)")
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads (default 1: small networks run fastest on one)")
 
@@ -94,7 +98,7 @@ def _run_train(args: argparse.Namespace) -> int:
         alpha=args.alpha, steps=args.steps, seed=args.seed, out=args.out,
         overwrite=args.overwrite, projection_method=args.projection_method,
         termination_penalty=args.termination_penalty, agent=dict(args.overrides),
-        num_threads=args.threads)
+        num_threads=args.threads, checkpoint_every=args.checkpoint_every)
     result = train(config)
     complete = [r for r in result.progress if r["complete"]]
     last = complete[-10:]

@@ -63,12 +63,29 @@ def add_sweep_parser(subparsers: Any) -> argparse.ArgumentParser:
                         f"(e.g. --only env=pendulum --only variant=se-vanilla,sp-vanilla)")
     p.add_argument("--dry-run", action="store_true",
                    help="list the runs still to do and the estimated wall time; run nothing")
+    p.add_argument("--checkpoint-every", type=_steps_or_auto, default=None, metavar="N",
+                   help="environment steps between a run's exact checkpoints; a rerun continues "
+                        "from them (default auto: about every 10 minutes of work; 0: none)")
     p.add_argument("--slurm-partition", default=None, help="SLURM partition (submitit)")
     p.add_argument("--slurm-time", type=int, default=120,
                    help="time limit of one SLURM job in minutes (default 120)")
     p.add_argument("--slurm-cpus", type=int, default=1, help="CPUs per SLURM job (default 1)")
     p.set_defaults(run=run_sweep)
     return p
+
+
+def _steps_or_auto(text: str) -> int | None:
+    """``--checkpoint-every``: a step count >= 0, or ``auto`` (``None``)."""
+    if text == "auto":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a step count or 'auto', got {text!r}") \
+            from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
 
 
 def _dry_run(profile: ExperimentProfile, out: Path, only: list[str], jobs: int) -> int:
@@ -89,6 +106,8 @@ def _sweep_command(args: argparse.Namespace) -> list[str]:
     """The command line that reproduces ``args`` (for provenance.json; works in-process too)."""
     words = ["tutorial-rl", "sweep", "--profile", args.profile, "--out", str(args.out),
              "--jobs", str(args.jobs), "--launcher", args.launcher]
+    if args.checkpoint_every is not None:
+        words += ["--checkpoint-every", str(args.checkpoint_every)]
     for flag, values in (("--set", args.overrides), ("--only", args.only)):
         for value in values:
             words += [flag, shlex.quote(value)]
@@ -111,7 +130,7 @@ def run_sweep(args: argparse.Namespace) -> int:
                         overrides=overrides, only=args.only,
                         slurm=SlurmOptions(args.slurm_partition, args.slurm_time,
                                            args.slurm_cpus),
-                        command=_sweep_command(args))
+                        command=_sweep_command(args), checkpoint_every=args.checkpoint_every)
     except ProfileError as exc:
         return _error(str(exc))
     print(summary.describe())

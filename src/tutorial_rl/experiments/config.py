@@ -37,8 +37,8 @@ from tutorial_rl.experiments.training import ALGOS, ENVS, env_defaults
 from tutorial_rl.projection import METHODS
 
 __all__ = ["FILTER_KEYS", "PAPER_VARIANTS", "PROFILES", "VARIANTS", "ExperimentProfile",
-           "ProfileError", "RunSpec", "estimate_run_seconds", "estimate_wall_time", "get_profile",
-           "parse_assignments", "run_key", "select_runs"]
+           "ProfileError", "RunSpec", "estimate_ms_per_step", "estimate_run_seconds",
+           "estimate_wall_time", "get_profile", "parse_assignments", "run_key", "select_runs"]
 
 
 class ProfileError(ConfigError):
@@ -388,10 +388,16 @@ _RUN_OVERHEAD_S = 0.3   # environment and safeguard set-up, writing files
 _WORKER_START_S = 5.0   # importing torch and the package, once per worker process
 
 
+def estimate_ms_per_step(algo: str, env: str, mode: str, mitigation: str) -> float:
+    """Estimated single-core milliseconds per training step of one run (measured table)."""
+    per_step = _MS_PER_STEP[f"{algo}/{env}"]
+    variant = next((v for v, pair in VARIANTS.items() if pair == (mode, mitigation)), "")
+    return per_step.get(variant, per_step["se-vanilla"])  # unsafe: like SE without a set
+
+
 def estimate_run_seconds(spec: RunSpec) -> float:
     """Estimated single-core seconds of one run: steps × measured ms/step + evaluation."""
-    per_step = _MS_PER_STEP[f"{spec.algo}/{spec.env}"]
-    ms = per_step.get(spec.variant, per_step["se-vanilla"])  # unsafe: like SE without a set
+    ms = estimate_ms_per_step(spec.algo, spec.env, spec.mode, spec.mitigation)
     evaluation = _EVAL_S_PER_10_EPISODES[spec.env] * spec.eval_episodes / 10
     return spec.steps * ms / 1000 + evaluation + _RUN_OVERHEAD_S
 

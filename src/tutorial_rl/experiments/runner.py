@@ -8,12 +8,15 @@ A sweep folder holds
 ``runs/<key>/``       one folder per run (:func:`~tutorial_rl.experiments.config.run_key`):
                       ``config.json``, ``progress.csv``, ``model.pt``, ``evaluation.json`` and
                       ``done.json`` (the completion marker) or ``failed.json`` (error, traceback)
+``checkpoints/<key>.pt`` the exact checkpoint of an unfinished run (``--checkpoint-every``,
+                      :mod:`~tutorial_rl.experiments.checkpoint`); deleted when the run finishes
 
 Resume protocol: a run is finished iff its folder holds ``done.json``, written *last* and
 atomically (temporary name + rename), after training and evaluation. A rerun skips finished runs
-and restarts every other one from scratch (its folder is deleted first), so a half-written
-result is never read and never kept. A run that raises is recorded in ``failed.json`` and the
-sweep goes on; the summary and the exit code say how many failed.
+and restarts every other one from its last checkpoint, or from scratch without one (its folder
+is deleted first), so a half-written result is never read and never kept; a run continued from a
+checkpoint ends with the same files as one that never stopped. A run that raises is recorded in
+``failed.json`` and the sweep goes on; the summary and the exit code say how many failed.
 
 Launchers: ``local`` runs the runs in a joblib (loky) process pool; ``submitit`` submits them
 through :class:`submitit.AutoExecutor`, which uses SLURM where there is one and local
@@ -48,11 +51,13 @@ from tutorial_rl.experiments.config import (
 )
 from tutorial_rl.provenance import invocations, provenance, write_json_atomic, write_provenance
 
-__all__ = ["DONE_FILE", "FAILED_FILE", "LAUNCHERS", "RUNS_DIR", "SWEEP_FILE", "SlurmOptions",
-           "SweepSummary", "execute_run", "execute_runs", "run_status", "sweep"]
+__all__ = ["CHECKPOINTS_DIR", "DONE_FILE", "FAILED_FILE", "LAUNCHERS", "RUNS_DIR", "SWEEP_FILE",
+           "SlurmOptions", "SweepSummary", "checkpoint_path", "execute_run", "execute_runs",
+           "run_status", "sweep"]
 
 SWEEP_FILE = "sweep.json"
 RUNS_DIR = "runs"
+CHECKPOINTS_DIR = "checkpoints"
 DONE_FILE = "done.json"
 FAILED_FILE = "failed.json"
 TMP_PREFIX = ".tmp-"
@@ -121,13 +126,20 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def _run_config(spec: RunSpec, run_dir: Path) -> Any:
+def _run_config(spec: RunSpec, run_dir: Path, checkpoint_every: int | None = None) -> Any:
     from tutorial_rl.experiments.training import RunConfig
 
     return RunConfig(env=spec.env, algo=spec.algo, mode=spec.mode, mitigation=spec.mitigation,
                      alpha=spec.alpha, steps=spec.steps, seed=spec.seed, out=run_dir,
                      projection_method=spec.projection_method, agent=dict(spec.agent),
-                     progress_bar=False, num_threads=1)
+                     progress_bar=False, num_threads=1, checkpoint_every=checkpoint_every,
+                     checkpoint=checkpoint_path(run_dir.parent, spec.key))
+
+
+def checkpoint_path(runs_dir: str | Path, key: str) -> Path:
+    """Where a sweep keeps the checkpoint of run ``key`` (outside ``runs/``: a checkpoint is no
+    result, and ``runs/<key>`` appears only when the run has finished or failed)."""
+    return Path(runs_dir).parent / CHECKPOINTS_DIR / f"{key}.pt"
 
 
 def _finalize(tmp: Path, final: Path, done: bool) -> None:
@@ -144,13 +156,16 @@ def _finalize(tmp: Path, final: Path, done: bool) -> None:
     os.rename(tmp, final)
 
 
-def execute_run(spec: RunSpec, runs_dir: str | Path) -> dict[str, Any]:
+def execute_run(spec: RunSpec, runs_dir: str | Path,
+                checkpoint_every: int | None = None) -> dict[str, Any]:
     """Train and evaluate one run (the worker function of both launchers).
 
     The run is written into a private temporary folder ``runs/.tmp-<key>-<pid>-<id>`` and renamed
     to ``runs/<key>`` when it is finished (``done.json``, written last) or has failed
     (``failed.json``: error and traceback); an interrupted attempt leaves only a temporary folder,
-    which the next sweep deletes. Never raises for a failing run.
+    which the next sweep deletes, and its checkpoint (``checkpoint_every`` environment steps
+    apart; ``None``: about every 10 minutes), from which the next sweep continues. Never raises
+    for a failing run.
 
     :returns: ``{"key", "status"}`` with ``status`` ``done``, ``failed`` or ``skipped``.
     """
@@ -169,7 +184,7 @@ def execute_run(spec: RunSpec, runs_dir: str | Path) -> dict[str, Any]:
     try:
         if spec.fail:
             raise RuntimeError(f"injected failure: {spec.key} is listed in inject_failure")
-        result = train(_run_config(spec, tmp))
+        result = train(_run_config(spec, tmp, checkpoint_every))
         eval_start = time.perf_counter()
         evaluation = evaluate(tmp, episodes=spec.eval_episodes, seed=spec.eval_seed, write=False)
         write_json_atomic(tmp / "evaluation.json", {**evaluation, "run_dir": str(final)})
@@ -202,14 +217,17 @@ def execute_run(spec: RunSpec, runs_dir: str | Path) -> dict[str, Any]:
                 "wall_time_s": time.perf_counter() - start, "started_utc": started,
                 "failed_utc": _now(), "host": platform.node(), "pid": os.getpid()})
             _finalize(tmp, final, done=False)
+        # a failure is retried from scratch (it may have come from the checkpoint itself)
+        checkpoint_path(runs_dir, spec.key).unlink(missing_ok=True)
         return {"key": spec.key, "status": "failed", "error": error}
     finally:
         torch.set_num_threads(threads)
 
 
-def execute_runs(specs: Sequence[RunSpec], runs_dir: str | Path) -> list[dict[str, Any]]:
+def execute_runs(specs: Sequence[RunSpec], runs_dir: str | Path,
+                 checkpoint_every: int | None = None) -> list[dict[str, Any]]:
     """:func:`execute_run` for several runs in turn (one submitit job of the local fallback)."""
-    return [execute_run(spec, runs_dir) for spec in specs]
+    return [execute_run(spec, runs_dir, checkpoint_every) for spec in specs]
 
 
 def _progress_bar(total: int, show: bool | None) -> Any:
@@ -219,13 +237,15 @@ def _progress_bar(total: int, show: bool | None) -> Any:
     return tqdm(total=total, unit="run", desc="sweep", disable=not show, dynamic_ncols=True)
 
 
-def _launch_local(specs: list[RunSpec], runs_dir: Path, jobs: int, bar: Any) -> None:
+def _launch_local(specs: list[RunSpec], runs_dir: Path, jobs: int, bar: Any,
+                  checkpoint_every: int | None) -> None:
     from joblib import Parallel, delayed
 
     # loky worker processes; n_jobs=1 runs in this process (no pool to start)
     parallel = Parallel(n_jobs=jobs, backend="loky", return_as="generator_unordered")
     try:
-        for outcome in parallel(delayed(execute_run)(spec, str(runs_dir)) for spec in specs):
+        for outcome in parallel(delayed(execute_run)(spec, str(runs_dir), checkpoint_every)
+                                       for spec in specs):
             bar.update(1)
             if outcome["status"] == "failed":
                 bar.write(f"run {outcome['key']} failed: {outcome['error']}")
@@ -235,7 +255,7 @@ def _launch_local(specs: list[RunSpec], runs_dir: Path, jobs: int, bar: Any) -> 
 
 
 def _launch_submitit(specs: list[RunSpec], runs_dir: Path, jobs: int, slurm: SlurmOptions,
-                     bar: Any) -> None:
+                     bar: Any, checkpoint_every: int | None) -> None:
     import submitit
 
     executor = submitit.AutoExecutor(folder=runs_dir.parent / "submitit", cluster=slurm.cluster)
@@ -246,7 +266,8 @@ def _launch_submitit(specs: list[RunSpec], runs_dir: Path, jobs: int, slurm: Slu
         chunks = [[spec] for spec in specs]
     else:  # the local executor starts every job at once: make exactly `jobs` of them
         chunks = [specs[i::jobs] for i in range(min(jobs, len(specs)))]
-    submitted = executor.map_array(execute_runs, chunks, [str(runs_dir)] * len(chunks))
+    submitted = executor.map_array(execute_runs, chunks, [str(runs_dir)] * len(chunks),
+                                   [checkpoint_every] * len(chunks))
     pending = list(submitted)
     finished: set[str] = set()
     while pending:
@@ -291,7 +312,8 @@ def _check_resumable(out: Path, profile: ExperimentProfile) -> dict[str, Any] | 
 def sweep(profile: str | ExperimentProfile, out: str | Path, *, jobs: int = 1,
           launcher: str = "local", overrides: Mapping[str, Any] | None = None,
           only: Iterable[str] = (), slurm: SlurmOptions | None = None,
-          progress: bool | None = None, command: str | list[str] | None = None) -> SweepSummary:
+          progress: bool | None = None, command: str | list[str] | None = None,
+          checkpoint_every: int | None = None) -> SweepSummary:
     """Run every unfinished run of a profile's grid into ``out`` (resumable).
 
     :param profile: a profile name (:data:`~tutorial_rl.experiments.config.PROFILES`) or profile.
@@ -303,6 +325,8 @@ def sweep(profile: str | ExperimentProfile, out: str | Path, *, jobs: int = 1,
     :param slurm: resources of the submitit launcher.
     :param progress: tqdm bar over runs; ``None``: only when stderr is a terminal.
     :param command: recorded in provenance.json (default: this process's command line).
+    :param checkpoint_every: environment steps between a run's exact checkpoints (0: none;
+        ``None``: about every 10 minutes of estimated work); a rerun continues from them.
     :raises ProfileError: bad profile, override, filter, jobs, launcher or ``out``, before any
         run starts.
     """
@@ -314,6 +338,9 @@ def sweep(profile: str | ExperimentProfile, out: str | Path, *, jobs: int = 1,
         profile = profile.with_overrides(overrides)
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ProfileError(f"jobs must be an integer >= 1; got {jobs!r}")
+    if checkpoint_every is not None and (isinstance(checkpoint_every, bool) or not isinstance(
+            checkpoint_every, int) or checkpoint_every < 0):
+        raise ProfileError(f"checkpoint_every must be an integer >= 0; got {checkpoint_every!r}")
     if launcher not in LAUNCHERS:
         raise ProfileError(f"unknown launcher {launcher!r}; valid launchers: "
                            f"{', '.join(LAUNCHERS)}")
@@ -328,7 +355,7 @@ def sweep(profile: str | ExperimentProfile, out: str | Path, *, jobs: int = 1,
     with _sweep_lock(out):
         _check_resumable(out, profile)
         return _run_sweep(profile, specs, out, jobs, launcher, overrides, only, slurm, progress,
-                          command, start)
+                          command, start, checkpoint_every)
 
 
 @contextmanager
@@ -359,7 +386,8 @@ def _sweep_lock(out: Path) -> Iterator[None]:
 def _run_sweep(profile: ExperimentProfile, specs: list[RunSpec], out: Path, jobs: int,
                launcher: str, overrides: dict[str, Any], only: list[str],
                slurm: SlurmOptions | None, progress: bool | None,
-               command: str | list[str] | None, start: float) -> SweepSummary:
+               command: str | list[str] | None, start: float,
+               checkpoint_every: int | None = None) -> SweepSummary:
     """The body of :func:`sweep`, run under the folder's lock."""
     # "profile" names the sweep's experiment profile (ci/quick/paper); the process-wide
     # TUTORIAL_RL_PROFILE switch that shortens chapters is recorded as "runtime_profile".
@@ -380,6 +408,8 @@ def _run_sweep(profile: ExperimentProfile, specs: list[RunSpec], out: Path, jobs
     # recorded failures are deleted, so no partial result survives.
     for tmp in runs_dir.glob(f"{TMP_PREFIX}*"):
         shutil.rmtree(tmp, ignore_errors=True)
+    for tmp in (out / CHECKPOINTS_DIR).glob(".*.tmp"):  # a checkpoint killed while written
+        tmp.unlink(missing_ok=True)
     todo = [s for s in specs if run_status(runs_dir / s.key) != "done"]
     for spec in todo:
         if (runs_dir / spec.key).exists():
@@ -387,9 +417,10 @@ def _run_sweep(profile: ExperimentProfile, specs: list[RunSpec], out: Path, jobs
     todo.sort(key=estimate_run_seconds, reverse=True)  # longest first: shortest makespan
     with _progress_bar(len(todo), progress) as bar:
         if todo and launcher == "local":
-            _launch_local(todo, runs_dir, jobs, bar)
+            _launch_local(todo, runs_dir, jobs, bar, checkpoint_every)
         elif todo:
-            _launch_submitit(todo, runs_dir, jobs, slurm or SlurmOptions(), bar)
+            _launch_submitit(todo, runs_dir, jobs, slurm or SlurmOptions(), bar,
+                             checkpoint_every)
 
     status = {s.key: run_status(runs_dir / s.key) for s in todo}
     wall = time.perf_counter() - start

@@ -6,7 +6,9 @@ the per-task hyperparameters gathered in :func:`env_defaults`. A run directory h
 ``config.json``   the fully resolved configuration and the package version (written first);
 ``progress.csv``  one row per episode (:data:`~tutorial_rl.agents.common.PROGRESS_COLUMNS`);
 ``model.pt``      every network's parameters, written *last*: its presence marks a finished run;
-``evaluation.json`` written by :func:`evaluate`.
+``evaluation.json`` written by :func:`evaluate`;
+``checkpoint.pt`` while a run with checkpoints is unfinished (:mod:`.checkpoint`): rerunning the
+                  same command continues it exactly; it is deleted when the run finishes.
 
 Every file is written under a temporary name and renamed, so an interrupted run never leaves a
 half-written file (only missing ones); :func:`is_complete` tells finished runs apart.
@@ -40,6 +42,7 @@ from tutorial_rl.agents.common import (
     SafetyConfig,
 )
 from tutorial_rl.agents.td3 import TD3, TD3Config
+from tutorial_rl.experiments.checkpoint import CHECKPOINT_FILE, Checkpoint, auto_checkpoint_every
 from tutorial_rl.profile import by_profile, current_profile
 
 __all__ = ["ALGOS", "ENVS", "RESULT_FILES", "RunConfig", "RunResult", "env_defaults", "evaluate",
@@ -111,6 +114,12 @@ class RunConfig:
     """tqdm bar; ``None``: only when stderr is a terminal"""
     num_threads: int | None = None
     """``torch.set_num_threads`` during the run (restored after); ``None`` leaves it"""
+    checkpoint_every: int | None = None
+    """environment steps between exact checkpoints (:mod:`.checkpoint`); 0: none; ``None``: about
+    every 10 minutes of estimated work. Only with ``out`` or ``checkpoint``"""
+    checkpoint: str | Path | None = None
+    """the checkpoint file; default ``out/checkpoint.pt``. An unfinished run's checkpoint of the
+    same configuration is continued from"""
 
 
 @dataclass
@@ -165,10 +174,16 @@ def _resolve(config: RunConfig) -> tuple[SafetyConfig, TD3Config | A2CConfig, di
     return safety, agent, resolved
 
 
+#: What an interrupted run with checkpoints leaves in its folder: rerunning continues it.
+_RESUMABLE = {"config.json", CHECKPOINT_FILE}
+
+
 def _check_out_dir(out: Path, overwrite: bool) -> None:
     if out.exists() and not out.is_dir():
         raise ConfigError(f"output path {out} exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
+    entries = {p.name for p in out.iterdir() if not p.name.startswith(".")} \
+        if out.is_dir() else set()
+    if entries and not entries <= _RESUMABLE and not overwrite:
         raise ConfigError(f"output directory {out} is not empty; pass --overwrite to replace "
                           f"its results")
 
@@ -221,6 +236,7 @@ def train(config: RunConfig) -> RunResult:
     """
     safety, agent_config, resolved = _resolve(config)
     run_dir = None if config.out is None else Path(config.out)
+    checkpoint = _checkpoint(config, resolved, run_dir)
     if run_dir is not None:
         _check_out_dir(run_dir, config.overwrite)
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -235,21 +251,60 @@ def train(config: RunConfig) -> RunResult:
         bar = config.progress_bar if config.progress_bar is not None else _stderr_is_terminal()
         desc = f"{config.algo}-{safety.mode} {config.env} seed {resolved['seed']}"
         recorder = ProgressRecorder(resolved["steps"], progress_bar=bar, desc=desc)
+        restored = checkpoint.load() if checkpoint is not None else None
+        earlier = 0.0  # seconds of training before the checkpoint
+        if restored is not None:  # continue exactly where the checkpoint was written
+            env.env.close()
+            agent, env, recorder_state = restored
+            recorder.load_state_dict(recorder_state)
+            earlier = recorder_state["elapsed"]
+        if checkpoint is not None:
+            checkpoint.attach(agent, env, recorder)
         start = time.perf_counter()
         try:
-            agent.learn(env, resolved["steps"], recorder, seed=resolved["seed"])
+            agent.learn(env, resolved["steps"], recorder, seed=resolved["seed"],
+                        checkpoint=checkpoint)
         finally:
             rows = recorder.finish()
             env.env.close()
     finally:
         torch.set_num_threads(threads)
-    wall_time = time.perf_counter() - start
+    wall_time = time.perf_counter() - start + earlier
     if run_dir is not None:
         text = _progress_csv(rows)
         _atomic_write(run_dir / "progress.csv", lambda fh: fh.write(text))
         state = agent.state_dict()
         _atomic_write(run_dir / "model.pt", lambda fh: torch.save(state, fh), binary=True)
+    if checkpoint is not None:
+        checkpoint.remove()  # after model.pt: a kill in between only repeats the last steps
     return RunResult(resolved, rows, agent, run_dir, wall_time)
+
+
+def _checkpoint(config: RunConfig, resolved: dict[str, Any],
+                run_dir: Path | None) -> Checkpoint | None:
+    """The run's :class:`Checkpoint` (``None`` without a place to put it); ``--overwrite``
+    discards an old one."""
+    every = config.checkpoint_every
+    if every is not None and (isinstance(every, bool) or not isinstance(every, int)
+                              or every < 0):
+        raise ConfigError(f"checkpoint_every must be an integer >= 0; got {every!r}")
+    if config.checkpoint is not None:
+        path = Path(config.checkpoint)
+    elif run_dir is not None:
+        path = run_dir / CHECKPOINT_FILE
+    else:
+        return None
+    if every is None:
+        from tutorial_rl.experiments.config import estimate_ms_per_step
+
+        every = auto_checkpoint_every(estimate_ms_per_step(
+            resolved["algo"], resolved["env"], resolved["mode"], resolved["mitigation"]))
+    identity = {k: v for k, v in resolved.items() if k != "profile"}  # the runtime switch
+    checkpoint = Checkpoint(path, every, identity,
+                            lambda p, fn: _atomic_write(p, fn, binary=True))
+    if config.overwrite:
+        checkpoint.remove()
+    return checkpoint
 
 
 def _stderr_is_terminal() -> bool:

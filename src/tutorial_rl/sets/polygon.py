@@ -7,6 +7,8 @@ by brute force over the ``k(k−1)/2`` row pairs, which is exact and fast for ``
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 __all__ = ["ordered_vertices", "polygon_area", "polygon_faces", "polygon_vertices"]
@@ -25,18 +27,29 @@ def polygon_vertices(A: np.ndarray, b: np.ndarray, tol: float = 1e-9
     """
     A = np.asarray(A, dtype=np.float64)
     b = np.atleast_2d(np.asarray(b, dtype=np.float64))
+    I, J, Minv = _row_pairs(A.tobytes(), A.shape)
+    rhs = np.stack([b[:, I], b[:, J]], axis=-1)  # (N, P, 2)
+    pts = np.einsum("pij,npj->npi", Minv, rhs)
+    scale = 1.0 + np.abs(b).max(axis=1)[:, None, None]
+    valid = np.all(pts @ A.T <= b[:, None, :] + tol * scale, axis=-1)
+    return pts, valid
+
+
+@functools.lru_cache(maxsize=64)
+def _row_pairs(rows: bytes, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Indices (I, J) of the non-parallel row pairs and the inverses of their 2x2 systems.
+
+    They depend on A only, which the quadrotor's sets share across states: cached, so a safe
+    set's emptiness check (one per environment step) no longer inverts them every time.
+    """
+    A = np.frombuffer(rows, dtype=np.float64).reshape(shape)
     I, J = np.triu_indices(A.shape[0], 1)
     M = np.stack([A[I], A[J]], axis=1)  # (P, 2, 2): all row pairs
     keep = np.abs(np.linalg.det(M)) > 1e-12  # parallel pairs do not meet
     if not keep.any():
         raise ValueError("need at least two non-parallel rows")
     I, J, M = I[keep], J[keep], M[keep]
-    Minv = np.linalg.inv(M)
-    rhs = np.stack([b[:, I], b[:, J]], axis=-1)  # (N, P, 2)
-    pts = np.einsum("pij,npj->npi", Minv, rhs)
-    scale = 1.0 + np.abs(b).max(axis=1)[:, None, None]
-    valid = np.all(pts @ A.T <= b[:, None, :] + tol * scale, axis=-1)
-    return pts, valid
+    return I, J, np.linalg.inv(M)
 
 
 def ordered_vertices(A: np.ndarray, b: np.ndarray, tol: float = 1e-9) -> np.ndarray:

@@ -1,0 +1,208 @@
+"""Training throughput on every cell of the paper's grid, and the grid's estimated core-hours.
+
+Chapter 8 (chapters/08_experiments.py, "Running a sweep") and ``tutorial-rl sweep --dry-run``
+use these figures: :data:`tutorial_rl.experiments.config._MS_PER_STEP` holds the per-step costs
+this script measures. For every task × algorithm × variant it trains one run of the real code
+(``ModeEnv`` + ``TD3``/``A2C``, one torch thread, as a sweep worker does), lets it warm up
+(TD3: past ``learning_starts``, so every step has an update; A2C: a few rollouts), and times the
+steady state: milliseconds per environment step and environment steps per second per core. The
+paper grid's core-hours follow from these costs and the grid's budgets, next to the estimate the
+package currently uses (the table in ``config.py``) and the one before this round's changes.
+
+Each cell is measured ``--repeats`` times, interleaved with the other cells (the order changes per
+repeat), and the median is reported, so a busy machine slows all cells alike. ``--baseline SRC``
+measures an earlier version of the package in a second worker process, interleaved cell by cell,
+and reports the speed-up per cell; applied to the table measured on a quiet machine, it gives
+the new table without needing a quiet machine::
+
+    git archive 0d0234f src | tar -x -C /tmp/base
+    python benchmarks/grid_throughput.py --baseline /tmp/base/src [--steps 300] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import gymnasium as gym
+import torch
+
+from tutorial_rl.agents import A2C, TD3, ModeEnv, ProgressRecorder, SafetyConfig
+from tutorial_rl.experiments.config import _MS_PER_STEP, PROFILES, VARIANTS
+from tutorial_rl.experiments.training import ENVS, env_defaults
+
+#: The table of ``config.py`` before the SP safe-set reuse and the cached emptiness check
+#: (commit 0d0234f), for the "before" column of the grid estimate.
+MS_PER_STEP_BEFORE: dict[str, dict[str, float]] = {
+    "td3/pendulum": {"se-vanilla": 3.4, "se-penalty": 3.4, "sp-vanilla": 4.6,
+                     "sp-per-sample-loss": 5.2, "sp-penalty-critic": 5.4},
+    "td3/quadrotor": {"se-vanilla": 5.8, "se-penalty": 6.2, "sp-vanilla": 9.6,
+                      "sp-per-sample-loss": 9.1, "sp-penalty-critic": 10.6},
+    "td3/seeker": {"se-vanilla": 5.0, "se-penalty": 4.6, "sp-vanilla": 9.5,
+                   "sp-per-sample-loss": 8.0, "sp-penalty-critic": 10.4},
+    "a2c/pendulum": {"se-vanilla": 1.1, "se-penalty": 1.2, "sp-vanilla": 1.1,
+                     "sp-per-sample-loss": 1.7, "sp-penalty-critic": 1.3},
+    "a2c/quadrotor": {"se-vanilla": 1.7, "se-penalty": 2.4, "sp-vanilla": 2.3,
+                      "sp-per-sample-loss": 3.7, "sp-penalty-critic": 2.0},
+    "a2c/seeker": {"se-vanilla": 1.5, "se-penalty": 1.4, "sp-vanilla": 1.5,
+                   "sp-per-sample-loss": 2.7, "sp-penalty-critic": 1.3},
+}
+
+
+def make_agent(env: str, algo: str, variant: str, warmup: int) -> tuple[TD3 | A2C, ModeEnv]:
+    """A fresh agent and its mode's environment, as ``training.train`` builds them."""
+    mode, mitigation = VARIANTS[variant]
+    safety = SafetyConfig(mode, mitigation, None if mitigation == "none" else 0.5)  # type: ignore[arg-type]
+    defaults = env_defaults(env, algo)
+    task = gym.make(ENVS[env], termination_penalty=defaults["termination_penalty"])
+    config = defaults["agent"]
+    if algo == "td3":
+        import dataclasses
+
+        config = dataclasses.replace(config, learning_starts=warmup)
+        agent: TD3 | A2C = TD3(task.observation_space, task.action_space, config, safety, seed=0,
+                               buffer_capacity=100_000)
+        track = mode == "sp"
+    else:
+        agent = A2C(task.observation_space, task.action_space, config, safety, seed=0)
+        track = agent.needs_safe_sets
+    return agent, ModeEnv(task, safety, track_safe_sets=track)
+
+
+class _TimingRecorder(ProgressRecorder):
+    """A progress recorder that notes the time when step ``mark`` is recorded."""
+
+    def __init__(self, total: int, mark: int) -> None:
+        super().__init__(total)
+        self.mark, self.marked_at = mark, 0.0
+
+    def record(self, step, alpha: float = 0.0) -> None:  # type: ignore[no-untyped-def]
+        super().record(step, alpha)
+        if self.steps == self.mark:
+            self.marked_at = time.perf_counter()
+
+
+def time_cell(env: str, algo: str, variant: str, steps: int, warmup: int) -> float:
+    """Milliseconds per environment step in the steady state of one run (after ``warmup``)."""
+    agent, mode_env = make_agent(env, algo, variant, warmup)
+    recorder = _TimingRecorder(warmup + steps, warmup)
+    agent.learn(mode_env, warmup + steps, recorder, seed=0)
+    return (time.perf_counter() - recorder.marked_at) / steps * 1e3
+
+
+def _worker() -> None:
+    """Measure the cells named on stdin (``env algo variant steps warmup``), one per line."""
+    torch.set_num_threads(1)
+    for line in sys.stdin:
+        env, algo, variant, steps, warmup = line.split()
+        print(time_cell(env, algo, variant, int(steps), int(warmup)), flush=True)
+
+
+class Worker:
+    """A process measuring cells with the package found on ``src`` (this tree or a baseline)."""
+
+    def __init__(self, src: str) -> None:
+        env = {**os.environ, "PYTHONPATH": src}
+        self.proc = subprocess.Popen([sys.executable, __file__, "--worker"], env=env,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+    def time(self, cell: tuple[str, str, str], steps: int, warmup: int) -> float:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(f"{' '.join(cell)} {steps} {warmup}\n")
+        self.proc.stdin.flush()
+        return float(self.proc.stdout.readline())
+
+    def close(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        self.proc.wait()
+
+
+def grid_core_hours(table: dict[str, dict[str, float]]) -> float:
+    """Training core-hours of the paper profile's 588 runs at the given ms per step."""
+    seconds = 0.0
+    for spec in PROFILES["paper"].runs():
+        per_step = table[f"{spec.algo}/{spec.env}"]
+        seconds += spec.steps * per_step.get(spec.variant, per_step["se-vanilla"]) / 1000
+    return seconds / 3600
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--envs", default=",".join(ENVS))
+    parser.add_argument("--algos", default="td3,a2c")
+    parser.add_argument("--steps", type=int, default=300, help="timed steps per cell")
+    parser.add_argument("--warmup", type=int, default=300, help="steps before timing")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--baseline", default=None, metavar="SRC",
+                        help="a source tree of an earlier version (e.g. from `git archive`), "
+                             "measured interleaved with this one: the 'x base' column")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:  # a baseline tree may predate the helpers imported below
+        _worker()
+        return
+    from tutorial_rl.experiments.config import estimate_ms_per_step
+
+    here = str(Path(__file__).resolve().parents[1] / "src")
+    workers = {"now": Worker(here)}
+    if args.baseline:
+        workers["base"] = Worker(args.baseline)
+    cells = [(e, a, v) for e in args.envs.split(",") for a in args.algos.split(",")
+             for v in VARIANTS if v != "unsafe"]
+    times: dict[tuple[str, tuple[str, str, str]], list[float]] = {}
+    rng = random.Random(0)
+    for _ in range(args.repeats):
+        order = cells[:]
+        rng.shuffle(order)
+        for cell in order:
+            names = list(workers)
+            rng.shuffle(names)  # alternate which version runs first
+            for name in names:
+                times.setdefault((name, cell), []).append(
+                    workers[name].time(cell, args.steps, args.warmup))
+    for worker in workers.values():
+        worker.close()
+
+    measured: dict[str, dict[str, float]] = {}
+    scaled: dict[str, dict[str, float]] = {}
+    print(f"{'cell':16s} {'variant':20s} {'ms/step':>8s} {'steps/s':>8s} {'base ms':>8s} "
+          f"{'x base':>7s} {'table':>6s}")
+    for env, algo, variant in cells:
+        ms = statistics.median(times[("now", (env, algo, variant))])
+        measured.setdefault(f"{algo}/{env}", {})[variant] = ms
+        mode, mitigation = VARIANTS[variant]
+        line = f"{algo + '/' + env:16s} {variant:20s} {ms:8.2f} {1000 / ms:8.0f} "
+        if args.baseline:
+            base = statistics.median(times[("base", (env, algo, variant))])
+            before = MS_PER_STEP_BEFORE[f"{algo}/{env}"][variant]
+            # the speed-up measured side by side, applied to the quiet machine's table
+            scaled.setdefault(f"{algo}/{env}", {})[variant] = round(before * ms / base, 1)
+            line += f"{base:8.2f} {base / ms:7.2f} "
+        else:
+            line += f"{'':8s} {'':7s} "
+        print(line + f"{estimate_ms_per_step(algo, env, mode, mitigation):6.2f}")
+    if scaled:
+        print("\nthe quiet machine's table scaled by the measured speed-ups "
+              "(for config._MS_PER_STEP):")
+        for cell, row in scaled.items():
+            print(f"    {cell!r}: {row},")
+    if len(cells) == len(PAPER_CELLS):
+        print(f"\npaper grid, training core-hours: before {grid_core_hours(MS_PER_STEP_BEFORE):.1f}"
+              f", package table now {grid_core_hours(_MS_PER_STEP):.1f}, at this machine's "
+              f"measured costs {grid_core_hours(measured):.1f}"
+              + (f", before table x measured speed-ups {grid_core_hours(scaled):.1f}"
+                 if scaled else ""))
+
+
+PAPER_CELLS = [(e, a, v) for e in ENVS for a in ("td3", "a2c") for v in VARIANTS
+               if v != "unsafe"]
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,121 @@
+"""Exact checkpoints of a training run: stop it at any moment, continue it bit for bit.
+
+Chapter 8 (chapters/08_experiments.py, "Running a sweep"): the paper's grid takes days of core
+time, so a sweep must survive being killed and restarted many times. ``--checkpoint-every N``
+makes a run write, every N environment steps and atomically (temporary name + rename), one file
+with everything its future depends on:
+
+- the agent object: networks, target networks, optimiser states, replay buffer, its numpy and
+  torch generators, its step counters and the observation the next step acts on;
+- the environment object: the task's state and ``np_random``, the safeguard, the tracked safe set;
+- the progress rows, the running episode's sums and the elapsed wall time;
+- the process-wide generators (torch, numpy, python ``random``), for code that draws from them.
+
+Objects are pickled whole (``torch.save``), so references they share (the agent's generator and
+its buffer's, parameters and their optimiser state) stay shared after loading. A run restored
+from a checkpoint and trained on writes the same ``progress.csv`` (wall time aside) and the same
+``model.pt`` as one that never stopped (``tests/test_checkpoint.py`` kills one with SIGKILL).
+A checkpoint belongs to one configuration and one package version; it is meant for resuming with
+the same code, not for archiving.
+"""
+
+from __future__ import annotations
+
+import random
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = ["CHECKPOINT_FILE", "Checkpoint", "auto_checkpoint_every"]
+
+CHECKPOINT_FILE = "checkpoint.pt"
+_FORMAT = 1
+#: What ``--checkpoint-every auto`` aims at: lose at most this much work to a kill.
+TARGET_SECONDS = 600.0
+
+
+def auto_checkpoint_every(ms_per_step: float, target_s: float = TARGET_SECONDS) -> int:
+    """Environment steps between checkpoints so that about ``target_s`` of work is at risk."""
+    return max(1_000, int(target_s * 1000 / max(ms_per_step, 1e-3)))
+
+
+def _global_rng_state() -> dict[str, Any]:
+    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),  # noqa: NPY002
+            "python": random.getstate()}
+
+
+def _set_global_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])  # noqa: NPY002
+    random.setstate(state["python"])
+
+
+class Checkpoint:
+    """Saves and restores one run's complete training state at ``path``.
+
+    :param path: the checkpoint file (its folder is created).
+    :param every: environment steps between saves (0: never save).
+    :param identity: what the run is (its resolved configuration); a checkpoint with another
+        identity is never restored.
+    :param write: ``write(path, fn)`` writes atomically through ``fn(file)``.
+    """
+
+    def __init__(self, path: str | Path, every: int, identity: dict[str, Any],
+                 write: Callable[[Path, Callable[[Any], None]], None]) -> None:
+        if isinstance(every, bool) or not isinstance(every, int) or every < 0:
+            raise ValueError(f"checkpoint_every must be an integer >= 0; got {every!r}")
+        self.path, self.every, self.identity = Path(path), every, identity
+        self._write = write
+        self._objects: tuple[Any, Any, Any] | None = None
+        self._last = 0
+
+    def attach(self, agent: Any, env: Any, recorder: Any) -> None:
+        """The objects to save (the agent's ``steps`` counter says when)."""
+        self._objects = (agent, env, recorder)
+        self._last = agent.steps
+
+    def __call__(self, steps: int) -> None:
+        """Save when ``every`` steps have passed since the last save (the agents' hook)."""
+        if self.every and steps - self._last >= self.every:
+            self.save()
+
+    def save(self) -> None:
+        """Write the attached objects now (atomically)."""
+        assert self._objects is not None, "attach() the agent, env and recorder first"
+        agent, env, recorder = self._objects
+        state = {"format": _FORMAT, "identity": self.identity, "steps": agent.steps,
+                 "agent": agent, "env": env, "recorder": recorder.state_dict(),
+                 "rng": _global_rng_state()}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._write(self.path, lambda fh: torch.save(state, fh))
+        self._last = agent.steps
+
+    def load(self) -> tuple[Any, Any, dict[str, Any]] | None:
+        """(agent, env, recorder state) of a saved checkpoint of this run, or ``None``.
+
+        Restores the process-wide generators too. A checkpoint of another run, of another
+        version, or one that cannot be read is reported on stderr and ignored (the run starts
+        from scratch: slower, never wrong).
+        """
+        if not self.path.is_file():
+            return None
+        try:
+            state = torch.load(self.path, weights_only=False)
+            if state.get("format") != _FORMAT or state.get("identity") != self.identity:
+                print(f"tutorial-rl: ignoring {self.path}: it belongs to another run or version",
+                      file=sys.stderr)
+                return None
+        except Exception as exc:  # noqa: BLE001 -- unreadable: start over
+            print(f"tutorial-rl: ignoring unreadable checkpoint {self.path}: {exc}",
+                  file=sys.stderr)
+            return None
+        _set_global_rng_state(state["rng"])
+        return state["agent"], state["env"], state["recorder"]
+
+    def remove(self) -> None:
+        """Delete the checkpoint (the run has finished)."""
+        self.path.unlink(missing_ok=True)

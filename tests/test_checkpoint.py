@@ -1,0 +1,140 @@
+"""Exact checkpoints (:mod:`tutorial_rl.experiments.checkpoint`): a run stopped at a checkpoint,
+or killed with SIGKILL at any moment, and run again ends with the same ``progress.csv`` (wall time
+aside) and the same ``model.pt``, bit for bit, as a run that never stopped; sweeps too."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from tutorial_rl.experiments import checkpoint as checkpoint_module
+from tutorial_rl.experiments.checkpoint import CHECKPOINT_FILE, auto_checkpoint_every
+from tutorial_rl.experiments.cli import main as cli_main
+from tutorial_rl.experiments.commands import main as sweep_main
+from tutorial_rl.experiments.config import run_key
+from tutorial_rl.experiments.training import RunConfig, is_complete, train
+
+TD3_TINY = {"learning_starts": 50, "batch_size": 16}
+
+
+def progress(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as fh:
+        return [{k: v for k, v in row.items() if k != "wall_time"} for row in csv.DictReader(fh)]
+
+
+def assert_same_run(a: Path, b: Path) -> None:
+    """Same progress.csv (wall time aside) and the same model.pt, tensor by tensor."""
+    assert progress(a / "progress.csv") == progress(b / "progress.csv")
+    ma, mb = (torch.load(d / "model.pt", weights_only=True) for d in (a, b))
+    assert ma.keys() == mb.keys()
+    for net in ma:
+        assert ma[net].keys() == mb[net].keys()
+        for name in ma[net]:
+            assert torch.equal(ma[net][name], mb[net][name]), (net, name)
+
+
+class Stop(Exception):
+    """Raised right after a checkpoint is written: the run stops there."""
+
+
+@pytest.mark.parametrize(("env", "algo", "mode", "mitigation", "alpha"), [
+    ("pendulum", "td3", "sp", "penalty-critic", 0.5),
+    ("seeker", "td3", "sp", "per-sample-loss", 1.0),
+    ("quadrotor", "td3", "se", "penalty", 0.5),
+    ("pendulum", "a2c", "sp", "per-sample-loss", 1.0),
+    ("seeker", "a2c", "se", "none", None),
+])
+def test_a_run_continued_from_a_checkpoint_equals_an_uninterrupted_one(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, env: str, algo: str, mode: str,
+        mitigation: str, alpha: float | None) -> None:
+    config = dict(env=env, algo=algo, mode=mode, mitigation=mitigation, alpha=alpha, steps=300,
+                  seed=3, agent=TD3_TINY if algo == "td3" else {}, progress_bar=False,
+                  num_threads=1)
+    train(RunConfig(**config, out=tmp_path / "whole", checkpoint_every=0))
+    assert not (tmp_path / "whole" / CHECKPOINT_FILE).exists()
+
+    save = checkpoint_module.Checkpoint.save
+
+    def save_then_stop(self: checkpoint_module.Checkpoint) -> None:
+        save(self)
+        if self._objects[0].steps >= 150:  # in the middle of an episode
+            raise Stop
+
+    monkeypatch.setattr(checkpoint_module.Checkpoint, "save", save_then_stop)
+    with pytest.raises(Stop):
+        train(RunConfig(**config, out=tmp_path / "cut", checkpoint_every=70))
+    assert (tmp_path / "cut" / CHECKPOINT_FILE).is_file() and not is_complete(tmp_path / "cut")
+    monkeypatch.setattr(checkpoint_module.Checkpoint, "save", save)
+    result = train(RunConfig(**config, out=tmp_path / "cut", checkpoint_every=70))
+    assert result.agent.steps == 300
+    assert not (tmp_path / "cut" / CHECKPOINT_FILE).exists()  # removed once finished
+    assert_same_run(tmp_path / "whole", tmp_path / "cut")
+
+
+def _kill_when(proc: subprocess.Popen, ready: callable, what: str, delay: float) -> None:
+    """SIGKILL ``proc``'s process group ``delay`` seconds after ``ready()`` first holds."""
+    deadline = time.monotonic() + 120
+    try:
+        while not ready():
+            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+            assert time.monotonic() < deadline, f"never reached: {what}"
+            time.sleep(0.01)
+        time.sleep(delay)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)  # our own child's process group
+        proc.wait()
+
+
+@pytest.mark.parametrize("delay", [0.05])
+def test_train_killed_with_sigkill_resumes_bit_for_bit(tmp_path: Path, delay: float) -> None:
+    args = ["train", "--env", "pendulum", "--algo", "td3", "--mode", "sp", "--steps", "600",
+            "--seed", "2", "--set", "learning_starts=50", "--set", "batch_size=16",
+            "--checkpoint-every", "150"]
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    assert cli_main([*args, "--out", str(whole)]) == 0
+    proc = subprocess.Popen([sys.executable, "-m", "tutorial_rl.experiments.cli", *args,
+                             "--out", str(cut)], start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _kill_when(proc, (cut / CHECKPOINT_FILE).is_file, "a checkpoint", delay)
+    if is_complete(cut):  # a slow machine reached the end: nothing to resume
+        pytest.skip("the run finished before it was killed")
+    assert cli_main([*args, "--out", str(cut)]) == 0  # the same command continues it
+    assert sorted(p.name for p in cut.iterdir()) == ["config.json", "model.pt", "progress.csv"]
+    assert_same_run(whole, cut)
+
+
+def test_a_sweep_killed_with_sigkill_resumes_bit_for_bit(tmp_path: Path) -> None:
+    args = ["--only", "variant=se-vanilla", "--set", "steps=600", "--checkpoint-every", "100"]
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    assert sweep_main(["sweep", "--profile", "ci", "--out", str(whole), *args]) == 0
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tutorial_rl.experiments.commands", "sweep", "--profile", "ci",
+         "--out", str(cut), *args], start_new_session=True, stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE)
+    _kill_when(proc, lambda: any((cut / "checkpoints").glob("*.pt")), "a checkpoint", 0.05)
+    assert list((cut / "checkpoints").glob("*.pt")), "the kill came after every checkpoint"
+    assert sweep_main(["sweep", "--profile", "ci", "--out", str(cut), *args]) == 0
+    assert not list((cut / "checkpoints").iterdir())
+    for seed in (0, 1):
+        key = run_key("td3", "se-vanilla", None, "pendulum", seed)
+        assert_same_run(whole / "runs" / key, cut / "runs" / key)
+
+
+def test_checkpoint_every_is_validated_and_auto_targets_ten_minutes(tmp_path: Path,
+                                                                     capsys) -> None:
+    assert auto_checkpoint_every(6.0) == 100_000  # 600 s at 6 ms per step
+    assert auto_checkpoint_every(1e3) == 1_000  # never more often than every 1,000 steps
+    assert cli_main(["train", "--env", "pendulum", "--algo", "td3", "--steps", "10",
+                     "--checkpoint-every", "-1", "--out", str(tmp_path / "x")]) == 2
+    assert "checkpoint_every must be an integer >= 0" in capsys.readouterr().err
+    assert cli_main(["sweep", "--profile", "ci", "--out", str(tmp_path / "s"),
+                       "--checkpoint-every", "soon"]) == 2
