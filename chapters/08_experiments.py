@@ -112,9 +112,14 @@ print(f"\nquick: {len(quick.runs())} runs = 3 tasks x 2 algorithms x (2 vanilla 
 #
 # The runner executes every missing run of a grid in parallel, one worker per core with one torch
 # thread each, and writes each run to a temporary folder that is renamed only when the run is
-# complete, so an interrupted sweep never leaves a half-written result. Rerunning the same command
-# skips finished runs and redoes unfinished ones; a run that crashes is recorded with its
-# traceback and does not stop the others. The `ci` profile runs in seconds; here it is, live:
+# complete, so an interrupted sweep never leaves a half-written result. Every run also writes an
+# exact checkpoint (`--checkpoint-every N` environment steps; by default about every 10 minutes of
+# work) with its networks, optimiser states, replay buffer, random generators, environment state
+# and progress rows. Rerunning the same command skips finished runs and continues unfinished ones
+# from their last checkpoint, to the same `progress.csv` and `model.pt`, bit for bit, as a sweep
+# that never stopped (the tests kill one with SIGKILL), so a long sweep can be spread over many
+# sessions. A run that crashes is recorded with its traceback and does not stop the others. The
+# `ci` profile runs in seconds; here it is, live:
 
 # %%
 with tempfile.TemporaryDirectory() as tmp:
@@ -375,8 +380,8 @@ for cores in (2, 16, 64, 256):
 # tutorial-rl report /scratch/$USER/paper
 # ```
 #
-# A job killed by the scheduler leaves only a temporary folder; rerunning the command redoes
-# exactly the unfinished runs. `--set` changes a setting for one sweep without editing code
+# A job killed by the scheduler leaves only a temporary folder and its last checkpoint; rerunning
+# the command continues exactly the unfinished runs. `--set` changes a setting for one sweep without editing code
 # (`--set seeds=10`, `--set 'steps={"td3/seeker": 200000}'`, `--set td3.batch_size=256`) and the
 # sweep records it in `sweep.json`; resuming a folder with different settings is refused, so
 # results with different settings never mix.
