@@ -361,3 +361,39 @@ def test_td3_se_learns_the_pendulum(tmp_path) -> None:
     evaluation = evaluate(tmp_path / "run", episodes=10, seed=1000)
     assert evaluation["mean_return"] > -10.0, evaluation["returns"]
     assert evaluation["constraint_violations"] == 0
+
+
+# ------------------------------------------------------------------ cost of the environment side
+@pytest.mark.parametrize("env", ["pendulum", "quadrotor", "seeker"])
+def test_sp_mode_computes_each_states_safe_set_once(env: str,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """SP-RL needs U_s(x') at every step and projects onto it at the next one: one computation
+    per state (before: 2.3-2.6 per step), and the safeguard still sees the environment's set."""
+    import gymnasium as gym
+
+    from tutorial_rl.agents.common import ModeEnv
+    from tutorial_rl.experiments.training import ENVS
+
+    task = gym.make(ENVS[env])
+    calls = []
+    compute = type(task.unwrapped).safe_action_set
+
+    def counted(self: object) -> tuple[np.ndarray, np.ndarray]:
+        calls.append(1)
+        return compute(self)
+
+    monkeypatch.setattr(type(task.unwrapped), "safe_action_set", counted)
+    mode_env = ModeEnv(task, SafetyConfig("sp"), track_safe_sets=True)
+    rng = np.random.default_rng(0)
+    mode_env.reset(seed=0)
+    resets, steps = 1, 120
+    for _ in range(steps):
+        step = mode_env.step(rng.uniform(-1.5, 1.5, task.action_space.shape))
+        assert not step.violation
+        raw = compute(task.unwrapped)  # the set of x' as the environment computes it
+        assert np.array_equal(raw[0], mode_env._raw_set[0])
+        assert np.array_equal(raw[1], mode_env._raw_set[1])
+        if step.terminated or step.truncated:
+            mode_env.reset()
+            resets += 1
+    assert len(calls) == steps + resets
