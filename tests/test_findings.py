@@ -20,15 +20,15 @@ from tutorial_rl.experiments.findings import (
     SP_BETTER,
     UNDECIDED,
     check_findings,
-    choose_configs,
     finding_1,
     finding_2,
     finding_3,
     finding_4,
-    split_seeds,
+    summarise,
 )
 from tutorial_rl.experiments.inference import holm
 from tutorial_rl.experiments.references import Reference
+from tutorial_rl.experiments.selection import choose_configs, chosen_configs, split_seeds
 from tutorial_rl.experiments.stats import final_performance
 
 #: Normalised 0 = −100, 1 = 0 on every task: a normalised difference of 0.1 is 10 return units.
@@ -81,6 +81,20 @@ def test_choice_uses_only_the_selection_seeds() -> None:
     assert "optimistic" in paper.note
     with pytest.raises(ValueError, match="selection"):
         choose_configs(cell, {"se": ["se-penalty"]}, "best")  # type: ignore[arg-type]
+
+
+def test_explicit_selection_seeds_and_fresh_test_seeds_at_the_chosen_alpha() -> None:
+    # the grid on seeds 0-6, then only the chosen α (= 1) on fresh seeds 7-13
+    grid = runs_table({("seeker", "td3", "se-penalty", 1.0): around(5),
+                       ("seeker", "td3", "se-penalty", 2.0): around(0)})
+    chosen = chosen_configs(grid)
+    assert chosen[["variant", "alpha", "n"]].values.tolist() == [["se-penalty", 1.0, 7]]
+    fresh = runs_table({("seeker", "td3", "se-penalty", 1.0): around(5, seeds=14)})
+    table = pd.concat([grid, fresh[fresh["seed"] >= 7]], ignore_index=True)
+    choice = choose_configs(table, {"se": ["se-penalty"]}, selection=range(7))
+    assert choice.configs == {"se": "se-penalty α=1"}
+    assert choice.test_seeds == list(range(7, 14)) and choice.seeds_text() == \
+        "test 7-13, chosen on 0-6"
 
 
 def test_nothing_to_choose_keeps_every_seed() -> None:
@@ -272,6 +286,7 @@ def test_check_findings_rejects_bad_input() -> None:
 
 
 def test_check_findings_is_deterministic_and_covers_every_finding() -> None:
+    """Also: summarise counts each finding's cells by status."""
     runs = pd.concat([
         runs_table({("seeker", "a2c", "se-vanilla"): around(0),
                     ("seeker", "a2c", "sp-vanilla"): around(0),
@@ -282,3 +297,7 @@ def test_check_findings_is_deterministic_and_covers_every_finding() -> None:
     table = check_findings(runs, REFS)
     assert sorted(set(table["finding"])) == [1, 2, 3, 4]
     pd.testing.assert_frame_equal(table, check_findings(runs, REFS))
+    summary = summarise(table).set_index("finding")
+    assert list(summary.index) == [1, 2, 3, 4]
+    assert summary.loc[1, HOLDS] == 1 and summary.loc[1, "cells"] == 1
+    assert (summary[[HOLDS, NOT_HOLD, UNDECIDED]].sum(axis=1) == summary["cells"]).all()

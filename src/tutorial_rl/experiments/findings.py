@@ -45,7 +45,10 @@ comparison. The test seeds played no part in the choice, so the test is valid, a
 fewer seeds: with 4 against 4 the smallest two-sided p a rank test can reach is 2/70 ≈ 0.029.
 A cell where nothing is chosen (vanilla variants, or a sweep that ran one α per variant chosen
 elsewhere) uses all seeds. ``selection="none"`` reproduces the paper's choice on all seeds; the
-rows say so, and their p-values are then optimistic.
+rows say so, and their p-values are then optimistic. ``selection=[0, ..., 6]`` chooses on the
+given seeds and tests on every other seed: the design with the most power runs the grid on seeds
+0-6, then every safeguarded variant at its chosen α (:func:`~.selection.chosen_configs`) on
+fresh seeds 7-13.
 
 **Multiple comparisons.** Holm's step-down adjustment within each finding, over the cells
 (task × algorithm) it concerns, so that all the verdicts of one finding together keep a
@@ -60,8 +63,7 @@ the same seed share their initialisation and evaluation episodes.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -76,11 +78,16 @@ from tutorial_rl.experiments.inference import (
     tost_shift,
 )
 from tutorial_rl.experiments.references import Reference
-from tutorial_rl.experiments.stats import CONFIG, iqm
+from tutorial_rl.experiments.selection import (
+    Selection,
+    choose_configs,
+    seed_span,
+)
+from tutorial_rl.experiments.stats import CONFIG
 
 __all__ = ["COLUMNS", "DIFFER", "HOLDS", "IDENTICAL", "MATCHES", "MIN_SEEDS", "NOT_HOLD",
-           "NO_DIFFERENCE", "SE_BETTER", "SP_BETTER", "UNDECIDED", "Choice", "check_findings",
-           "choose_configs", "finding_1", "finding_2", "finding_3", "finding_4", "split_seeds"]
+           "NO_DIFFERENCE", "SE_BETTER", "SP_BETTER", "UNDECIDED", "check_findings", "finding_1",
+           "finding_2", "finding_3", "finding_4", "summarise"]
 
 #: Verdicts (column ``verdict``).
 IDENTICAL, DIFFER = "identical (by construction)", "differ"
@@ -97,75 +104,16 @@ SAFEGUARDED = ("se-vanilla", "se-penalty", "sp-vanilla", *SP_MITIGATIONS)
 COLUMNS = ["finding", "env", "algo", "claim", "verdict", "status", "test", "seeds", "n",
            "diff", "diff_low", "diff_high", "diff_norm", "cliffs_delta", "p", "p_holm",
            "p_equiv", "p_equiv_holm", "evidence"]
-Selection = Literal["split", "none"]
-
-
-def split_seeds(seeds: Sequence[int]) -> tuple[list[int], list[int]]:
-    """(selection seeds, test seeds): the first ⌊n/2⌋ sorted seeds choose, the rest test."""
-    ordered = sorted(set(int(s) for s in seeds))
-    half = len(ordered) // 2
-    return ordered[:half], ordered[half:]
-
-
-@dataclass(frozen=True)
-class Choice:
-    """The configuration chosen for each role of a comparison, and the seeds to test on."""
-
-    configs: dict[str, str]
-    test_seeds: list[int]
-    selection_seeds: list[int] = field(default_factory=list)
-    note: str = ""
-
-    def seeds_text(self) -> str:
-        test = _span(self.test_seeds)
-        return f"test {test}, chosen on {_span(self.selection_seeds)}" if self.selection_seeds \
-            else test
-
-
-def _span(seeds: Sequence[int]) -> str:
-    seeds = sorted(seeds)
-    if seeds and seeds == list(range(seeds[0], seeds[-1] + 1)) and len(seeds) > 2:
-        return f"{seeds[0]}-{seeds[-1]}"
-    return ",".join(map(str, seeds)) or "none"
-
-
-def _candidates(cell: pd.DataFrame, variants: Sequence[str]) -> list[str]:
-    """Config labels of ``variants`` in ``cell``, in the order of ``variants`` then by α (which
-    is also the order that breaks ties of the choice)."""
-    rows = cell[cell["variant"].isin(variants)].drop_duplicates(CONFIG)
-    rank = rows["variant"].map({v: i for i, v in enumerate(variants)})
-    return list(rows.assign(_r=rank).sort_values(["_r", "alpha"], na_position="first")[CONFIG])
-
-
-def choose_configs(cell: pd.DataFrame, roles: Mapping[str, Sequence[str]],
-                   selection: Selection = "split") -> Choice | None:
-    """Choose one configuration per role (a role is a set of variants, e.g. the SP-RL
-    mitigations) of one task × algorithm table of runs, by the highest IQM of the scores.
-
-    Where some role has several candidates (several α, or several variants), ``split`` chooses on
-    the selection seeds and tests on the others (:func:`split_seeds`); ``none`` chooses on all
-    seeds (the paper's best-of-α, optimistic). Returns None when a role has no run.
-    """
-    if selection not in ("split", "none"):
-        raise ValueError(f"selection must be 'split' or 'none'; got {selection!r}")
-    candidates = {role: _candidates(cell, variants) for role, variants in roles.items()}
-    if any(not c for c in candidates.values()):
-        return None
-    seeds = sorted(set(int(s) for s in cell["seed"]))
-    if all(len(c) == 1 for c in candidates.values()):
-        return Choice({r: c[0] for r, c in candidates.items()}, seeds, note="nothing chosen")
-    if selection == "none":
-        choose_on, test, note = seeds, seeds, "chosen on the test seeds (optimistic)"
-    else:
-        choose_on, test = split_seeds(seeds)
-        note = "chosen on the selection seeds"
-    by_seed = cell[cell["seed"].isin(choose_on)]
-    configs = {}
-    for role, options in candidates.items():
-        scores = {c: by_seed.loc[by_seed[CONFIG] == c, "score"] for c in options}
-        ranked = [c for c in options if len(scores[c])] or options
-        configs[role] = max(ranked, key=lambda c: iqm(scores[c]) if len(scores[c]) else -np.inf)
-    return Choice(configs, test, [] if selection == "none" else choose_on, note)
+def summarise(findings: pd.DataFrame) -> pd.DataFrame:
+    """One row per finding of a :func:`check_findings` table: the claim and how many of its
+    cells hold, do not hold, or are undecided."""
+    counts = pd.crosstab(findings["finding"], findings["status"])
+    for status in (HOLDS, NOT_HOLD, UNDECIDED):
+        if status not in counts:
+            counts[status] = 0
+    claims = findings.groupby("finding")["claim"].first()
+    return pd.DataFrame({"claim": claims, "cells": counts.sum(axis=1), HOLDS: counts[HOLDS],
+                         NOT_HOLD: counts[NOT_HOLD], UNDECIDED: counts[UNDECIDED]}).reset_index()
 
 
 def _scores(cell: pd.DataFrame, config: str, seeds: Sequence[int]) -> np.ndarray:
@@ -239,7 +187,7 @@ def finding_1(runs: pd.DataFrame, atol: float = 1e-9) -> pd.DataFrame:
             1, env, "a2c", "A2C: SE-RL and SP-RL (vanilla) identical",
             "per-seed equality, identical by construction (Lemma 1, shared random streams)",
             verdict=IDENTICAL if same else DIFFER, status=HOLDS if same else NOT_HOLD,
-            seeds=_span(seeds), n=str(len(seeds)), diff=diff,
+            seeds=seed_span(seeds), n=str(len(seeds)), diff=diff,
             evidence=f"max over {len(seeds)} seeds of |score SE − score SP| = {diff:.1e}"
                      + ("" if same else f" > {atol:g}: the implementation departs from "
                                         "Lemma 1")))
