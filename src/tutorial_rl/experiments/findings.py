@@ -85,9 +85,9 @@ from tutorial_rl.experiments.selection import (
 )
 from tutorial_rl.experiments.stats import CONFIG
 
-__all__ = ["COLUMNS", "DIFFER", "HOLDS", "IDENTICAL", "MATCHES", "MIN_SEEDS", "NOT_HOLD",
-           "NO_DIFFERENCE", "SE_BETTER", "SP_BETTER", "UNDECIDED", "check_findings", "finding_1",
-           "finding_2", "finding_3", "finding_4", "summarise"]
+__all__ = ["CLAIMS", "COLUMNS", "DIFFER", "HOLDS", "IDENTICAL", "MATCHES", "MIN_SEEDS",
+           "NOT_HOLD", "NO_DIFFERENCE", "SE_BETTER", "SP_BETTER", "UNDECIDED", "check_findings",
+           "finding_1", "finding_2", "finding_3", "finding_4", "summarise"]
 
 #: Verdicts (column ``verdict``).
 IDENTICAL, DIFFER = "identical (by construction)", "differ"
@@ -101,6 +101,11 @@ MIN_SEEDS = 3
 BALANCING_TASKS = ("pendulum", "quadrotor")
 SP_MITIGATIONS = ("sp-per-sample-loss", "sp-penalty-critic")
 SAFEGUARDED = ("se-vanilla", "se-penalty", "sp-vanilla", *SP_MITIGATIONS)
+#: The paper's four claims, in one line each (the rows' ``claim`` is per cell).
+CLAIMS = {1: "A2C: SE-RL and SP-RL (vanilla) identical",
+          2: "TD3 vanilla: SE-RL beats SP-RL on the quadrotor and the seeker",
+          3: "improved SP-RL matches or beats SE-RL with a reward penalty",
+          4: "penalty critic best on the balancing tasks, per-sample loss on the seeker"}
 COLUMNS = ["finding", "env", "algo", "claim", "verdict", "status", "test", "seeds", "n",
            "diff", "diff_low", "diff_high", "diff_norm", "cliffs_delta", "p", "p_holm",
            "p_equiv", "p_equiv_holm", "evidence"]
@@ -111,9 +116,10 @@ def summarise(findings: pd.DataFrame) -> pd.DataFrame:
     for status in (HOLDS, NOT_HOLD, UNDECIDED):
         if status not in counts:
             counts[status] = 0
-    claims = findings.groupby("finding")["claim"].first()
+    claims = pd.Series({f: CLAIMS.get(f, "") for f in counts.index})
     return pd.DataFrame({"claim": claims, "cells": counts.sum(axis=1), HOLDS: counts[HOLDS],
-                         NOT_HOLD: counts[NOT_HOLD], UNDECIDED: counts[UNDECIDED]}).reset_index()
+                         NOT_HOLD: counts[NOT_HOLD], UNDECIDED: counts[UNDECIDED]}
+                        ).rename_axis("finding").reset_index()
 
 
 def _scores(cell: pd.DataFrame, config: str, seeds: Sequence[int]) -> np.ndarray:
