@@ -106,9 +106,20 @@ CLAIMS = {1: "A2C: SE-RL and SP-RL (vanilla) identical",
           2: "TD3 vanilla: SE-RL beats SP-RL on the quadrotor and the seeker",
           3: "improved SP-RL matches or beats SE-RL with a reward penalty",
           4: "penalty critic best on the balancing tasks, per-sample loss on the seeker"}
+#: Columns of a findings table. claim: the claim of that cell; verdict, status: above; test:
+#: what was tested on which configurations, and how they were chosen; seeds: the seeds tested
+#: (and those α was chosen on); n: sample sizes ("4 vs 4"); diff [diff_low, diff_high]: IQM of
+#: the side the claim favours (SE in 2, SP in 3, the claimed variant in 4) minus the other, with
+#: a 95 % bootstrap interval, in return units (finding 1: the largest per-seed |difference|);
+#: diff_norm: diff in normalised units (NaN without references); cliffs_delta: > 0 favours the
+#: claim's side; p, p_holm: the two-sided Mann-Whitney p, raw and Holm-adjusted (finding 4: the
+#: intersection-union p, i.e. the closest competitor's); p_equiv, p_equiv_holm: the TOST p of
+#: finding 3; evidence: the numbers in one line.
 COLUMNS = ["finding", "env", "algo", "claim", "verdict", "status", "test", "seeds", "n",
            "diff", "diff_low", "diff_high", "diff_norm", "cliffs_delta", "p", "p_holm",
            "p_equiv", "p_equiv_holm", "evidence"]
+
+
 def summarise(findings: pd.DataFrame) -> pd.DataFrame:
     """One row per finding of a :func:`check_findings` table: the claim and how many of its
     cells hold, do not hold, or are undecided."""
@@ -168,6 +179,15 @@ def _frame(rows: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
+def _design_note(min_p: float, tests: int, level: float, what: str = "p") -> str:
+    """Say so when no data of this size could pass: Holm multiplies the smallest p by the
+    number of tests, so a smallest attainable p above level / tests can never be significant."""
+    if min_p * tests < level:
+        return ""
+    return (f"undecidable at this n: smallest attainable {what} {min_p:.2g} × {tests} tests "
+            f"(Holm) >= {level:g}")
+
+
 def _pair_values(pair: _Pair, scale: float) -> dict:
     if not pair.enough:
         return {"n": pair.n}
@@ -219,6 +239,7 @@ def finding_2(runs: pd.DataFrame, envs: tuple[str, ...] = ("quadrotor", "seeker"
                          "two-sided Mann-Whitney U, Holm over tasks",
                          seeds=choice.seeds_text(), **_pair_values(pair, _scale(references, env))))
     adjusted = holm([row.get("p", np.nan) for row in rows])
+    tests = int(np.sum(~np.isnan(adjusted)))
     for row, pair, p_adj in zip(rows, pairs, adjusted, strict=True):
         if not pair.enough:
             row.update(verdict=UNDECIDED, status=UNDECIDED, evidence=pair.too_few())
@@ -228,8 +249,9 @@ def finding_2(runs: pd.DataFrame, envs: tuple[str, ...] = ("quadrotor", "seeker"
         row["verdict"] = (SE_BETTER if pair.delta > 0 else SP_BETTER) if significant \
             else NO_DIFFERENCE
         row["status"] = {SE_BETTER: HOLDS, SP_BETTER: NOT_HOLD}.get(row["verdict"], UNDECIDED)
-        row["evidence"] = (pair.text("SE", "SP") + f", Holm p = {p_adj:.3g}"
-                           + ("" if significant else f"; smallest attainable p {pair.min_p:.2g}"))
+        note = "" if significant else _design_note(pair.min_p, tests, level)
+        row["evidence"] = "; ".join(filter(None, [pair.text("SE", "SP")
+                                                  + f", Holm p = {p_adj:.3g}", note]))
     return _frame(rows)
 
 
@@ -268,6 +290,7 @@ def finding_3(runs: pd.DataFrame, references: Mapping[str, Reference] | None = N
                          **_pair_values(pair, scale)))
     p_adj = holm([row.get("p", np.nan) for row in rows])
     e_adj = holm(equiv)
+    tests, e_tests = int(np.sum(~np.isnan(p_adj))), int(np.sum(~np.isnan(e_adj)))
     for row, pair, pd_, pe in zip(rows, pairs, p_adj, e_adj, strict=True):
         if not pair.enough:
             row.update(verdict=UNDECIDED, status=UNDECIDED)
@@ -282,10 +305,13 @@ def finding_3(runs: pd.DataFrame, references: Mapping[str, Reference] | None = N
         row["verdict"] = verdict
         row["status"] = {MATCHES: HOLDS, SP_BETTER: HOLDS, SE_BETTER: NOT_HOLD}.get(verdict,
                                                                                   UNDECIDED)
+        notes = [] if verdict != UNDECIDED else [
+            _design_note(pair.min_p, tests, level),
+            "" if np.isnan(pe) else _design_note(
+                min_p_value(pair.a.size, pair.b.size, "greater"), e_tests, level, "TOST p")]
         row["evidence"] = "; ".join(filter(None, [
             pair.text("SP", "SE") + f", Holm p = {pd_:.3g}", row["evidence"]
-            + (f", Holm p = {pe:.3g}" if not np.isnan(pe) else ""),
-            "" if verdict != UNDECIDED else f"smallest attainable p {pair.min_p:.2g}"]))
+            + (f", Holm p = {pe:.3g}" if not np.isnan(pe) else ""), *notes]))
     return _frame(rows)
 
 
@@ -325,20 +351,24 @@ def finding_4(runs: pd.DataFrame, references: Mapping[str, Reference] | None = N
         p_holds = 1.0 if pair.delta <= 0 else pair.p
         losing = [pairs[v].p for v in others if pairs[v].delta < 0]
         p_against = min(1.0, len(others) * min(losing)) if losing else 1.0
-        row.update(_pair_values(pair, _scale(references, env)), p=p_holds,
+        row.update(_pair_values(pair, _scale(references, env)), p=p_holds, min_p=pair.min_p,
                    evidence=f"closest: {choice.configs[closest]}; "
                             + pair.text(claimed, closest))
         rows.append(row)
         worst.append(p_holds)
         against.append(p_against)
     adj, adj_against = holm(worst), holm(against)
+    tests = int(np.sum(~np.isnan(adj)))
     for row, p_h, p_a in zip(rows, adj, adj_against, strict=True):
+        min_p = row.pop("min_p", np.nan)
         if row.get("verdict") == UNDECIDED:
             continue
         verdict = HOLDS if p_h < level else NOT_HOLD if p_a < level else UNDECIDED
         row.update(verdict=verdict, status=verdict, p_holm=p_h)
         row["evidence"] += (f", Holm p = {p_h:.3g}; a competitor better: Bonferroni-Holm p = "
                             f"{p_a:.3g}")
+        note = _design_note(min_p, tests, level) if verdict == UNDECIDED else ""
+        row["evidence"] += f"; {note}" if note else ""
     return _frame(rows)
 
 
