@@ -287,9 +287,11 @@ def write_report(sweep_dir: str | Path, out: str | Path | None = None, reps: int
         "then Dunn's test with Bonferroni-adjusted p-values.", "",
         md(kruskal), "", md(dunn), "",
         "## The paper's four findings", "",
-        "Tests on per-seed scores, Holm-adjusted within each finding; mitigated variants at "
-        "the α chosen on the first half of the seeds and compared on the second half "
-        "(`tutorial_rl.experiments.findings` states the protocol).", "",
+        "Tests on per-seed scores (two-sided Mann-Whitney U, Cliff's δ; finding 3 also TOST "
+        "equivalence within ±0.1 normalised), Holm-adjusted within each finding. Where a cell "
+        "chooses among several α or variants, the choice uses the first half of the seeds and "
+        "the test the other half (column `seeds`); `tutorial_rl.experiments.findings` states "
+        "the protocol.", "",
         md(findings[["finding", "env", "algo", "verdict", "status", "seeds", "n",
                      "cliffs_delta", "p", "p_holm", "p_equiv_holm"]]), "",
         "## Compute cost", "",
