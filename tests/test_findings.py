@@ -273,6 +273,11 @@ def test_finding_4_tie_with_the_runner_up_is_undecided() -> None:
     assert row["verdict"] == UNDECIDED and row["cliffs_delta"] == 0.0 and row["p"] == 1.0
 
 
+def test_finding_4_with_too_few_seeds_is_undecided_with_the_reason() -> None:
+    row = one(finding_4(f4_runs(around(0, 1, 4), around(-20, 1, 4))))  # tests on 2 vs 2
+    assert row["verdict"] == UNDECIDED and "too few seeds to test: 2 vs 2" in row["evidence"]
+
+
 def test_finding_4_holm_over_cells() -> None:
     runs = pd.concat([f4_runs(around(0, 1, 14), around(-20, 1, 14), env)
                       for env in ("pendulum", "quadrotor", "seeker")], ignore_index=True)
