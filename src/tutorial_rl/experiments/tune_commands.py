@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
-import sys
 from typing import Any
 
 from tutorial_rl.experiments.training import ALGOS, ENVS
@@ -14,8 +13,15 @@ from tutorial_rl.experiments.training import ALGOS, ENVS
 __all__ = ["add_reference_parser", "add_tune_export_parser", "add_tune_parser"]
 
 
-def _command() -> str:
-    return shlex.join(["tutorial-rl", *sys.argv[1:]])
+def _command(args: argparse.Namespace, names: tuple[str, ...]) -> str:
+    """The command line that reproduces ``args`` (for provenance; works in-process too)."""
+    words = ["tutorial-rl", args.command]
+    for name in names:
+        value = getattr(args, name)
+        if value is not None:
+            text = ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+            words += [f"--{name.replace('_', '-')}", text]
+    return shlex.join(words)
 
 
 def _seeds(text: str) -> tuple[int, ...]:
@@ -60,7 +66,9 @@ def _run_tune(args: argparse.Namespace) -> int:
     from tutorial_rl.experiments.tuning import run_study
 
     summary = run_study(args.algo, args.env, args.trials, args.storage, args.steps, args.seeds,
-                        args.timeout, args.sampler_seed, command=_command())
+                        args.timeout, args.sampler_seed,
+                        command=_command(args, ("env", "algo", "trials", "storage", "steps",
+                                                "seeds", "timeout", "sampler_seed")))
     best = summary.get("best_value")
     print(f"study {summary['study']}: {summary['finished_before']} -> "
           f"{summary['finished_after']} finished trials in {summary['wall_time_s']:.0f} s; "
@@ -112,7 +120,8 @@ def _run_reference(args: argparse.Namespace) -> int:
     from tutorial_rl.experiments.reference_runs import write_references
 
     envs = list(ENVS) if args.env == "all" else [args.env]
-    data = write_references(args.out, envs, args.episodes, args.seed, command=_command())
+    command = _command(args, ("env", "episodes", "seed", "out"))
+    data = write_references(args.out, envs, args.episodes, args.seed, command=command)
     for env in envs:
         zero, ctrl = data[env]["zero"], data[env]["controller"]
         print(f"{env}: zero action {zero['mean']:.2f}, {ctrl['name']} {ctrl['mean']:.2f} "
