@@ -64,6 +64,7 @@ def test_tiny_study_runs_prunes_and_resumes(tmp_path: Path, fast_protocol: None)
     # each invocation is in the provenance, the latest with the trial counts
     prov = json.loads((tmp_path / "provenance.json").read_text())
     assert prov["finished_trials_after"] == 8 and len(prov["previous_invocations"]) == 1
+    assert prov["finished_trials_before"] == 4 and prov["wall_time_s"] > 0
     # a rerun that asks for no more trials does nothing
     assert tuning.run_study("td3", "pendulum", 8, **kwargs)["finished_after"] == 8
 

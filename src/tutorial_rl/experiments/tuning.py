@@ -39,6 +39,7 @@ import fcntl
 import json
 import math
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -286,7 +287,10 @@ def run_study(algo: str, env: str, trials: int, storage: str = DEFAULT_STORAGE,
         provenance_dir = Path(storage.removeprefix("sqlite:///")).parent
     start = time.perf_counter()
     record = provenance(command or f"tutorial-rl tune --env {env} --algo {algo} --trials {trials}",
-                        0.0, study=study.study_name, finished_trials_before=before)
+                        0.0, study=study.study_name, finished_trials_before=before,
+                        invocation=uuid.uuid4().hex)
+    if provenance_dir is not None and before < trials:  # an interrupted study still says who
+        _record_invocation(Path(provenance_dir), {**record, "finished_trials_after": None})
     if before < trials:
         study.optimize(_objective(algo, env, protocol["steps_per_seed"], protocol["seeds"]),
                        n_trials=trials - before, timeout=timeout, gc_after_trial=True,
@@ -300,19 +304,21 @@ def run_study(algo: str, env: str, trials: int, storage: str = DEFAULT_STORAGE,
     if completed:
         summary.update(best_value=study.best_value, best_params=study.best_params)
     if provenance_dir is not None and before < trials:
-        _append_provenance(Path(provenance_dir), {**record, "wall_time_s": round(wall, 2),
+        _record_invocation(Path(provenance_dir), {**record, "wall_time_s": round(wall, 2),
                                                   "finished_trials_after": after})
     return summary
 
 
-def _append_provenance(folder: Path, record: dict[str, Any]) -> None:
-    """Add one invocation to ``folder/provenance.json`` under a file lock (parallel workers)."""
+def _record_invocation(folder: Path, record: dict[str, Any]) -> None:
+    """Add or update (by its ``invocation`` id) one invocation's record in
+    ``folder/provenance.json``, under a file lock: parallel workers share the file."""
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / ".provenance.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        earlier = invocations(folder)
+        records = [r for r in invocations(folder)
+                   if r.get("invocation") is None or r.get("invocation") != record["invocation"]]
         write_json_atomic(folder / "provenance.json",
-                          {**record, "previous_invocations": earlier})
+                          {**record, "previous_invocations": records})
 
 
 def best_overrides(study: Any) -> dict[str, Any]:
@@ -377,3 +383,25 @@ def _fields_check() -> None:  # the search space names real config fields (impor
 
 
 _fields_check()
+
+
+def hyperparameter_sources(profile: Any, algo: str, env: str) -> list[dict[str, Any]]:
+    """Every hyperparameter a ``profile`` run of ``algo`` on ``env`` trains with, and where its
+    value comes from: ``tuned`` (the study), ``profile`` (the profile's own override) or
+    ``default`` (:func:`~tutorial_rl.experiments.training.env_defaults`)."""
+    from tutorial_rl.experiments.training import env_defaults
+
+    base = dataclasses.asdict(env_defaults(env, algo)["agent"])
+    tuned = profile.tuned.get(f"{algo}/{env}", {})
+    pinned = profile.agent.get(algo, {})
+    rows = []
+    for name, default in base.items():
+        source, value = "default", default
+        if name in tuned:
+            source, value = "tuned", tuned[name]
+        if name in pinned:
+            source, value = "profile", pinned[name]
+        if isinstance(value, list | tuple):
+            value = list(value)
+        rows.append({"hyperparameter": name, "value": value, "source": source})
+    return rows
