@@ -185,6 +185,19 @@ plt.show()
 HTML(animation_html(seeker.frames, fps=8))
 
 # %% [markdown]
+# **Yardsticks for every score.** This go-to-goal policy is the seeker's *reference controller*
+# (PD-to-goal); the pendulum and the quadrotor get an LQR of their own linear models
+# (`tutorial_rl.controllers`). Behind the safeguard, with the evaluation protocol of chapter 8,
+# they score as follows, next to the zero action that does nothing. Chapter 8 reads every RL score
+# against these two numbers; {ref}`appendix-tuning` says how they are computed.
+
+# %%
+reference = load_result("reference").data
+for task, entry in reference.items():
+    print(f"{task:9s}  zero action {entry['zero']['mean']:8.2f}   "
+          f"{entry['controller']['name']:10s} {entry['controller']['mean']:8.2f}")
+
+# %% [markdown]
 # ## A random policy with and without the safeguard
 #
 # The safeguard's promise is that *no* action, however bad, leads to a constraint violation. The

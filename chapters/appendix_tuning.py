@@ -33,13 +33,10 @@
 # ```
 
 # %%
-import json
-
 import matplotlib.pyplot as plt
 import pandas as pd
 from myst_nb import glue
 
-from tutorial_rl.controllers import CONTROLLERS
 from tutorial_rl.experiments import tuning
 from tutorial_rl.experiments.config import get_profile
 from tutorial_rl.experiments.tuning_plots import (
@@ -48,7 +45,7 @@ from tutorial_rl.experiments.tuning_plots import (
     plot_importances,
     trial_counts,
 )
-from tutorial_rl.results import describe_invocations, results_dir
+from tutorial_rl.results import describe_invocations, load_result, results_dir
 
 pd.set_option("display.width", 160)
 
@@ -82,10 +79,10 @@ pd.set_option("display.width", 160)
 
 # %%
 reference_dir = results_dir() / "reference"
-reference = json.loads((reference_dir / "reference.json").read_text())
+reference = load_result("reference").data
 ref_table = pd.DataFrame({
     env: {"zero action": entry["zero"]["mean"],
-          f"controller": entry["controller"]["mean"],
+          "controller": entry["controller"]["mean"],
           "controller is": entry["controller"]["name"],
           "violations": entry["zero"]["constraint_violations"]
           + entry["controller"]["constraint_violations"]}

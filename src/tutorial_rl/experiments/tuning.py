@@ -230,7 +230,7 @@ def _objective(algo: str, env: str, steps: int, seeds: Sequence[int]) -> Callabl
         finals = []
         start = time.perf_counter()
         for index, seed in enumerate(seeds):
-            def report(step: int, agent: Any, index: int = index) -> None:
+            def report(step: int, agent: Any, index: int = index, seed: int = seed) -> None:
                 k = step // every - 1
                 if k >= EVALS_PER_SEED:
                     return
