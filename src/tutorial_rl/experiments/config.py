@@ -11,10 +11,13 @@ profile    what it is for
 =========  =====================================================================================
 ``ci``     seconds: TD3 on the pendulum, SE vanilla and SP penalty critic (α = 0.5), 2 seeds,
            400 steps, 2 evaluation episodes: 4 runs (tests and the book build)
-``quick``  the whole grid (588 runs) on 2-6 % of the paper's budgets: an estimated 0.8 h on 2
-           cores, 0.1 h on 16 (:func:`estimate_wall_time`); a smoke test of the pipeline, not
+``quick``  the whole grid (588 runs) on 0.8-20 % of the ``paper`` profile's budgets (TD3: 20 %
+           pendulum, 2 % quadrotor, 1 % seeker; A2C: 12 %, 1.2 %, 0.8 %): an estimated 0.8 h on
+           2 cores, 0.1 h on 16 (:func:`estimate_wall_time`); a smoke test of the pipeline, not
            a replication (the agents barely start learning)
-``paper``  the paper's grid and budgets (DESIGN.md §5; 588 runs): an estimated 39 h on 2 cores,
+``paper``  the paper's grid (588 runs) at full budgets: TD3 10k / 50k / 100k steps on pendulum /
+           quadrotor / seeker, the budgets of the paper's code (DESIGN.md §5); A2C 50k / 250k /
+           500k (five times TD3's) are ours, not the paper's. An estimated 39 h on 2 cores,
            4.8 h on 16 (77 core-hours)
 =========  =====================================================================================
 
