@@ -52,12 +52,17 @@ from tutorial_rl.experiments import plots, stats
 from tutorial_rl.experiments.commands import read_report, write_report
 from tutorial_rl.experiments.config import estimate_wall_time, get_profile
 from tutorial_rl.experiments.findings import check_findings
+from tutorial_rl.experiments.references import default_reference_path, load_references
 from tutorial_rl.experiments.runner import sweep
 from tutorial_rl.results import describe_invocations, results_dir
 
 pd.set_option("display.width", 160)
 pd.set_option("display.max_colwidth", 90)
 QUICK = results_dir() / "quick"
+REFERENCES = default_reference_path(QUICK)  # results/reference/reference.json
+references = load_references(REFERENCES) if REFERENCES.is_file() else None
+FINDINGS_COLUMNS = ["finding", "env", "algo", "verdict", "status", "seeds", "n", "cliffs_delta",
+                    "p", "p_holm", "p_equiv_holm"]
 
 # %% [markdown]
 # ## The protocol
@@ -190,8 +195,8 @@ plt.show()
 # their best $\alpha$, as in the paper's figures.
 
 # %%
-findings = check_findings(runs, final)
-print(findings.drop(columns="claim").to_string(index=False))
+findings = check_findings(runs, references)
+print(findings[FINDINGS_COLUMNS].to_string(index=False))
 
 # %% [markdown]
 # **Finding 1: A2C with SE-RL and with SP-RL perform identically.** It holds on all three tasks,
@@ -247,8 +252,8 @@ fig.tight_layout()
 plt.show()
 
 # %%
-longer_findings = check_findings(longer["runs"], longer["final_performance"])
-print(longer_findings.drop(columns="claim").to_string(index=False))
+longer_findings = check_findings(longer["runs"], references)
+print(longer_findings[FINDINGS_COLUMNS].to_string(index=False))
 longer_kruskal, longer_dunn = stats.significance(longer["runs"])
 print()
 print(longer_kruskal.drop(columns="note").to_string(index=False))

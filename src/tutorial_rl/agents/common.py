@@ -21,6 +21,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
@@ -264,9 +265,16 @@ class ProgressRecorder:
     :param total_steps: for the progress bar.
     :param progress_bar: draw a tqdm bar on stderr.
     :param desc: its label.
+    :param callback: called as ``callback(steps)`` after every ``callback_every``-th step (the
+        tuner evaluates the policy there and may stop the run by raising).
+    :param callback_every: steps between callbacks (> 0 when ``callback`` is given).
     """
 
-    def __init__(self, total_steps: int, progress_bar: bool = False, desc: str = "") -> None:
+    def __init__(self, total_steps: int, progress_bar: bool = False, desc: str = "",
+                 callback: Callable[[int], None] | None = None, callback_every: int = 0) -> None:
+        if callback is not None and callback_every <= 0:
+            raise ConfigError(f"callback_every must be > 0 with a callback; got {callback_every}")
+        self._callback, self._callback_every = callback, callback_every
         self.rows: list[dict[str, Any]] = []
         self.steps = 0
         self._start = time.perf_counter()
@@ -293,6 +301,8 @@ class ProgressRecorder:
             self._bar.update(1)
         if step.terminated or step.truncated:
             self._close_episode(complete=True)
+        if self._callback is not None and self.steps % self._callback_every == 0:
+            self._callback(self.steps)
 
     def _close_episode(self, complete: bool) -> None:
         self.rows.append({
