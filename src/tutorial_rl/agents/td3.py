@@ -183,10 +183,16 @@ class TD3:
 
     # ------------------------------------------------------------------ losses
     @torch.no_grad()
-    def target_actions(self, batch: Batch) -> Tensor:
-        """Smoothed target actions ã' = clip(μθ'(x') + clip(ε)) (unsafe; Φ comes in ``update``)."""
+    def target_actions(self, batch: Batch, noise: Tensor | None = None) -> Tensor:
+        """Smoothed target actions ã' = clip(μθ'(x') + clip(ε)) (unsafe; Φ comes in ``update``).
+
+        ``noise``: the standard normal draws, when the caller has drawn them (a group of runs
+        draws each run's from its own generator, :mod:`tutorial_rl.agents.grouped`).
+        """
         c = self.config
-        noise = torch.randn(batch.next_obs.shape[0], self._low_t.numel(), generator=self.generator)
+        if noise is None:
+            noise = torch.randn(batch.next_obs.shape[0], self._low_t.numel(),
+                                generator=self.generator)
         noise = (noise * c.target_policy_noise).clamp(-c.target_noise_clip, c.target_noise_clip)
         unsafe = self.actor_target(batch.next_obs) + noise * self.scale.half_width
         return unsafe.clamp(self._low_t, self._high_t)
