@@ -143,10 +143,20 @@ def main() -> None:
     parser.add_argument("--baseline", default=None, metavar="SRC",
                         help="a source tree of an earlier version (e.g. from `git archive`), "
                              "measured interleaved with this one: the 'x base' column")
+    parser.add_argument("--group-sizes", default="1,7,28",
+                        help="K of the grouped TD3 update table ('' skips it)")
+    parser.add_argument("--updates", type=int, default=20, help="timed updates per K")
+    parser.add_argument("--skip-cells", action="store_true",
+                        help="only the grouped update table")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:  # a baseline tree may predate the helpers imported below
         _worker()
+        return
+    if args.group_sizes:
+        update_table(args.envs.split(","), [int(k) for k in args.group_sizes.split(",")],
+                     args.updates)
+    if args.skip_cells:
         return
     from tutorial_rl.experiments.config import estimate_ms_per_step
 
@@ -199,6 +209,57 @@ def main() -> None:
               f"measured costs {grid_core_hours(measured):.1f}"
               + (f", before table x measured speed-ups {grid_core_hours(scaled):.1f}"
                  if scaled else ""))
+
+
+def filled_td3(env: str, variant: str, k: int, fill: int = 600) -> list[TD3]:
+    """K TD3 agents (seeds 0..K-1) whose buffers hold ``fill`` random-action transitions."""
+    import copy
+    import dataclasses
+
+    agents = []
+    for seed in range(min(k, 7)):  # transitions of 7 seeds, copied up to K (the cost is the same)
+        agent, mode_env = make_agent(env, "td3", variant, 10 * fill)
+        agent.config = dataclasses.replace(agent.config, learning_starts=10 * fill)
+        agent.learn(mode_env, fill, ProgressRecorder(fill), seed=seed)
+        agents.append(agent)
+    while len(agents) < k:
+        agents.append(copy.deepcopy(agents[len(agents) % 7]))
+    return agents
+
+
+def time_updates(env: str, variant: str, k: int, updates: int) -> tuple[float, float]:
+    """(ms per run-update of K separate ``TD3.update`` calls, of one grouped update)."""
+    from tutorial_rl.agents.grouped import GroupedTD3Update
+
+    agents = filled_td3(env, variant, k)
+    batch = agents[0].config.batch_size
+    for agent in agents:  # warm the kernels
+        agent.update(agent.buffer.sample(batch), update_actor=True)
+    start = time.perf_counter()
+    for i in range(updates):
+        for agent in agents:
+            agent.update(agent.buffer.sample(batch), update_actor=i % 2 == 1)
+    separate = (time.perf_counter() - start) / (updates * k) * 1e3
+    group = GroupedTD3Update(agents)
+    group.update([a.buffer.sample(batch) for a in agents], update_actor=True)
+    start = time.perf_counter()
+    for i in range(updates):
+        group.update([a.buffer.sample(batch) for a in agents], update_actor=i % 2 == 1)
+    return separate, (time.perf_counter() - start) / (updates * k) * 1e3
+
+
+def update_table(envs: list[str], sizes: list[int], updates: int) -> None:
+    """TD3 update cost per run: separate vs grouped, side by side, for K in ``sizes``."""
+    torch.set_num_threads(1)
+    print(f"\nTD3 update, ms per run-update (separate / grouped, speed-up), {updates} updates")
+    print(f"{'task':10s} {'variant':20s} " + " ".join(f"{'K=' + str(k):>20s}" for k in sizes))
+    for env in envs:
+        for variant in ("se-vanilla", "sp-vanilla", "sp-penalty-critic"):
+            cells = []
+            for k in sizes:
+                separate, grouped = time_updates(env, variant, k, updates)
+                cells.append(f"{separate:6.2f}/{grouped:5.2f} {separate / grouped:4.1f}x")
+            print(f"{env:10s} {variant:20s} " + " ".join(f"{c:>20s}" for c in cells), flush=True)
 
 
 PAPER_CELLS = [(e, a, v) for e in ENVS for a in ("td3", "a2c") for v in VARIANTS
