@@ -1,7 +1,11 @@
-"""A grouped TD3 update (:mod:`tutorial_rl.agents.grouped`) equals K separate ``TD3.update`` calls.
+"""Grouped TD3: one update for K runs (:mod:`tutorial_rl.agents.grouped`) equals K separate
+``TD3.update`` calls, and a run trained in a group (:func:`~tutorial_rl.experiments.grouped.
+train_group`) matches the same run trained alone.
 
-Every run keeps its own minibatches and noise; the group evaluates the agents' own losses with
-stacked parameters. Batched kernels round differently, so the comparison allows 1e-5.
+Every run keeps its own minibatches, noise, environment and episodes; the group evaluates the
+agents' own losses with stacked parameters. Batched kernels round differently, so parameters are
+compared to 1e-5 and returns to a relative 1e-5; episode structure, interventions and
+constraint violations must be equal.
 """
 
 from __future__ import annotations
@@ -13,9 +17,11 @@ import gymnasium as gym
 import pytest
 import torch
 
-from tutorial_rl.agents import TD3, ModeEnv, ProgressRecorder, SafetyConfig
+from tutorial_rl.agents import TD3, VALID_MITIGATIONS, ModeEnv, ProgressRecorder, SafetyConfig
+from tutorial_rl.agents.common import ConfigError
 from tutorial_rl.agents.grouped import GroupedTD3Update
-from tutorial_rl.experiments.training import ENVS, env_defaults
+from tutorial_rl.experiments.grouped import train_group
+from tutorial_rl.experiments.training import ENVS, RunConfig, env_defaults, train
 
 
 def filled_agents(env: str, mode: str, mitigation: str, k: int, steps: int = 300) -> list[TD3]:
@@ -70,3 +76,60 @@ def test_a_group_needs_one_configuration() -> None:
         GroupedTD3Update(se + other)
     with pytest.raises(ValueError, match="at least one agent"):
         GroupedTD3Update([])
+
+
+# ------------------------------------------------------------------ whole runs in a group
+TINY = {"learning_starts": 100, "batch_size": 32}
+
+
+def run_config(mode: str, mitigation: str, seed: int, steps: int, env: str = "pendulum",
+               out=None) -> RunConfig:  # type: ignore[no-untyped-def]
+    return RunConfig(env=env, algo="td3", mode=mode, mitigation=mitigation,
+                     alpha=None if mitigation == "none" else 0.5, steps=steps, seed=seed,
+                     agent=TINY, num_threads=1, progress_bar=False, out=out)
+
+
+@pytest.mark.parametrize(("env", "mode", "mitigation"), [
+    ("pendulum", "se", "penalty"), ("pendulum", "sp", "penalty-critic"),
+    ("seeker", "sp", "none"),
+])
+def test_a_run_in_a_group_matches_the_run_alone(tmp_path, env: str, mode: str,
+                                                mitigation: str) -> None:
+    steps = 300
+    alone = [train(run_config(mode, mitigation, s, steps, env)) for s in range(3)]
+    outs = [tmp_path / f"s{s}" for s in range(3)]
+    grouped = train_group([run_config(mode, mitigation, s, steps, env, out)
+                           for s, out in zip(range(3), outs, strict=True)])
+    for a, g, out in zip(alone, grouped, outs, strict=True):
+        assert max_difference(a.agent, g.agent) < 1e-5  # batched kernels' rounding only
+        structure = [(r["step"], r["episode_length"], r["interventions"],
+                      r["constraint_violations"], r["complete"]) for r in a.progress]
+        assert structure == [(r["step"], r["episode_length"], r["interventions"],
+                              r["constraint_violations"], r["complete"]) for r in g.progress]
+        for ra, rg in zip(a.progress, g.progress, strict=True):
+            assert rg["episode_return"] == pytest.approx(ra["episode_return"], rel=1e-5)
+        assert sum(r["constraint_violations"] for r in g.progress) == 0
+        assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.pt",
+                                                         "progress.csv"]
+
+
+@pytest.mark.parametrize(("mode", "mitigation"),
+                         [(m, x) for m, xs in VALID_MITIGATIONS.items() for x in xs])
+def test_every_td3_variant_trains_grouped_deterministically(mode: str, mitigation: str) -> None:
+    first, again = (train_group([run_config(mode, mitigation, s, 150) for s in (0, 1)])
+                    for _ in range(2))
+    for a, b in zip(first, again, strict=True):
+        assert max_difference(a.agent, b.agent) == 0.0  # same group, same bits
+        assert [r["episode_return"] for r in a.progress] == \
+            [r["episode_return"] for r in b.progress]
+    assert max_difference(first[0].agent, first[1].agent) > 1e-3  # seeds differ
+    if mode != "unsafe":
+        assert all(r["constraint_violations"] == 0 for res in first for r in res.progress)
+
+
+def test_a_group_differs_only_in_seeds() -> None:
+    with pytest.raises(ConfigError, match="differ only in their seed"):
+        train_group([run_config("se", "none", 0, 50), run_config("sp", "none", 1, 50)])
+    a2c = RunConfig(env="pendulum", algo="a2c", steps=50, seed=0)
+    with pytest.raises(ConfigError, match="only TD3"):
+        train_group([a2c, dataclasses.replace(a2c, seed=1)])

@@ -166,8 +166,9 @@ class GroupedTD3Update:
         self.n_updates += 1
 
     @torch.no_grad()
-    def write_back(self) -> None:
-        """Copy run k's stacked parameters into agent k's networks."""
+    def write_back(self, networks: tuple[str, ...] | None = None) -> None:
+        """Copy run k's stacked parameters into agent k's networks (all, or those named)."""
         for k, agent in enumerate(self.agents):
             for key, value in _Networks(agent).named_parameters():
-                value.copy_(self.params[key][k])
+                if networks is None or key.split(".")[0] in networks:
+                    value.copy_(self.params[key][k])

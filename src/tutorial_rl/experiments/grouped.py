@@ -1,0 +1,127 @@
+"""Training a group of runs in one process: :func:`train_group` (issue 11; Chapter 8).
+
+The runs of a group share task, algorithm (TD3), variant and α and differ only in their seeds.
+Each run keeps what :func:`~tutorial_rl.experiments.training.train` gives it: its own environment
+(seeded reset, ``np_random``), replay buffer, numpy and torch generators, episode boundaries,
+progress rows and output files. It acts with its own ``TD3.select_action`` (exactly the single
+run's code and random draws). Only the gradient step is shared:
+:class:`~tutorial_rl.agents.grouped.GroupedTD3Update` evaluates TD3's own losses for all runs
+with stacked parameters, one kernel call per layer and one projection call per update.
+
+A run trained in a group therefore draws the same random numbers in the same order as alone;
+its parameters differ from the lone run's only by the rounding of batched matrix products
+(``tests/test_grouped.py`` measures it). A group of one is :func:`train` itself.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+
+from tutorial_rl.agents.common import ConfigError, ProgressRecorder
+from tutorial_rl.agents.grouped import GroupedTD3Update
+from tutorial_rl.agents.td3 import TD3, TD3Config
+from tutorial_rl.experiments.training import (
+    RESULT_FILES,
+    RunConfig,
+    RunResult,
+    _atomic_write,
+    _check_out_dir,
+    _make,
+    _progress_csv,
+    _resolve,
+    _write_json,
+    train,
+)
+
+__all__ = ["train_group"]
+
+
+def train_group(configs: list[RunConfig]) -> list[RunResult]:
+    """Train TD3 runs that differ only in their seed together; one result per run, in order.
+
+    Writes each run's ``config.json``, ``progress.csv`` and ``model.pt`` into its ``out`` as
+    :func:`train` does. ``wall_time`` of each result is the group's training time divided by
+    the group size (its share of the core). Checkpoints are not written for groups yet.
+
+    :raises ConfigError: runs that differ in more than their seed, or not TD3.
+    """
+    if not configs:
+        raise ConfigError("a group needs at least one run")
+    if len(configs) == 1:
+        return [train(configs[0])]
+    resolved = [_resolve(c) for c in configs]
+    first = {k: v for k, v in resolved[0][2].items() if k != "seed"}
+    for _, _, r in resolved[1:]:
+        if {k: v for k, v in r.items() if k != "seed"} != first:
+            raise ConfigError("the runs of a group must differ only in their seed")
+    if first["algo"] != "td3":
+        raise ConfigError(f"only TD3 runs can be trained as a group; got {first['algo']!r}")
+    run_dirs = [None if c.out is None else Path(c.out) for c in configs]
+    for config, run_dir, (_, _, r) in zip(configs, run_dirs, resolved, strict=True):
+        if run_dir is not None:
+            _check_out_dir(run_dir, config.overwrite)
+            run_dir.mkdir(parents=True, exist_ok=True)
+            for name in RESULT_FILES:
+                (run_dir / name).unlink(missing_ok=True)
+            _write_json(run_dir / "config.json", r)
+    threads = torch.get_num_threads()
+    if configs[0].num_threads is not None:
+        torch.set_num_threads(configs[0].num_threads)
+    try:
+        made = [_make(r, safety, agent_config, r["seed"]) for safety, agent_config, r in resolved]
+        envs = [env for env, _ in made]
+        agents = [agent for _, agent in made]
+        assert all(isinstance(a, TD3) for a in agents)
+        steps = resolved[0][2]["steps"]
+        recorders = [ProgressRecorder(steps) for _ in configs]
+        start = time.perf_counter()
+        try:
+            _learn_group(agents, envs, recorders, steps,  # type: ignore[arg-type]
+                         [r["seed"] for _, _, r in resolved])
+        finally:
+            rows = [rec.finish() for rec in recorders]
+            for env in envs:
+                env.env.close()
+    finally:
+        torch.set_num_threads(threads)
+    share = (time.perf_counter() - start) / len(configs)
+    results = []
+    for run_dir, agent, run_rows, (_, _, r) in zip(run_dirs, agents, rows, resolved, strict=True):
+        if run_dir is not None:
+            text = _progress_csv(run_rows)
+            _atomic_write(run_dir / "progress.csv", lambda fh, text=text: fh.write(text))
+            state = agent.state_dict()
+            _atomic_write(run_dir / "model.pt", lambda fh, state=state: torch.save(state, fh),
+                          binary=True)
+        results.append(RunResult(r, run_rows, agent, run_dir, share))
+    return results
+
+
+def _learn_group(agents: list[TD3], envs: list, recorders: list[ProgressRecorder], steps: int,
+                 seeds: list[int]) -> None:
+    """:meth:`TD3.learn` for every run, with one grouped update per environment step."""
+    c: TD3Config = agents[0].config
+    group = GroupedTD3Update(agents)
+    obs = [env.reset(seed=seed) for env, seed in zip(envs, seeds, strict=True)]
+    for t in range(steps):
+        for k, (agent, env, recorder) in enumerate(zip(agents, envs, recorders, strict=True)):
+            if t < c.learning_starts:  # warm-up: uniform actions fill the buffer
+                unsafe_action = agent.rng.uniform(agent.low, agent.high)
+            else:
+                unsafe_action = agent.select_action(obs[k], explore=True)
+            step = env.step(unsafe_action)
+            recorder.record(step, agent.safety.weight)
+            agent.store(obs[k], step)
+            obs[k] = env.reset() if step.terminated or step.truncated else step.obs
+        if t >= c.learning_starts:
+            update_actor = (t - c.learning_starts + 1) % c.policy_delay == 0
+            group.update([a.buffer.sample(c.batch_size) for a in agents], update_actor)
+            if update_actor:  # the next step acts with the updated policy
+                group.write_back(("actor",))
+    group.write_back()
+    for agent, ob in zip(agents, obs, strict=True):
+        agent.steps, agent.obs = steps, ob
+        agent.n_updates = max(0, steps - c.learning_starts)
