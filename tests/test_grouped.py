@@ -133,3 +133,37 @@ def test_a_group_differs_only_in_seeds() -> None:
     a2c = RunConfig(env="pendulum", algo="a2c", steps=50, seed=0)
     with pytest.raises(ConfigError, match="only TD3"):
         train_group([a2c, dataclasses.replace(a2c, seed=1)])
+
+
+# ------------------------------------------------------------------ sweeps with --group-size
+def test_a_grouped_sweep_writes_the_same_runs(tmp_path) -> None:
+    import json
+
+    from tutorial_rl.experiments.cli import main
+    from tutorial_rl.experiments.config import get_profile, run_key
+    from tutorial_rl.experiments.runner import group_units, run_status, sweep
+
+    profile = get_profile("ci", {"steps": 300})
+    units = group_units(profile.runs(), 2)
+    assert sorted(len(u) for u in units) == [2, 2]  # SE vanilla seeds 0-1, SP penalty critic 0-1
+    assert all(len({(s.variant, s.alpha) for s in u}) == 1 for u in units)
+    assert [len(u) for u in group_units(profile.runs(), 1)] == [1, 1, 1, 1]
+
+    alone = sweep(profile, tmp_path / "alone", progress=False)
+    bad = run_key("td3", "sp-penalty-critic", 0.5, "pendulum", 1)
+    assert main(["sweep", "--profile", "ci", "--set", "steps=300", "--out",
+                 str(tmp_path / "grouped"), "--group-size", "2", "--set",
+                 f'inject_failure=["{bad}"]']) == 1  # one run fails on purpose
+    assert alone.exit_code == 0
+    for spec in profile.runs():
+        a, g = tmp_path / "alone" / "runs" / spec.key, tmp_path / "grouped" / "runs" / spec.key
+        if spec.key == bad:
+            assert run_status(g) == "failed"
+            assert "injected failure" in json.loads((g / "failed.json").read_text())["error"]
+            continue
+        assert run_status(g) == "done"
+        assert sorted(p.name for p in g.iterdir()) == sorted(p.name for p in a.iterdir())
+        ma, mg = (torch.load(d / "model.pt", weights_only=True) for d in (a, g))
+        assert max(float((ma[n][k] - mg[n][k]).abs().max()) for n in ma for k in ma[n]) < 1e-5
+    assert main(["sweep", "--profile", "ci", "--out", str(tmp_path / "x"),
+                 "--group-size", "0"]) == 2

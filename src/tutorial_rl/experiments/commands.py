@@ -66,6 +66,10 @@ def add_sweep_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--checkpoint-every", type=_steps_or_auto, default=None, metavar="N",
                    help="environment steps between a run's exact checkpoints; a rerun continues "
                         "from them (default auto: about every 10 minutes of work; 0: none)")
+    p.add_argument("--group-size", type=int, default=1, metavar="K",
+                   help="train up to K TD3 runs that differ only in their seed in one process, "
+                        "with one stacked update (default 1: every run alone; groups write no "
+                        "checkpoints yet)")
     p.add_argument("--slurm-partition", default=None, help="SLURM partition (submitit)")
     p.add_argument("--slurm-time", type=int, default=120,
                    help="time limit of one SLURM job in minutes (default 120)")
@@ -108,6 +112,8 @@ def _sweep_command(args: argparse.Namespace) -> list[str]:
              "--jobs", str(args.jobs), "--launcher", args.launcher]
     if args.checkpoint_every is not None:
         words += ["--checkpoint-every", str(args.checkpoint_every)]
+    if args.group_size != 1:
+        words += ["--group-size", str(args.group_size)]
     for flag, values in (("--set", args.overrides), ("--only", args.only)):
         for value in values:
             words += [flag, shlex.quote(value)]
@@ -130,7 +136,8 @@ def run_sweep(args: argparse.Namespace) -> int:
                         overrides=overrides, only=args.only,
                         slurm=SlurmOptions(args.slurm_partition, args.slurm_time,
                                            args.slurm_cpus),
-                        command=_sweep_command(args), checkpoint_every=args.checkpoint_every)
+                        command=_sweep_command(args), checkpoint_every=args.checkpoint_every,
+                        group_size=args.group_size)
     except ProfileError as exc:
         return _error(str(exc))
     print(summary.describe())

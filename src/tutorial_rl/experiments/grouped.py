@@ -11,12 +11,17 @@ with stacked parameters, one kernel call per layer and one projection call per u
 A run trained in a group therefore draws the same random numbers in the same order as alone;
 its parameters differ from the lone run's only by the rounding of batched matrix products
 (``tests/test_grouped.py`` measures it). A group of one is :func:`train` itself.
+:func:`execute_group` is the sweep's worker for a group (``tutorial-rl sweep --group-size K``).
 """
 
 from __future__ import annotations
 
+import os
+import shutil
 import time
+import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -36,7 +41,10 @@ from tutorial_rl.experiments.training import (
     train,
 )
 
-__all__ = ["train_group"]
+if TYPE_CHECKING:
+    from tutorial_rl.experiments.config import RunSpec
+
+__all__ = ["execute_group", "train_group"]
 
 
 def train_group(configs: list[RunConfig]) -> list[RunResult]:
@@ -125,3 +133,61 @@ def _learn_group(agents: list[TD3], envs: list, recorders: list[ProgressRecorder
     for agent, ob in zip(agents, obs, strict=True):
         agent.steps, agent.obs = steps, ob
         agent.n_updates = max(0, steps - c.learning_starts)
+
+
+def execute_group(specs: list[RunSpec], runs_dir: str | Path,
+                  checkpoint_every: int | None = None) -> list[dict[str, Any]]:
+    """Train a group of sweep runs together, then evaluate and finish each one on its own.
+
+    The worker of ``tutorial-rl sweep --group-size K`` (:mod:`~tutorial_rl.experiments.runner`):
+    each run gets its temporary folder, ``done.json`` and final folder exactly as
+    :func:`~tutorial_rl.experiments.runner.execute_run` gives it. Runs marked to fail, and a
+    group of one, go through ``execute_run``. If the group's training raises, its runs are
+    rerun one by one with ``execute_run``: a failing run is then recorded with its own
+    traceback, and the others finish (and write checkpoints, which groups do not yet).
+
+    :returns: one ``{"key", "status"}`` per run, as ``execute_run`` returns.
+    """
+    from tutorial_rl.experiments.runner import (
+        TMP_PREFIX,
+        _now,
+        _run_config,
+        complete_run,
+        execute_run,
+        record_failure,
+        run_status,
+    )
+
+    runs_dir = Path(runs_dir)
+    todo = [s for s in specs if run_status(runs_dir / s.key) != "done"]
+    outcomes = [{"key": s.key, "status": "skipped"} for s in specs if s not in todo]
+    alone = [s for s in todo if s.fail]
+    together = [s for s in todo if not s.fail]
+    if len(together) <= 1:
+        return outcomes + [execute_run(s, runs_dir, checkpoint_every) for s in alone + together]
+    outcomes += [execute_run(s, runs_dir, checkpoint_every) for s in alone]
+    tmps = [runs_dir / f"{TMP_PREFIX}{s.key}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+            for s in together]
+    for tmp in tmps:
+        tmp.mkdir(parents=True)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    started, start = _now(), time.perf_counter()
+    try:
+        results = train_group([_run_config(s, tmp, 0) for s, tmp in zip(together, tmps,
+                                                                           strict=True)])
+    except Exception:  # noqa: BLE001 -- rerun run by run: each failure gets its own record
+        for tmp in tmps:
+            shutil.rmtree(tmp, ignore_errors=True)
+        torch.set_num_threads(threads)
+        return outcomes + [execute_run(s, runs_dir, checkpoint_every) for s in together]
+    try:
+        for spec, tmp, result in zip(together, tmps, results, strict=True):
+            final = runs_dir / spec.key
+            try:
+                outcomes.append(complete_run(spec, tmp, final, result, started, start))
+            except Exception as exc:  # noqa: BLE001 -- e.g. its evaluation failed
+                outcomes.append(record_failure(spec, tmp, final, exc, started, start))
+    finally:
+        torch.set_num_threads(threads)
+    return outcomes

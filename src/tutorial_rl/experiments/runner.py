@@ -52,8 +52,9 @@ from tutorial_rl.experiments.config import (
 from tutorial_rl.provenance import invocations, provenance, write_json_atomic, write_provenance
 
 __all__ = ["CHECKPOINTS_DIR", "DONE_FILE", "FAILED_FILE", "LAUNCHERS", "RUNS_DIR", "SWEEP_FILE",
-           "SlurmOptions", "SweepSummary", "checkpoint_path", "execute_run", "execute_runs",
-           "run_status", "sweep"]
+           "SlurmOptions", "SweepSummary", "checkpoint_path", "complete_run", "execute_run",
+           "execute_runs", "execute_unit", "group_units", "record_failure", "run_status",
+           "sweep"]
 
 SWEEP_FILE = "sweep.json"
 RUNS_DIR = "runs"
@@ -171,7 +172,7 @@ def execute_run(spec: RunSpec, runs_dir: str | Path,
     """
     import torch
 
-    from tutorial_rl.experiments.training import evaluate, train
+    from tutorial_rl.experiments.training import train
 
     final = Path(runs_dir) / spec.key
     if run_status(final) == "done":  # e.g. a requeued SLURM job: never redo a finished run
@@ -185,49 +186,94 @@ def execute_run(spec: RunSpec, runs_dir: str | Path,
         if spec.fail:
             raise RuntimeError(f"injected failure: {spec.key} is listed in inject_failure")
         result = train(_run_config(spec, tmp, checkpoint_every))
-        eval_start = time.perf_counter()
-        evaluation = evaluate(tmp, episodes=spec.eval_episodes, seed=spec.eval_seed, write=False)
-        write_json_atomic(tmp / "evaluation.json", {**evaluation, "run_dir": str(final)})
-        rows = [r for r in result.progress if r["complete"]]
-        record = {
-            "key": spec.key, "status": "done", "spec": dataclasses.asdict(spec),
-            "evaluation": {k: evaluation[k] for k in (
-                "episodes", "seed", "returns", "mean_return", "std_return", "interventions",
-                "interventions_per_episode", "constraint_violations")},
-            "training": {
-                "steps": result.config["steps"], "episodes": len(rows),
-                "interventions": int(sum(r["interventions"] for r in result.progress)),
-                "constraint_violations": int(sum(r["constraint_violations"]
-                                                 for r in result.progress)),
-                "wall_time_s": result.wall_time},
-            "evaluation_wall_time_s": time.perf_counter() - eval_start,
-            "wall_time_s": time.perf_counter() - start,
-            "started_utc": started, "finished_utc": _now(),
-            "host": platform.node(), "pid": os.getpid(),
-        }
-        write_json_atomic(tmp / DONE_FILE, record)  # last: marks the run finished
-        _finalize(tmp, final, done=True)
-        return {"key": spec.key, "status": "done"}
+        return complete_run(spec, tmp, final, result, started, start)
     except Exception as exc:  # noqa: BLE001 -- recorded, and the sweep goes on
-        error = f"{type(exc).__name__}: {exc}"
-        if tmp.is_dir():  # else a newer sweep removed this attempt: it is no longer ours
-            write_json_atomic(tmp / FAILED_FILE, {
-                "key": spec.key, "status": "failed", "spec": dataclasses.asdict(spec),
-                "error": error, "traceback": traceback.format_exc(),
-                "wall_time_s": time.perf_counter() - start, "started_utc": started,
-                "failed_utc": _now(), "host": platform.node(), "pid": os.getpid()})
-            _finalize(tmp, final, done=False)
-        # a failure is retried from scratch (it may have come from the checkpoint itself)
-        checkpoint_path(runs_dir, spec.key).unlink(missing_ok=True)
-        return {"key": spec.key, "status": "failed", "error": error}
+        return record_failure(spec, tmp, final, exc, started, start)
     finally:
         torch.set_num_threads(threads)
 
 
-def execute_runs(specs: Sequence[RunSpec], runs_dir: str | Path,
+def complete_run(spec: RunSpec, tmp: Path, final: Path, result: Any, started: str,
+                 start: float) -> dict[str, Any]:
+    """Evaluate a trained run in ``tmp``, write ``done.json`` last and move it to ``final``."""
+    from tutorial_rl.experiments.training import evaluate
+
+    eval_start = time.perf_counter()
+    evaluation = evaluate(tmp, episodes=spec.eval_episodes, seed=spec.eval_seed, write=False)
+    write_json_atomic(tmp / "evaluation.json", {**evaluation, "run_dir": str(final)})
+    rows = [r for r in result.progress if r["complete"]]
+    record = {
+        "key": spec.key, "status": "done", "spec": dataclasses.asdict(spec),
+        "evaluation": {k: evaluation[k] for k in (
+            "episodes", "seed", "returns", "mean_return", "std_return", "interventions",
+            "interventions_per_episode", "constraint_violations")},
+        "training": {
+            "steps": result.config["steps"], "episodes": len(rows),
+            "interventions": int(sum(r["interventions"] for r in result.progress)),
+            "constraint_violations": int(sum(r["constraint_violations"]
+                                             for r in result.progress)),
+            "wall_time_s": result.wall_time},
+        "evaluation_wall_time_s": time.perf_counter() - eval_start,
+        "wall_time_s": time.perf_counter() - start,
+        "started_utc": started, "finished_utc": _now(),
+        "host": platform.node(), "pid": os.getpid(),
+    }
+    write_json_atomic(tmp / DONE_FILE, record)  # last: marks the run finished
+    _finalize(tmp, final, done=True)
+    return {"key": spec.key, "status": "done"}
+
+
+def record_failure(spec: RunSpec, tmp: Path, final: Path, exc: Exception, started: str,
+                   start: float) -> dict[str, Any]:
+    """Write ``failed.json`` (error, traceback) for a run that raised; call in ``except``."""
+    error = f"{type(exc).__name__}: {exc}"
+    if tmp.is_dir():  # else a newer sweep removed this attempt: it is no longer ours
+        write_json_atomic(tmp / FAILED_FILE, {
+            "key": spec.key, "status": "failed", "spec": dataclasses.asdict(spec),
+            "error": error, "traceback": traceback.format_exc(),
+            "wall_time_s": time.perf_counter() - start, "started_utc": started,
+            "failed_utc": _now(), "host": platform.node(), "pid": os.getpid()})
+        _finalize(tmp, final, done=False)
+    # a failure is retried from scratch (it may have come from the checkpoint itself)
+    checkpoint_path(final.parent, spec.key).unlink(missing_ok=True)
+    return {"key": spec.key, "status": "failed", "error": error}
+
+
+def execute_unit(specs: Sequence[RunSpec], runs_dir: str | Path,
                  checkpoint_every: int | None = None) -> list[dict[str, Any]]:
-    """:func:`execute_run` for several runs in turn (one submitit job of the local fallback)."""
-    return [execute_run(spec, runs_dir, checkpoint_every) for spec in specs]
+    """One run (:func:`execute_run`) or a group trained together
+    (:func:`~tutorial_rl.experiments.grouped.execute_group`); one outcome per run."""
+    if len(specs) == 1:
+        return [execute_run(specs[0], runs_dir, checkpoint_every)]
+    from tutorial_rl.experiments.grouped import execute_group
+
+    return execute_group(list(specs), runs_dir, checkpoint_every)
+
+
+def execute_runs(units: Sequence[Sequence[RunSpec]], runs_dir: str | Path,
+                 checkpoint_every: int | None = None) -> list[dict[str, Any]]:
+    """:func:`execute_unit` for several units in turn (one submitit job of the local fallback)."""
+    return [o for unit in units for o in execute_unit(unit, runs_dir, checkpoint_every)]
+
+
+def group_units(specs: Sequence[RunSpec], group_size: int) -> list[list[RunSpec]]:
+    """Split runs into units of work: TD3 runs that differ only in their seed go together, up to
+    ``group_size`` per unit (``tutorial-rl sweep --group-size``); every other run is alone."""
+    units: list[list[RunSpec]] = []
+    open_units: dict[tuple[Any, ...], list[RunSpec]] = {}
+    for spec in specs:
+        if group_size <= 1 or spec.algo != "td3" or spec.fail:
+            units.append([spec])
+            continue
+        fields = dataclasses.asdict(spec)
+        identity = tuple(sorted((k, repr(v)) for k, v in fields.items()
+                                if k not in ("key", "seed")))
+        unit = open_units.get(identity)
+        if unit is None or len(unit) >= group_size:
+            unit = open_units[identity] = []
+            units.append(unit)
+        unit.append(spec)
+    return units
 
 
 def _progress_bar(total: int, show: bool | None) -> Any:
@@ -237,35 +283,37 @@ def _progress_bar(total: int, show: bool | None) -> Any:
     return tqdm(total=total, unit="run", desc="sweep", disable=not show, dynamic_ncols=True)
 
 
-def _launch_local(specs: list[RunSpec], runs_dir: Path, jobs: int, bar: Any,
+def _launch_local(units: list[list[RunSpec]], runs_dir: Path, jobs: int, bar: Any,
                   checkpoint_every: int | None) -> None:
     from joblib import Parallel, delayed
 
     # loky worker processes; n_jobs=1 runs in this process (no pool to start)
     parallel = Parallel(n_jobs=jobs, backend="loky", return_as="generator_unordered")
     try:
-        for outcome in parallel(delayed(execute_run)(spec, str(runs_dir), checkpoint_every)
-                                       for spec in specs):
-            bar.update(1)
-            if outcome["status"] == "failed":
-                bar.write(f"run {outcome['key']} failed: {outcome['error']}")
+        for outcomes in parallel(delayed(execute_unit)(unit, str(runs_dir), checkpoint_every)
+                                 for unit in units):
+            bar.update(len(outcomes))
+            for outcome in outcomes:
+                if outcome["status"] == "failed":
+                    bar.write(f"run {outcome['key']} failed: {outcome['error']}")
     except Exception as exc:  # noqa: BLE001 -- e.g. a worker killed by the OS; rerun resumes
         print(f"tutorial-rl sweep: the worker pool stopped ({type(exc).__name__}: {exc}); "
               f"unfinished runs are reported as failed", file=sys.stderr)
 
 
-def _launch_submitit(specs: list[RunSpec], runs_dir: Path, jobs: int, slurm: SlurmOptions,
-                     bar: Any, checkpoint_every: int | None) -> None:
+def _launch_submitit(units: list[list[RunSpec]], runs_dir: Path, jobs: int,
+                     slurm: SlurmOptions, bar: Any, checkpoint_every: int | None) -> None:
     import submitit
 
     executor = submitit.AutoExecutor(folder=runs_dir.parent / "submitit", cluster=slurm.cluster)
     executor.update_parameters(name="tutorial-rl-sweep", timeout_min=slurm.time_min,
                                cpus_per_task=slurm.cpus_per_task, slurm_partition=slurm.partition,
                                slurm_array_parallelism=jobs)
-    if executor.cluster == "slurm":  # one array task per run; SLURM limits the parallelism
-        chunks = [[spec] for spec in specs]
+    specs = [spec for unit in units for spec in unit]
+    if executor.cluster == "slurm":  # one array task per unit; SLURM limits the parallelism
+        chunks = [[unit] for unit in units]
     else:  # the local executor starts every job at once: make exactly `jobs` of them
-        chunks = [specs[i::jobs] for i in range(min(jobs, len(specs)))]
+        chunks = [units[i::jobs] for i in range(min(jobs, len(units)))]
     submitted = executor.map_array(execute_runs, chunks, [str(runs_dir)] * len(chunks),
                                    [checkpoint_every] * len(chunks))
     pending = list(submitted)
@@ -313,7 +361,7 @@ def sweep(profile: str | ExperimentProfile, out: str | Path, *, jobs: int = 1,
           launcher: str = "local", overrides: Mapping[str, Any] | None = None,
           only: Iterable[str] = (), slurm: SlurmOptions | None = None,
           progress: bool | None = None, command: str | list[str] | None = None,
-          checkpoint_every: int | None = None) -> SweepSummary:
+          checkpoint_every: int | None = None, group_size: int = 1) -> SweepSummary:
     """Run every unfinished run of a profile's grid into ``out`` (resumable).
 
     :param profile: a profile name (:data:`~tutorial_rl.experiments.config.PROFILES`) or profile.
@@ -327,6 +375,9 @@ def sweep(profile: str | ExperimentProfile, out: str | Path, *, jobs: int = 1,
     :param command: recorded in provenance.json (default: this process's command line).
     :param checkpoint_every: environment steps between a run's exact checkpoints (0: none;
         ``None``: about every 10 minutes of estimated work); a rerun continues from them.
+    :param group_size: train up to this many TD3 runs that differ only in their seed in one
+        process (:mod:`~tutorial_rl.experiments.grouped`); 1: every run alone. Groups write no
+        checkpoints yet.
     :raises ProfileError: bad profile, override, filter, jobs, launcher or ``out``, before any
         run starts.
     """
@@ -341,6 +392,8 @@ def sweep(profile: str | ExperimentProfile, out: str | Path, *, jobs: int = 1,
     if checkpoint_every is not None and (isinstance(checkpoint_every, bool) or not isinstance(
             checkpoint_every, int) or checkpoint_every < 0):
         raise ProfileError(f"checkpoint_every must be an integer >= 0; got {checkpoint_every!r}")
+    if isinstance(group_size, bool) or not isinstance(group_size, int) or group_size < 1:
+        raise ProfileError(f"group_size must be an integer >= 1; got {group_size!r}")
     if launcher not in LAUNCHERS:
         raise ProfileError(f"unknown launcher {launcher!r}; valid launchers: "
                            f"{', '.join(LAUNCHERS)}")
@@ -355,7 +408,7 @@ def sweep(profile: str | ExperimentProfile, out: str | Path, *, jobs: int = 1,
     with _sweep_lock(out):
         _check_resumable(out, profile)
         return _run_sweep(profile, specs, out, jobs, launcher, overrides, only, slurm, progress,
-                          command, start, checkpoint_every)
+                          command, start, checkpoint_every, group_size)
 
 
 @contextmanager
@@ -387,7 +440,7 @@ def _run_sweep(profile: ExperimentProfile, specs: list[RunSpec], out: Path, jobs
                launcher: str, overrides: dict[str, Any], only: list[str],
                slurm: SlurmOptions | None, progress: bool | None,
                command: str | list[str] | None, start: float,
-               checkpoint_every: int | None = None) -> SweepSummary:
+               checkpoint_every: int | None = None, group_size: int = 1) -> SweepSummary:
     """The body of :func:`sweep`, run under the folder's lock."""
     # "profile" names the sweep's experiment profile (ci/quick/paper); the process-wide
     # TUTORIAL_RL_PROFILE switch that shortens chapters is recorded as "runtime_profile".
@@ -414,12 +467,14 @@ def _run_sweep(profile: ExperimentProfile, specs: list[RunSpec], out: Path, jobs
     for spec in todo:
         if (runs_dir / spec.key).exists():
             shutil.rmtree(runs_dir / spec.key)
-    todo.sort(key=estimate_run_seconds, reverse=True)  # longest first: shortest makespan
+    todo.sort(key=estimate_run_seconds, reverse=True)
+    units = group_units(todo, group_size)
+    units.sort(key=lambda u: sum(map(estimate_run_seconds, u)), reverse=True)  # longest first
     with _progress_bar(len(todo), progress) as bar:
         if todo and launcher == "local":
-            _launch_local(todo, runs_dir, jobs, bar, checkpoint_every)
+            _launch_local(units, runs_dir, jobs, bar, checkpoint_every)
         elif todo:
-            _launch_submitit(todo, runs_dir, jobs, slurm or SlurmOptions(), bar,
+            _launch_submitit(units, runs_dir, jobs, slurm or SlurmOptions(), bar,
                              checkpoint_every)
 
     status = {s.key: run_status(runs_dir / s.key) for s in todo}
