@@ -146,6 +146,8 @@ def main() -> None:
     parser.add_argument("--group-sizes", default="1,7,28",
                         help="K of the grouped TD3 update table ('' skips it)")
     parser.add_argument("--updates", type=int, default=20, help="timed updates per K")
+    parser.add_argument("--run-steps", type=int, default=400,
+                        help="steps of each run in the alone-vs-grouped training table")
     parser.add_argument("--skip-cells", action="store_true",
                         help="only the grouped update table")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -154,8 +156,9 @@ def main() -> None:
         _worker()
         return
     if args.group_sizes:
-        update_table(args.envs.split(","), [int(k) for k in args.group_sizes.split(",")],
-                     args.updates)
+        sizes = [int(k) for k in args.group_sizes.split(",")]
+        update_table(args.envs.split(","), sizes, args.updates)
+        run_table(args.envs.split(","), [k for k in sizes if k > 1], args.run_steps)
     if args.skip_cells:
         return
     from tutorial_rl.experiments.config import estimate_ms_per_step
@@ -259,6 +262,33 @@ def update_table(envs: list[str], sizes: list[int], updates: int) -> None:
             for k in sizes:
                 separate, grouped = time_updates(env, variant, k, updates)
                 cells.append(f"{separate:6.2f}/{grouped:5.2f} {separate / grouped:4.1f}x")
+            print(f"{env:10s} {variant:20s} " + " ".join(f"{c:>20s}" for c in cells), flush=True)
+
+
+def run_table(envs: list[str], sizes: list[int], steps: int) -> None:
+    """Whole TD3 training runs: ms per run-step alone vs in a group (``train_group``)."""
+    from tutorial_rl.experiments.grouped import train_group
+    from tutorial_rl.experiments.training import RunConfig, train
+
+    print(f"\nTD3 training, ms per run-step (alone / grouped, speed-up), {steps} steps, "
+          f"updates from step {steps // 4}")
+    print(f"{'task':10s} {'variant':20s} " + " ".join(f"{'K=' + str(k):>20s}" for k in sizes))
+    for env in envs:
+        for variant in ("se-vanilla", "sp-vanilla"):
+            mode, mitigation = VARIANTS[variant]
+            cells = []
+            for k in sizes:
+                configs = [RunConfig(env=env, algo="td3", mode=mode, mitigation=mitigation,
+                                     steps=steps, seed=s, num_threads=1, progress_bar=False,
+                                     agent={"learning_starts": steps // 4}) for s in range(k)]
+                start = time.perf_counter()
+                for config in configs:
+                    train(config)
+                alone = (time.perf_counter() - start) / (k * steps) * 1e3
+                start = time.perf_counter()
+                train_group(configs)
+                grouped = (time.perf_counter() - start) / (k * steps) * 1e3
+                cells.append(f"{alone:6.2f}/{grouped:5.2f} {alone / grouped:4.1f}x")
             print(f"{env:10s} {variant:20s} " + " ".join(f"{c:>20s}" for c in cells), flush=True)
 
 

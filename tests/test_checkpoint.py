@@ -112,8 +112,10 @@ def test_train_killed_with_sigkill_resumes_bit_for_bit(tmp_path: Path, delay: fl
     assert_same_run(whole, cut)
 
 
-def test_a_sweep_killed_with_sigkill_resumes_bit_for_bit(tmp_path: Path) -> None:
-    args = ["--only", "variant=se-vanilla", "--set", "steps=600", "--checkpoint-every", "100"]
+@pytest.mark.parametrize("group_size", ["1", "2"])
+def test_a_sweep_killed_with_sigkill_resumes_bit_for_bit(tmp_path: Path, group_size: str) -> None:
+    args = ["--only", "variant=se-vanilla", "--set", "steps=600", "--checkpoint-every", "100",
+            "--group-size", group_size]  # 2: both seeds train as one group, one checkpoint
     whole, cut = tmp_path / "whole", tmp_path / "cut"
     assert sweep_main(["sweep", "--profile", "ci", "--out", str(whole), *args]) == 0
     proc = subprocess.Popen(

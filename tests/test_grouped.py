@@ -167,3 +167,35 @@ def test_a_grouped_sweep_writes_the_same_runs(tmp_path) -> None:
         assert max(float((ma[n][k] - mg[n][k]).abs().max()) for n in ma for k in ma[n]) < 1e-5
     assert main(["sweep", "--profile", "ci", "--out", str(tmp_path / "x"),
                  "--group-size", "0"]) == 2
+
+
+def test_a_group_continued_from_its_checkpoint_equals_an_uninterrupted_one(
+        tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tutorial_rl.experiments import checkpoint as checkpoint_module
+
+    def configs(name: str) -> list[RunConfig]:
+        return [run_config("sp", "penalty-critic", s, 260, out=tmp_path / name / f"s{s}")
+                for s in range(3)]
+
+    whole = train_group(configs("whole"), checkpoint=tmp_path / "whole.pt", checkpoint_every=0)
+    save = checkpoint_module.Checkpoint.save
+
+    class Stop(Exception):
+        pass
+
+    def save_then_stop(self: checkpoint_module.Checkpoint) -> None:
+        save(self)
+        if self._objects[0].steps >= 140:
+            raise Stop
+
+    monkeypatch.setattr(checkpoint_module.Checkpoint, "save", save_then_stop)
+    with pytest.raises(Stop):
+        train_group(configs("cut"), checkpoint=tmp_path / "cut.pt", checkpoint_every=70)
+    assert (tmp_path / "cut.pt").is_file()
+    monkeypatch.setattr(checkpoint_module.Checkpoint, "save", save)
+    cut = train_group(configs("cut"), checkpoint=tmp_path / "cut.pt", checkpoint_every=70)
+    assert not (tmp_path / "cut.pt").exists()
+    for a, b in zip(whole, cut, strict=True):
+        assert max_difference(a.agent, b.agent) == 0.0  # bit for bit
+        assert [{k: v for k, v in r.items() if k != "wall_time"} for r in a.progress] == \
+            [{k: v for k, v in r.items() if k != "wall_time"} for r in b.progress]

@@ -16,6 +16,7 @@ its parameters differ from the lone run's only by the rounding of batched matrix
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import time
@@ -25,9 +26,11 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from tutorial_rl.agents.common import ConfigError, ProgressRecorder
+from tutorial_rl.agents.common import ConfigError, ModeEnv, ProgressRecorder
 from tutorial_rl.agents.grouped import GroupedTD3Update
 from tutorial_rl.agents.td3 import TD3, TD3Config
+from tutorial_rl.experiments.checkpoint import Checkpoint, auto_checkpoint_every
+from tutorial_rl.experiments.config import estimate_ms_per_step
 from tutorial_rl.experiments.training import (
     RESULT_FILES,
     RunConfig,
@@ -47,19 +50,27 @@ if TYPE_CHECKING:
 __all__ = ["execute_group", "train_group"]
 
 
-def train_group(configs: list[RunConfig]) -> list[RunResult]:
+def train_group(configs: list[RunConfig], checkpoint: str | Path | None = None,
+                checkpoint_every: int | None = None) -> list[RunResult]:
     """Train TD3 runs that differ only in their seed together; one result per run, in order.
 
     Writes each run's ``config.json``, ``progress.csv`` and ``model.pt`` into its ``out`` as
     :func:`train` does. ``wall_time`` of each result is the group's training time divided by
-    the group size (its share of the core). Checkpoints are not written for groups yet.
+    the group size (its share of the core).
 
+    :param checkpoint: the group's checkpoint file (:mod:`.checkpoint`: every agent, environment,
+        the stacked parameters and optimiser states, the progress rows); a checkpoint of the same
+        group is continued from, and deleted when the group has finished.
+    :param checkpoint_every: environment steps between checkpoints (0: none; ``None``: about
+        every 10 minutes of estimated work for the whole group).
     :raises ConfigError: runs that differ in more than their seed, or not TD3.
     """
     if not configs:
         raise ConfigError("a group needs at least one run")
     if len(configs) == 1:
-        return [train(configs[0])]
+        single = dataclasses.replace(configs[0], checkpoint=checkpoint,
+                                     checkpoint_every=checkpoint_every)
+        return [train(single)]
     resolved = [_resolve(c) for c in configs]
     first = {k: v for k, v in resolved[0][2].items() if k != "seed"}
     for _, _, r in resolved[1:]:
@@ -67,6 +78,16 @@ def train_group(configs: list[RunConfig]) -> list[RunResult]:
             raise ConfigError("the runs of a group must differ only in their seed")
     if first["algo"] != "td3":
         raise ConfigError(f"only TD3 runs can be trained as a group; got {first['algo']!r}")
+    saver = None
+    if checkpoint is not None:
+        every = checkpoint_every
+        if every is None:
+            every = auto_checkpoint_every(len(configs) * estimate_ms_per_step(
+                first["algo"], first["env"], first["mode"], first["mitigation"]))
+        identity = {"group": [{k: v for k, v in r.items() if k != "profile"}
+                              for _, _, r in resolved]}
+        saver = Checkpoint(checkpoint, every, identity,
+                           lambda p, fn: _atomic_write(p, fn, binary=True))
     run_dirs = [None if c.out is None else Path(c.out) for c in configs]
     for config, run_dir, (_, _, r) in zip(configs, run_dirs, resolved, strict=True):
         if run_dir is not None:
@@ -79,25 +100,32 @@ def train_group(configs: list[RunConfig]) -> list[RunResult]:
     if configs[0].num_threads is not None:
         torch.set_num_threads(configs[0].num_threads)
     try:
-        made = [_make(r, safety, agent_config, r["seed"]) for safety, agent_config, r in resolved]
-        envs = [env for env, _ in made]
-        agents = [agent for _, agent in made]
-        assert all(isinstance(a, TD3) for a in agents)
         steps = resolved[0][2]["steps"]
-        recorders = [ProgressRecorder(steps) for _ in configs]
+        recorders = _Recorders([ProgressRecorder(steps) for _ in configs])
+        restored = saver.load() if saver is not None else None
+        if restored is not None:  # continue exactly where the checkpoint was written
+            run, _, recorder_state = restored
+            recorders.load_state_dict(recorder_state)
+        else:
+            made = [_make(r, safety, agent_config, r["seed"])
+                    for safety, agent_config, r in resolved]
+            run = _GroupRun([agent for _, agent in made],  # type: ignore[misc]
+                            [env for env, _ in made], [r["seed"] for _, _, r in resolved])
+        if saver is not None:
+            saver.attach(run, None, recorders)
         start = time.perf_counter()
         try:
-            _learn_group(agents, envs, recorders, steps,  # type: ignore[arg-type]
-                         [r["seed"] for _, _, r in resolved])
+            run.learn(recorders.recorders, steps, saver)
         finally:
-            rows = [rec.finish() for rec in recorders]
-            for env in envs:
+            rows = [rec.finish() for rec in recorders.recorders]
+            for env in run.envs:
                 env.env.close()
     finally:
         torch.set_num_threads(threads)
     share = (time.perf_counter() - start) / len(configs)
     results = []
-    for run_dir, agent, run_rows, (_, _, r) in zip(run_dirs, agents, rows, resolved, strict=True):
+    for run_dir, agent, run_rows, (_, _, r) in zip(run_dirs, run.agents, rows, resolved,
+                                                    strict=True):
         if run_dir is not None:
             text = _progress_csv(run_rows)
             _atomic_write(run_dir / "progress.csv", lambda fh, text=text: fh.write(text))
@@ -105,34 +133,66 @@ def train_group(configs: list[RunConfig]) -> list[RunResult]:
             _atomic_write(run_dir / "model.pt", lambda fh, state=state: torch.save(state, fh),
                           binary=True)
         results.append(RunResult(r, run_rows, agent, run_dir, share))
+    if saver is not None:
+        saver.remove()
     return results
 
 
-def _learn_group(agents: list[TD3], envs: list, recorders: list[ProgressRecorder], steps: int,
-                 seeds: list[int]) -> None:
-    """:meth:`TD3.learn` for every run, with one grouped update per environment step."""
-    c: TD3Config = agents[0].config
-    group = GroupedTD3Update(agents)
-    obs = [env.reset(seed=seed) for env, seed in zip(envs, seeds, strict=True)]
-    for t in range(steps):
-        for k, (agent, env, recorder) in enumerate(zip(agents, envs, recorders, strict=True)):
-            if t < c.learning_starts:  # warm-up: uniform actions fill the buffer
-                unsafe_action = agent.rng.uniform(agent.low, agent.high)
-            else:
-                unsafe_action = agent.select_action(obs[k], explore=True)
-            step = env.step(unsafe_action)
-            recorder.record(step, agent.safety.weight)
-            agent.store(obs[k], step)
-            obs[k] = env.reset() if step.terminated or step.truncated else step.obs
-        if t >= c.learning_starts:
-            update_actor = (t - c.learning_starts + 1) % c.policy_delay == 0
-            group.update([a.buffer.sample(c.batch_size) for a in agents], update_actor)
-            if update_actor:  # the next step acts with the updated policy
-                group.write_back(("actor",))
-    group.write_back()
-    for agent, ob in zip(agents, obs, strict=True):
-        agent.steps, agent.obs = steps, ob
-        agent.n_updates = max(0, steps - c.learning_starts)
+class _Recorders:
+    """The group's progress recorders, saved and restored together (for :class:`Checkpoint`)."""
+
+    def __init__(self, recorders: list[ProgressRecorder]) -> None:
+        self.recorders = recorders
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"recorders": [r.state_dict() for r in self.recorders]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for recorder, part in zip(self.recorders, state["recorders"], strict=True):
+            recorder.load_state_dict(part)
+
+
+class _GroupRun:
+    """A group's agents, environments, stacked update and loop state: what a checkpoint holds."""
+
+    def __init__(self, agents: list[TD3], envs: list[ModeEnv], seeds: list[int]) -> None:
+        self.agents, self.envs, self.seeds = agents, envs, seeds
+        self.group = GroupedTD3Update(agents)
+        self.steps = 0
+        self.obs: list[Any] | None = None
+
+    def learn(self, recorders: list[ProgressRecorder], total_steps: int,
+              checkpoint: Checkpoint | None = None) -> None:
+        """:meth:`TD3.learn` for every run, with one grouped update per environment step."""
+        agents, envs, group = self.agents, self.envs, self.group
+        c: TD3Config = agents[0].config
+        if self.obs is None:
+            self.obs = [env.reset(seed=seed) for env, seed in zip(envs, self.seeds, strict=True)]
+        obs = self.obs
+        while self.steps < total_steps:
+            t = self.steps
+            for k, (agent, env, recorder) in enumerate(zip(agents, envs, recorders,
+                                                           strict=True)):
+                if t < c.learning_starts:  # warm-up: uniform actions fill the buffer
+                    unsafe_action = agent.rng.uniform(agent.low, agent.high)
+                else:
+                    unsafe_action = agent.select_action(obs[k], explore=True)
+                step = env.step(unsafe_action)
+                recorder.record(step, agent.safety.weight)
+                agent.store(obs[k], step)
+                obs[k] = env.reset() if step.terminated or step.truncated else step.obs
+            if t >= c.learning_starts:
+                update_actor = (t - c.learning_starts + 1) % c.policy_delay == 0
+                group.update([a.buffer.sample(c.batch_size) for a in agents], update_actor)
+                if update_actor:  # the next step acts with the updated policy
+                    group.write_back(("actor",))
+            self.steps += 1
+            if checkpoint is not None:
+                checkpoint(self.steps)
+        group.write_back()
+        for agent, ob in zip(agents, obs, strict=True):
+            agent.steps, agent.obs = self.steps, ob
+            agent.n_updates = max(0, self.steps - c.learning_starts)
 
 
 def execute_group(specs: list[RunSpec], runs_dir: str | Path,
@@ -152,6 +212,7 @@ def execute_group(specs: list[RunSpec], runs_dir: str | Path,
         TMP_PREFIX,
         _now,
         _run_config,
+        checkpoint_path,
         complete_run,
         execute_run,
         record_failure,
@@ -173,10 +234,13 @@ def execute_group(specs: list[RunSpec], runs_dir: str | Path,
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     started, start = _now(), time.perf_counter()
+    saved = checkpoint_path(runs_dir, f"group-{together[0].key}-k{len(together)}")
     try:
         results = train_group([_run_config(s, tmp, 0) for s, tmp in zip(together, tmps,
-                                                                           strict=True)])
+                                                                           strict=True)],
+                              checkpoint=saved, checkpoint_every=checkpoint_every)
     except Exception:  # noqa: BLE001 -- rerun run by run: each failure gets its own record
+        saved.unlink(missing_ok=True)
         for tmp in tmps:
             shutil.rmtree(tmp, ignore_errors=True)
         torch.set_num_threads(threads)
