@@ -68,8 +68,8 @@ def add_sweep_parser(subparsers: Any) -> argparse.ArgumentParser:
                         "from them (default auto: about every 10 minutes of work; 0: none)")
     p.add_argument("--group-size", type=int, default=1, metavar="K",
                    help="train up to K TD3 runs that differ only in their seed in one process, "
-                        "with one stacked update (default 1: every run alone; groups write no "
-                        "checkpoints yet)")
+                        "with one stacked update (default 1: every run alone; A2C runs always "
+                        "alone)")
     p.add_argument("--slurm-partition", default=None, help="SLURM partition (submitit)")
     p.add_argument("--slurm-time", type=int, default=120,
                    help="time limit of one SLURM job in minutes (default 120)")

@@ -376,8 +376,8 @@ def sweep(profile: str | ExperimentProfile, out: str | Path, *, jobs: int = 1,
     :param checkpoint_every: environment steps between a run's exact checkpoints (0: none;
         ``None``: about every 10 minutes of estimated work); a rerun continues from them.
     :param group_size: train up to this many TD3 runs that differ only in their seed in one
-        process (:mod:`~tutorial_rl.experiments.grouped`); 1: every run alone. Groups write no
-        checkpoints yet.
+        process (:mod:`~tutorial_rl.experiments.grouped`; one checkpoint per group); 1: every
+        run alone.
     :raises ProfileError: bad profile, override, filter, jobs, launcher or ``out``, before any
         run starts.
     """
