@@ -202,9 +202,10 @@ def execute_group(specs: list[RunSpec], runs_dir: str | Path,
     The worker of ``tutorial-rl sweep --group-size K`` (:mod:`~tutorial_rl.experiments.runner`):
     each run gets its temporary folder, ``done.json`` and final folder exactly as
     :func:`~tutorial_rl.experiments.runner.execute_run` gives it. Runs marked to fail, and a
-    group of one, go through ``execute_run``. If the group's training raises, its runs are
-    rerun one by one with ``execute_run``: a failing run is then recorded with its own
-    traceback, and the others finish (and write checkpoints, which groups do not yet).
+    group of one, go through ``execute_run``. The group writes one checkpoint,
+    ``checkpoints/group-<first key>-k<K>.pt``, from which a rerun of the same group continues.
+    If the group's training raises, its runs are rerun one by one with ``execute_run``: a
+    failing run is then recorded with its own traceback, and the others finish.
 
     :returns: one ``{"key", "status"}`` per run, as ``execute_run`` returns.
     """
