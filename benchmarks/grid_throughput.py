@@ -17,6 +17,11 @@ the new table without needing a quiet machine::
 
     git archive 0d0234f src | tar -x -C /tmp/base
     python benchmarks/grid_throughput.py --baseline /tmp/base/src [--steps 300] [--repeats 3]
+
+Before the cell table it prints two grouped-TD3 tables (``--group-sizes 1,7,28``): the cost of one
+update per run, K separate ``TD3.update`` calls against one
+:class:`~tutorial_rl.agents.grouped.GroupedTD3Update`, and whole training runs alone against
+:func:`~tutorial_rl.experiments.grouped.train_group` (``--run-group-size 7``).
 """
 
 from __future__ import annotations
@@ -148,6 +153,8 @@ def main() -> None:
     parser.add_argument("--updates", type=int, default=20, help="timed updates per K")
     parser.add_argument("--run-steps", type=int, default=400,
                         help="steps of each run in the alone-vs-grouped training table")
+    parser.add_argument("--run-group-size", type=int, default=7,
+                        help="K of the alone-vs-grouped training table (the grid's 7 seeds)")
     parser.add_argument("--skip-cells", action="store_true",
                         help="only the grouped update table")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -158,7 +165,7 @@ def main() -> None:
     if args.group_sizes:
         sizes = [int(k) for k in args.group_sizes.split(",")]
         update_table(args.envs.split(","), sizes, args.updates)
-        run_table(args.envs.split(","), [k for k in sizes if k > 1], args.run_steps)
+        run_table(args.envs.split(","), [args.run_group_size], args.run_steps)
     if args.skip_cells:
         return
     from tutorial_rl.experiments.config import estimate_ms_per_step
