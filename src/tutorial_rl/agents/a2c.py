@@ -1,6 +1,6 @@
 """A2C (Mnih et al. 2016) with GAE (Schulman et al. 2015), in SE-RL or SP-RL.
 
-Chapter 4 (chapters/04_se_rl.py) and Chapter 5 (chapters/05_sp_rl.py); DESIGN.md §3. Pseudocode,
+Chapter 4 (chapters/04_se_rl.py) and Chapter 5 (chapters/05_sp_rl.py). Pseudocode,
 step names as in this module:
 
     repeat until T environment steps:
@@ -18,11 +18,11 @@ Variants and mitigations:
 - SP projected mean (paper A.5, Chen et al. 2021; ``sp_log_likelihood="projected-mean"``): sample
   ũ ~ N(Φ(x, μθ(x)), σ²), the environment receives Φ(x, ũ), the loss uses log N(ũ; Φ(x, μθ), σ²),
   whose gradient passes through ∂Φ/∂μ.
-- SE penalty (eq. 26): the safeguard's reward r − α‖ũ − Φ(ũ)‖².
-- SP per-sample loss (eq. 28): actor loss + α‖μθ(x) − Φ(x, μθ(x))‖² (on the mean).
-- SP penalty critic (eq. 31): a second state-value critic V_pen(x) learns the discounted sum of
-  penalties −α‖ũ − Φ(ũ)‖²; the policy gradient uses Â + Â_pen, both by GAE. A state-value critic
-  of the penalty is the only form that fits A2C (it has no Q(x, ũ) for ∇ũ Q_pen). Because GAE is
+- SE penalty (paper eq. (26)): the safeguard's reward r − α‖ũ − Φ(ũ)‖².
+- SP per-sample loss (paper eq. (28)): actor loss + α‖μθ(x) − Φ(x, μθ(x))‖² (on the mean).
+- SP penalty critic (paper eq. (31)): a second state-value critic V_pen(x) learns the discounted
+  sum of penalties −α‖ũ − Φ(ũ)‖²; the policy gradient uses Â + Â_pen, both by GAE. A state-value
+  critic of the penalty is the only form that fits A2C (it has no Q(x, ũ) for ∇ũ Q_pen). Because GAE is
   linear in (r, V), Â + Â_pen equals the GAE of r − α‖ũ − u‖² under V + V_pen: the SE penalty's
   update with the value function split into two networks. That is the paper's remark that the
   distinction to SE-RL with penalties vanishes for state-value critics; the two runs agree in
@@ -60,7 +60,7 @@ class A2CConfig:
     :func:`tutorial_rl.experiments.training.env_defaults`)."""
 
     hidden_sizes: tuple[int, ...] = (128, 128)
-    """hidden layer widths of actor and critics ([32, 32] for the pendulum, DESIGN.md §5)"""
+    """hidden layer widths of actor and critics ([32, 32] for the pendulum, paper A.8)"""
     learning_rate: float = 7e-4
     """Adam step size"""
     n_steps: int = 16
@@ -191,7 +191,7 @@ class A2C:
             unsafe_action = self.select_action(obs, explore=True, safe_set=env.safe_set)
             step = env.step(unsafe_action)
             recorder.record(step, self.safety.weight)
-            reward, penalty = step.reward, -self.safety.weight * step.distance_sq  # eq. 29
+            reward, penalty = step.reward, -self.safety.weight * step.distance_sq  # paper eq. (29)
             if step.truncated and not step.terminated:
                 # a time limit is not a terminal state: bootstrap with V(x_T) (as SB3 does)
                 v_end, vpen_end = self._values(step.obs)
@@ -216,7 +216,7 @@ class A2C:
             adv_pen, rollout.penalty_returns = compute_gae(
                 tensor("pen"), tensor("vpen"), dones, torch.tensor(last_pen), c.gamma,
                 c.gae_lambda)
-            rollout.advantage = advantage + adv_pen  # eq. 31: Â + Â_pen
+            rollout.advantage = advantage + adv_pen  # paper eq. (31): Â + Â_pen
         if self.needs_safe_sets:
             A, b = pad_safe_sets(data["sets"])
             rollout.A, rollout.b = torch.from_numpy(A), torch.from_numpy(b)
@@ -225,7 +225,7 @@ class A2C:
 
     # ------------------------------------------------------------------ losses and update
     def compute_loss_pi(self, rollout: Rollout) -> Tensor:
-        """−E[log πθ(ũ|x) Â] (+ the per-sample loss on the mean, eq. 28)."""
+        """−E[log πθ(ũ|x) Â] (+ the per-sample loss on the mean, paper eq. (28))."""
         dist, mean = self.distribution(rollout.obs, rollout.A, rollout.b, rollout.safe_action)
         advantage = rollout.advantage
         if self.config.normalize_advantage and advantage.numel() > 1:

@@ -1,7 +1,7 @@
 """TD3 (Fujimoto et al. 2018), safeguarded in the environment (SE-RL) or in the policy (SP-RL).
 
 Chapter 4 (chapters/04_se_rl.py) trains it in SE-RL, Chapter 5 (chapters/05_sp_rl.py) in SP-RL;
-DESIGN.md §3 has the formulas. Pseudocode, step names as in this module:
+the chapters have the formulas. Pseudocode, step names as in this module:
 
     for t in 1..T:
         ũ = μθ(x) + ε  (uniform at random before ``learning_starts``)          select_action
@@ -15,9 +15,10 @@ DESIGN.md §3 has the formulas. Pseudocode, step names as in this module:
 - SE-RL: Q(x, ũ) learns on unsafe actions, ∇θJ = E[∇θμ ∇ũ Q(x, ũ)].
 - SP-RL: Q(x, u) learns on safe actions; target actions Φ(x', μθ'(x') + ε') are projected onto
   U_s(x'); ∇θJ = E[∇θμ ∂Φ/∂ũ ∇u Q(x, u)|u=Φ(x, μθ(x))], through the projection's Jacobian.
-- SP per-sample loss (eq. 27): actor loss + α‖μθ(x) − Φ(x, μθ(x))‖².
-- SP penalty critic (eq. 29-30): twin critics Q_pen(x, ũ) learn E[Σ γ^t (−α‖ũ_t − Φ(ũ_t)‖²)] on
-  unsafe actions with unsafe target actions; the actor maximises Q(x, Φ(μ)) + Q_pen(x, μ).
+- SP per-sample loss (paper eq. (27)): actor loss + α‖μθ(x) − Φ(x, μθ(x))‖².
+- SP penalty critic (paper eq. (29)-(30)): twin critics Q_pen(x, ũ) learn
+  E[Σ γ^t (−α‖ũ_t − Φ(ũ_t)‖²)] on unsafe actions with unsafe target actions; the actor
+  maximises Q(x, Φ(μ)) + Q_pen(x, μ).
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ class TD3Config:
     :func:`tutorial_rl.experiments.training.env_defaults`)."""
 
     hidden_sizes: tuple[int, ...] = (128, 128)
-    """hidden layer widths of actor and critics ([32, 32] for the pendulum, DESIGN.md §5)"""
+    """hidden layer widths of actor and critics ([32, 32] for the pendulum, paper A.8)"""
     learning_rate: float = 1e-3
     """Adam step size of actor and critics"""
     buffer_size: int = 1_000_000
@@ -170,7 +171,7 @@ class TD3:
     def store(self, obs: np.ndarray, step: EnvStep) -> None:
         """Add a transition with the action the critic learns on: ũ (unsafe, SE) or u (SP)."""
         action = step.safe_action if self.sp else step.unsafe_action
-        penalty = -self.safety.weight * step.distance_sq  # eq. 29: Q_pen's reward
+        penalty = -self.safety.weight * step.distance_sq  # paper eq. (29): Q_pen's reward
         self.buffer.add(obs, action, step.reward, step.obs, step.terminated,
                         unsafe_action=step.unsafe_action, penalty=penalty,
                         safe_set=step.safe_set, next_safe_set=step.next_safe_set,
@@ -214,7 +215,9 @@ class TD3:
         return F.mse_loss(q1, y) + F.mse_loss(q2, y)
 
     def compute_loss_pen(self, batch: Batch, target_unsafe: Tensor) -> Tensor:
-        """Penalty critic loss (eq. 29): Q_pen(x, ũ) regresses on −α‖ũ − Φ(ũ)‖² + γ Q_pen'(x', ã').
+        """Penalty critic loss (paper eq. (29)).
+
+        Q_pen(x, ũ) regresses on −α‖ũ − Φ(ũ)‖² + γ Q_pen'(x', ã').
 
         The target action ã' is the unsafe one: Q_pen evaluates the unsafe policy.
         """
@@ -230,8 +233,9 @@ class TD3:
                         u: Tensor | None = None) -> Tensor:
         """Actor loss −E[Q1(x, u)], u = Φ(x, μθ(x)) (+ the SP mitigation's term).
 
-        SE-RL and unsafe: u = μθ(x). SP-RL: the gradient passes through ∂Φ/∂ũ (eq. 20); the
-        per-sample loss adds α‖μ − Φ(μ)‖² (eq. 27), the penalty critic −Q_pen1(x, μθ(x)) (eq. 30).
+        SE-RL and unsafe: u = μθ(x). SP-RL: the gradient passes through ∂Φ/∂ũ (paper eq.
+        (20)); the per-sample loss adds α‖μ − Φ(μ)‖² (paper eq. (27)), the penalty critic
+        −Q_pen1(x, μθ(x)) (paper eq. (30)).
         ``mu`` and ``u`` are computed here unless ``update`` already has them.
         """
         if mu is None:

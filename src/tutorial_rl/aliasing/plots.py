@@ -1,5 +1,5 @@
 """Figures of the fixed-state aliasing experiments (Chapter 6, chapters/06_aliasing.py; Chapter 7,
-chapters/07_mitigations.py; DESIGN.md §3).
+chapters/07_mitigations.py).
 
 The experiment itself is :mod:`tutorial_rl.aliasing.experiment`; these functions only draw its
 results. The safe set, normal cones and Jacobian-rank maps come from :mod:`tutorial_rl.plotting`

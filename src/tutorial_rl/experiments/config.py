@@ -14,7 +14,7 @@ profile    what it is for
 ``quick``  the whole grid (588 runs) on 2-6 % of the paper's budgets: an estimated 0.8 h on 2
            cores, 0.1 h on 16 (:func:`estimate_wall_time`); a smoke test of the pipeline, not
            a replication (the agents barely start learning)
-``paper``  the paper's grid and budgets (DESIGN.md §5; 588 runs): an estimated 39 h on 2 cores,
+``paper``  the paper's grid and budgets (588 runs): an estimated 39 h on 2 cores,
            4.8 h on 16 (77 core-hours)
 =========  =====================================================================================
 
@@ -49,10 +49,10 @@ class ProfileError(ConfigError):
 #: columns of the paper's result tables, plus the unsafe baseline (not in the paper's grids).
 VARIANTS: dict[str, tuple[str, str]] = {
     "se-vanilla": ("se", "none"),
-    "se-penalty": ("se", "penalty"),                # reward r − α‖ũ − Φ(ũ)‖² (eq. 23-24)
+    "se-penalty": ("se", "penalty"),                # reward r − α‖ũ − Φ(ũ)‖² (paper eq. (23)-(24))
     "sp-vanilla": ("sp", "none"),
-    "sp-per-sample-loss": ("sp", "per-sample-loss"),  # actor loss + α‖μ − Φ(μ)‖² (eq. 27-28)
-    "sp-penalty-critic": ("sp", "penalty-critic"),  # Q_pen on ũ (eq. 29-31)
+    "sp-per-sample-loss": ("sp", "per-sample-loss"),  # + α‖μ − Φ(μ)‖² (paper eq. (27)-(28))
+    "sp-penalty-critic": ("sp", "penalty-critic"),  # Q_pen on ũ (paper eq. (29)-(31))
     "unsafe": ("unsafe", "none"),
 }
 PAPER_VARIANTS: tuple[str, ...] = tuple(v for v in VARIANTS if v != "unsafe")
@@ -156,7 +156,7 @@ class ExperimentProfile:
     """per-algorithm hyperparameter overrides, e.g. ``{"td3": {"batch_size": 64}}``; pinned here so
     that ``$TUTORIAL_RL_PROFILE`` cannot change a sweep"""
     projection_method: str = "exact"
-    """projection backend (the paper used cvxpylayers; ``exact`` is ~300x faster, DESIGN.md §6)"""
+    """projection backend (the paper used cvxpylayers; ``exact`` is ~300x faster, chapter 1)"""
     inject_failure: tuple[str, ...] = ()
     """run keys that raise instead of training: tests the failure path of the runner"""
 

@@ -3,7 +3,7 @@
 Modules (one concept each):
 
 * :mod:`~tutorial_rl.sets.zonotope`: :class:`Zonotope` and its operations (Chapter 2).
-* :mod:`~tutorial_rl.sets.containment`: the Ghasemi containment constraints (paper eq. 32).
+* :mod:`~tutorial_rl.sets.containment`: the Ghasemi containment constraints (paper eq. (32)).
 * :mod:`~tutorial_rl.sets.rci`: the RCI convex program and the CLI that regenerates the data.
 * :mod:`~tutorial_rl.sets.rci_systems`: the pendulum/quadrotor sets, :func:`load_rci`.
 * :mod:`~tutorial_rl.sets.safe_actions`: :class:`LinearSafeActionSet` (fast halfspace path and

@@ -1,11 +1,11 @@
-r"""Zonotopic robust control invariant (RCI) sets by one convex program (Chapter 3; DESIGN §4).
+r"""Zonotopic robust control invariant (RCI) sets by one convex program (Chapter 3).
 
 A set ``X`` is *robust control invariant* for ``x⁺ = A x + B u + w``, ``w ∈ W``, under
 ``x ∈ 𝒳`` and ``u ∈ 𝒰`` if ``X ⊆ 𝒳`` and every ``x ∈ X`` has some ``u ∈ 𝒰`` with
-``A x + B u ⊕ W ⊆ X``. The safe action set of the paper (eq. 12b, A.1) is built on such a set:
+``A x + B u ⊕ W ⊆ X``. The safe action set of the paper (eq. (12b), A.1) is built on such a set:
 ``U_s(x) = {u ∈ 𝒰 : A x + B u ⊕ W ⊆ X}`` is then non-empty for every ``x ∈ X``.
 
-Parameterization (DESIGN §4)
+Parameterization
 ----------------------------
 Work in deviation coordinates and write ``W = ⟨c_w, E⟩``. Fix a *template* ``F0 ∈ R^{n×f}``
 and a *horizon* ``h``; the decision variables are the scales ``s ∈ R^f``, a centre ``x̄``, a
@@ -47,7 +47,7 @@ with ``ζ'_0 = [ζ_w; η]``, ``η_j = (γ + Γ'ζ_{h−1})_j / s_j ∈ [−1, 1]
 so ``x⁺ ∈ X``. The generators ``T_1..T_{h−1}`` are an ``h``-step tube that lets the
 disturbance and the template shrink under feedback before they fold back into ``F0 diag(s)``.
 
-Extensions over DESIGN §4:
+Extensions over the basic parameterization:
 
 * the centre need not be a fixed point (``γ`` absorbs the offset; the quadrotor's one-sided
   disturbance pushes it);

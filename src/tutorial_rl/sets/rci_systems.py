@@ -1,4 +1,4 @@
-r"""The course's stored RCI sets: pendulum and 2-D quadrotor (Chapter 3; DESIGN §4-5).
+r"""The course's stored RCI sets: pendulum and 2-D quadrotor (Chapter 3).
 
 Everyone else calls :func:`load_rci`; :func:`build_rci` recomputes a set from the parameters
 in :mod:`tutorial_rl.systems` (``python -m tutorial_rl.sets.rci --system NAME`` writes it).
@@ -7,7 +7,7 @@ Pendulum: linearization error bound
 -----------------------------------
 The simulator is ``f(x, u) = A_e x + B_e u + a·dt·[dt, 1]ᵀ (sin θ − θ)`` (semi-implicit Euler,
 ``a = 3g/(2l)``, ``A_e``, ``B_e`` its Jacobians at the origin), while the safe sets use the
-exact discretization ``A_d``, ``B_d`` of the linearization (DESIGN §5). Hence, exactly,
+exact discretization ``A_d``, ``B_d`` of the linearization. Hence, exactly,
 
 .. math::
 
