@@ -20,9 +20,9 @@ Variants and mitigations:
   whose gradient passes through ∂Φ/∂μ.
 - SE penalty (paper eq. (26)): the safeguard's reward r − α‖ũ − Φ(ũ)‖².
 - SP per-sample loss (paper eq. (28)): actor loss + α‖μθ(x) − Φ(x, μθ(x))‖² (on the mean).
-- SP penalty critic (paper eq. (31)): a second state-value critic V_pen(x) learns the discounted
-  sum of penalties −α‖ũ − Φ(ũ)‖²; the policy gradient uses Â + Â_pen, both by GAE. A state-value
-  critic of the penalty is the only form that fits A2C (it has no Q(x, ũ) for ∇ũ Q_pen). Because GAE is
+- SP penalty critic (paper eq. (31)): a second state-value critic V_pen(x) learns the discounted sum
+  of penalties −α‖ũ − Φ(ũ)‖²; the policy gradient uses Â + Â_pen, both by GAE. A state-value critic
+  of the penalty is the only form that fits A2C (it has no Q(x, ũ) for ∇ũ Q_pen). Because GAE is
   linear in (r, V), Â + Â_pen equals the GAE of r − α‖ũ − u‖² under V + V_pen: the SE penalty's
   update with the value function split into two networks. That is the paper's remark that the
   distinction to SE-RL with penalties vanishes for state-value critics; the two runs agree in
