@@ -11,7 +11,7 @@
 # ---
 
 # %% [markdown]
-# # 1. Projecting actions onto a safe set
+# # Projecting actions onto a safe set
 #
 # A projection safeguard takes the action $\tilde u$ an agent proposes and returns the closest
 # action $u$ that is known to be safe. Everything else in this course (where the safeguard sits,

@@ -11,7 +11,7 @@
 # ---
 
 # %% [markdown]
-# # 2. Zonotopes and safe sets
+# # Zonotopes and safe sets
 #
 # Chapter 1 projected a proposed action onto a safe action set $\mathcal U_s(x)$ and took the
 # set as given. This chapter builds it. For the pendulum and the quadrotor of the paper

@@ -11,7 +11,7 @@
 # ---
 
 # %% [markdown]
-# # 3. Three safety-critical tasks
+# # Three safety-critical tasks
 #
 # The paper evaluates SE-RL and SP-RL on three tasks {cite:p}`markgraf2026safeguard`. Two are
 # *stabilization* tasks, a pendulum and a 2-D quadrotor, where staying safe and doing the task

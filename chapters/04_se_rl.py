@@ -11,7 +11,7 @@
 # ---
 
 # %% [markdown]
-# # 4. Safeguarding the environment (SE-RL)
+# # Safeguarding the environment (SE-RL)
 #
 # The simplest way to use a projection safeguard in reinforcement learning is to hide it. The agent
 # proposes an action $\tilde u$; before the action reaches the system, the safeguard replaces it by

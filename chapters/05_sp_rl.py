@@ -11,7 +11,7 @@
 # ---
 
 # %% [markdown]
-# # 5. Safeguarding the policy (SP-RL)
+# # Safeguarding the policy (SP-RL)
 #
 # The previous chapter hid the safeguard in the environment. This chapter moves it into the agent:
 # the projection becomes the **last layer of the policy**, $\pi(x) = \Phi(x, \mu_\theta(x))$, a

@@ -11,7 +11,7 @@
 # ---
 
 # %% [markdown]
-# # 6. Action aliasing
+# # Action aliasing
 #
 # A projection maps a whole cone of unsafe actions onto one safe action (chapter 1). This chapter
 # follows that fact into learning. With the safeguard in the environment (SE-RL) the critic must

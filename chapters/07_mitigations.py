@@ -11,7 +11,7 @@
 # ---
 
 # %% [markdown]
-# # 7. Mitigations
+# # Mitigations
 #
 # Chapter 6 showed the two faces of action aliasing: the flat-lining SE critic and the zero
 # gradient of SP-RL. Both lose the same information, the component of the policy gradient along

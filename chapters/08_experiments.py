@@ -11,7 +11,7 @@
 # ---
 
 # %% [markdown]
-# # 8. Experiments
+# # Experiments
 #
 # Chapters 6 and 7 looked at one frozen state. This chapter puts the whole argument to the test
 # on the three tasks: TD3 and A2C, each in five variants (SE-RL vanilla and with a reward penalty;
