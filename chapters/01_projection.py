@@ -90,7 +90,7 @@ safe = project_polytope(proposals, A, b)
 for proposed, projected in zip(proposals, safe, strict=True):
     print(f"{proposed.numpy()} -> {projected.numpy().round(4)}")
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Six proposed actions ũ (red) and their projections u = Φ(ũ) (teal). A safe proposal is returned unchanged; an unsafe one moves to the nearest point of the safe set, on a face or at a vertex.", "name": "fig-projection-examples"}, "image": {"alt": "A pentagon-shaped safe action set with six proposed actions, each joined by an arrow to its projection"}}
 fig, ax = plt.subplots(figsize=(5.5, 5.5))
 plot_projection(A.numpy(), b.numpy(), proposals.numpy(), ax=ax, extent=(-2.6, 2.6, -2.6, 2.6))
 ax.set_title("Proposed actions and their projections")
@@ -168,7 +168,7 @@ images = project_polytope(cone_samples, A, b)
 print(f"{len(cone_samples)} distinct proposals, spread of their projections: "
       f"{(images - vertex).abs().max().item():.2e}")
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Action aliasing. Left: 500 different proposals in the normal cone of a vertex all project onto that one vertex. Right: every proposal on the normal ray of a face projects onto the same point of the face.", "name": "fig-aliasing-cones"}, "image": {"alt": "Two panels: a wedge of red proposals beyond a vertex collapsing onto the vertex, and a ray of proposals above a face collapsing onto one point"}}
 fig, axes = plt.subplots(1, 2, figsize=(10, 4.8))
 extent = (-2.6, 3.4, -2.6, 3.4)
 plot_safe_set(A.numpy(), b.numpy(), ax=axes[0], extent=extent)
@@ -239,7 +239,7 @@ for name, point in points.items():
 # strip per face (rank 1, the face's normal cone swept along the face) and one wedge per vertex
 # (rank 0). For this pentagon the rank-0 wedges cover a large part of the plane around the set:
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "The rank of the Jacobian ∂Φ/∂ũ over the action plane: 2 inside the set, 1 in the strips facing a face, 0 in the wedges facing a vertex. A policy in the safeguard (SP-RL) whose proposal lies in a rank-0 wedge receives no gradient at all.", "name": "fig-jacobian-rank"}, "image": {"alt": "The action plane coloured by the rank of the projection's Jacobian: the pentagon, strips beside its faces and wedges at its vertices"}}
 fig, ax = plt.subplots(figsize=(6, 5))
 plot_jacobian_rank(A.numpy(), b.numpy(), ax=ax, extent=(-3.5, 3.5, -3.5, 3.5), resolution=250)
 ax.set_title(r"Rank of $\partial\Phi/\partial\tilde u$ over the action plane")
@@ -304,7 +304,7 @@ for name, point in boundary_cases.items():
 # The two settings share their optimal value function (the paper's Theorem 1, chapter 5), but
 # their gradients differ exactly by the Jacobian above.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Where the safeguard sits. SE-RL: the environment applies Φ, and the critic learns Q(x, ũ) on the proposals. SP-RL: Φ is the policy's last layer, the critic learns Q(x, u) on safe actions, and the policy gradient passes through ∂Φ/∂ũ.", "name": "fig-placement"}, "image": {"alt": "Block diagram of the two placements of the projection: inside the environment and as the last layer of the policy"}}
 plot_safeguard_placement()
 plt.tight_layout()
 plt.show()
@@ -363,7 +363,7 @@ print("constraints active per sample:", np.bincount(active_constraint_count(batc
 # at the projection, the active constraints and the Jacobian's rank. It needs a running kernel
 # (`make lab`); the static figure below shows the three cases it lets you explore.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "The three cases the interactive widget explores: a proposal inside the set (Jacobian of rank 2), facing a face (rank 1) and facing a vertex (rank 0).", "name": "fig-projection-cases"}, "image": {"alt": "Three panels with one proposal each: inside the set, above a face, beyond a vertex"}}
 fig, axes = plt.subplots(1, 3, figsize=(13, 4.4))
 for ax, (title, point) in zip(axes, {"inside: rank 2": [0.5, -0.5], "facing a face: rank 1": [0.2, 2.1], "facing a vertex: rank 0": [2.6, 1.0]}.items(), strict=False):
     plot_projection(A.numpy(), b.numpy(), np.array([point]), ax=ax, extent=(-2.6, 2.6, -2.6, 2.6))

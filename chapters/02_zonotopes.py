@@ -138,7 +138,7 @@ gallery = [Zonotope([0.0, 0.0], gens[:, :p]) for p in (1, 2, 3, 4)]
 for Z in gallery:
     print(f"{Z.n_generators} generator(s): {len(Z.vertices_2d())} vertices, area {Z.volume():.3f}")
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Zonotopes with one to four generators: a segment, a parallelogram, a hexagon and an octagon. Each generator adds one pair of parallel edges; the dots are points c + Gβ for random β in the unit box.", "name": "fig-zonotope-gallery"}, "image": {"alt": "Four zonotopes in the plane with one, two, three and four generators, with their generators drawn as arrows"}}
 fig, axes = plt.subplots(1, 4, figsize=(14, 3.8), sharex=True, sharey=True)
 for ax, Z, name in zip(axes, gallery, ["segment", "parallelogram", "hexagon", "octagon"], strict=True):
     plot_zonotope_anatomy(Z, ax=ax, n_samples=400)
@@ -173,7 +173,7 @@ closed_form = octagon.support(directions)
 over_vertices = (directions @ octagon.vertices_2d().T).max(axis=1)
 print(f"max |h_Z(d) - max_v d·v| over 1000 directions: {np.abs(closed_form - over_vertices).max():.1e}")
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "The support function h_Z(d) of the octagon in three directions d: each supporting line dᵀz = h_Z(d) touches the zonotope at a maximiser, a vertex c + G sign(Gᵀd).", "name": "fig-support-function"}, "image": {"alt": "An octagon with three supporting lines and the vertices where they touch it"}}
 fig, ax = plt.subplots(figsize=(5, 4.5))
 plot_support_function(octagon, np.array([[1.0, 0.2], [-0.3, 1.0], [-1.0, -1.0]]), ax=ax)
 ax.set_title(r"Supporting lines $d^\top z = h_Z(d)$ and maximisers")
@@ -203,7 +203,7 @@ M = np.array([[0.8, -0.9], [0.6, 0.5]])
 print("Z1 + Z2:", Z1 + Z2, " M @ Z1:", M @ Z1)
 print("support is additive:", np.isclose((Z1 + Z2).support([1.0, 2.0]), Z1.support([1.0, 2.0]) + Z2.support([1.0, 2.0])))
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Zonotopes are closed under the two operations the safe sets need. Left: the Minkowski sum of two zonotopes concatenates their generators. Right: a linear map applies the matrix to the centre and every generator.", "name": "fig-sum-and-map"}, "image": {"alt": "Two panels: two zonotopes and their Minkowski sum; a zonotope and its image under a linear map"}}
 fig, axes = plt.subplots(1, 2, figsize=(13, 4.5))
 plot_minkowski_sum(Z1, Z2, ax=axes[0])
 axes[0].set_title(r"Minkowski sum $Z_1 \oplus Z_2$")
@@ -291,7 +291,7 @@ cp.Problem(cp.Minimize(0), constraints).solve(solver=cp.CLARABEL)
 print("Gamma =\n", certificate.Gamma.value.round(3), "\nbeta =", certificate.beta.value.round(3))
 print("row sums |Gamma| + |beta|:", (np.abs(certificate.Gamma.value).sum(1) + np.abs(certificate.beta.value)).round(3))
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "The containment lemma at work: the same inner zonotope at three positions inside a fixed outer one. The lemma certifies the first two (the second only just fits) and rejects the third, which pokes out.", "name": "fig-containment"}, "image": {"alt": "Three panels showing an inner zonotope inside, just inside and partly outside an outer zonotope"}}
 fig, axes = plt.subplots(1, 3, figsize=(13, 4))
 for ax, shift in zip(axes, ([0.0, 0.0], [1.0, 0.0], [1.2, 0.3]), strict=True):
     plot_containment(Zonotope(shift, inner_G), outer, ax=ax)
@@ -342,7 +342,7 @@ exact_says = np.array([is_contained(Zonotope(np.zeros(3), s * np.eye(3)), dodeca
 print("scales contained (exact):       ", scales[exact_says])
 print("scales certified by the lemma:  ", scales[lemma_says])
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "The lemma is sufficient, not necessary: a cube [-s, s]³ fits in the rhombic dodecahedron up to s = 2, but the lemma certifies it only up to s = 4/3 (the shaded gap).", "name": "fig-containment-gap"}, "image": {"alt": "Scale of the cube on the horizontal axis, with filled dots where it is contained and where the lemma certifies it"}}
 fig, ax = plt.subplots(figsize=(9, 2.6))
 plot_containment_scan(scales, lemma_says, exact_says, ax=ax)
 ax.set_title(r"Cube $[-s, s]^3$ in a rhombic dodecahedron: the lemma is sufficient, not necessary")
@@ -456,7 +456,7 @@ next_states = (vertices @ double_integrator.A.T + inputs @ double_integrator.B.T
 print(f"{len(np.unique(vertices.round(9), axis=0))} distinct vertices, inputs in [{inputs.min():.2f}, {inputs.max():.2f}], "
       f"all next states inside: {bool(np.all(X_di.contains_point(next_states.reshape(-1, 2))))}")
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "RCI sets of a double integrator computed by compute_rci: with a box template (orange) and with six directions (blue), which cuts the corners of the state box where braking in time is impossible. Black dots: vertices at which the certificate controller was checked.", "name": "fig-double-integrator-rci"}, "image": {"alt": "Position-velocity plane with the dashed state box and two nested RCI sets; the six-direction set has its upper-right and lower-left corners cut"}}
 fig, ax = plt.subplots(figsize=(8, 4.5))
 plot_state_box(double_integrator.state_box, ax=ax)
 plot_zonotope(di_box.set, ax=ax, alpha=0.25, facecolor="tab:orange", edgecolor="tab:orange", label="RCI set, box template")
@@ -532,7 +532,7 @@ print("steps outside the RCI set:", sum(int((~pendulum_safe.contains_state(ep.ob
       " violations reported by the env:", sum(int(ep.violations.sum()) for ep in episodes),
       " interventions:", sum(ep.interventions for ep in episodes))
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Five episodes of the nonlinear pendulum driven by uniformly random torques behind the safeguard: every state stays inside the RCI set, a thin diagonal band of the state box.", "name": "fig-pendulum-trajectories"}, "image": {"alt": "Phase plane of the pendulum with the RCI set as a diagonal band and five random trajectories inside it"}}
 fig, ax = plt.subplots(figsize=(7, 4.8))
 plot_trajectories(pendulum_rci, [ep.observations for ep in episodes], ax=ax)
 ax.set_title("Nonlinear pendulum, random torques behind the safeguard")
@@ -567,7 +567,7 @@ print(f"at rest, upright: [{lower[0]:.2f}, {upper[0]:.2f}] N m;  over the set: w
 # edge only positive ones, and on the edges the interval shrinks to a single torque at the
 # limit. Outside the set it is empty (blank).
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "The pendulum's safe torque interval over the RCI set: its lower end (left) and upper end (right). Near the upper edge of the band only braking (negative) torques remain, near the lower edge only positive ones; outside the set it is empty (blank).", "name": "fig-safe-interval-map"}, "image": {"alt": "Two heat maps over the pendulum's phase plane showing the lower and upper end of the safe torque interval"}}
 plot_safe_interval_map(pendulum_safe, resolution=int(by_profile(ci=121, full=301)))
 plt.tight_layout()
 plt.show()
@@ -604,7 +604,7 @@ for name, l, u, bl, bu in zip(["x", "z", "ẋ", "ż", "θ", "θ̇"], lo, hi, qua
 # box in every coordinate, but the set is only about 14 % of the box's volume: the coordinates
 # cannot take their extreme values together (e.g. far right *and* moving right fast).
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "The 6-D quadrotor RCI set seen in three coordinate planes: projections (filled, the shadow of the set) and slices through the hover state (outline). A point in a slice is in the set; a point in a projection need not be.", "name": "fig-quadrotor-rci"}, "image": {"alt": "Three panels with the quadrotor RCI set projected onto the (x, x-dot), (z, z-dot) and (theta, theta-dot) planes"}}
 quad_labels = ["$x$ (m)", "$z$ (m)", r"$\dot x$ (m/s)", r"$\dot z$ (m/s)", r"$\theta$ (rad)", r"$\dot\theta$ (rad/s)"]
 plot_rci_projections(quad_stored, [(0, 2), (1, 3), (4, 5)], quad_labels, slice_resolution=int(by_profile(ci=90, full=200)))
 plt.suptitle("Quadrotor RCI set: projections (filled) and slices through hover (outline)")
@@ -626,7 +626,7 @@ quad_states = np.array([hover, hover + [0, -0.45, 0, -0.4, 0, 0], hover + [0.6, 
 quad_titles = ["hover", "sinking near the floor\n(z = 0.55, ż = -0.4)", "tilted, drifting right\n(x = 0.6, ẋ = 0.15, θ = 0.06)"]
 print("states inside the RCI set:", quadrotor_safe.contains_state(quad_states))
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "The quadrotor's safe thrust pairs at three states. At hover only the two corners with a large thrust difference are cut; sinking near the floor only a high total thrust is safe; tilted and drifting right only pairs that stop or reverse the tilt remain.", "name": "fig-quadrotor-safe-polygons"}, "image": {"alt": "Three polygons of safe thrust pairs inside the thrust box"}}
 plot_safe_polygons(quadrotor_safe, quad_states, titles=quad_titles)
 plt.tight_layout()
 plt.show()
@@ -742,7 +742,7 @@ for r in reports:
           f"{r.n_transitions:,} + {r.n_nonlinear_transitions:,} next states; empty sets {r.n_empty}, "
           f"failures {r.n_failures} + {r.n_nonlinear_failures}; worst H z - h = {r.max_violation:.1e}")
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Numerical invariance check: sampled states of both RCI sets by outcome (left, centre) and what was checked (right). Every safe action of every sampled state leads, for every disturbance vertex, back into the set.", "name": "fig-verification"}, "image": {"alt": "Sampled states drawn inside the pendulum and quadrotor RCI sets, and a bar chart of checked states, actions and next states with zero failures"}}
 fig, axes = plt.subplots(1, 3, figsize=(15, 4.3), gridspec_kw={"width_ratios": [1, 1, 1.3]})
 plot_verification(reports[0], pendulum_rci.set, ax=axes[0])
 axes[0].set_title("pendulum: sampled states by outcome")
@@ -778,7 +778,7 @@ for x in widget_states:
     lower, upper = pendulum_safe.safe_interval(x)
     print(f"x = {x}: safe torques [{lower[0]:.2f}, {upper[0]:.2f}] N m")
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Next-state sets Ax + Bu ⊕ W of the pendulum at three states, for the two torque limits and the two ends of the safe interval. Inside the RCI set (green) the torque is safe; poking out (red) it is not. An end of the interval that is not a torque limit is where the next-state set touches the boundary.", "name": "fig-next-state-sets"}, "image": {"alt": "Three panels of the pendulum RCI set with next-state parallelograms for four torques each"}}
 fig, axes = plt.subplots(1, 3, figsize=(15, 4.8))
 for ax, x in zip(axes, widget_states, strict=True):
     lower, upper = pendulum_safe.safe_interval(x)

@@ -101,9 +101,11 @@ pendulum = rollout(TASKS["pendulum"], steps=200, seed=1, render=True)
 print(f"return {pendulum.rewards.sum():.1f}, interventions {pendulum.interventions} "
       f"of {len(pendulum.rewards)} steps, violations {pendulum.violations.sum()}")
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Six frames of a pendulum episode under uniformly random torques behind the safeguard; the orange bar is the applied torque. The pendulum never falls.", "name": "fig-pendulum-filmstrip"}, "image": {"alt": "Six snapshots of an inverted pendulum staying near upright"}}
 filmstrip(pendulum.frames, count=6, title="Pendulum, random policy behind the safeguard")
 plt.show()
+
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Player: the first 80 steps of the same episode (press play, or step through with the buttons).", "name": "fig-pendulum-player"}, "image": {"alt": "Animation of the pendulum episode"}}
 HTML(animation_html(pendulum.frames[:80], fps=20))
 
 # %% [markdown]
@@ -112,7 +114,7 @@ HTML(animation_html(pendulum.frames[:80], fps=20))
 # one side of zero. Behind the safeguard every proposed torque outside the interval is replaced by
 # the nearest end of the interval:
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Left: the safe torque interval along the episode, with the proposed (random) and applied torques; the safeguard replaces every proposal outside the interval by its nearest end. Right: the trajectory in the phase plane never leaves the RCI set.", "name": "fig-pendulum-interval"}, "image": {"alt": "Left, a band of safe torques over time with proposed and applied torques; right, the pendulum's trajectory inside its RCI set"}}
 fig, axes = plt.subplots(1, 2, figsize=(13, 3.8), gridspec_kw={"width_ratios": [2.2, 1]})
 plot_safe_interval(pendulum, ax=axes[0])
 axes[0].set_title("Safe torque interval along the episode")
@@ -139,9 +141,11 @@ quadrotor = rollout(TASKS["quadrotor"], steps=200, seed=2, render=True)
 print(f"return {quadrotor.rewards.sum():.1f}, interventions {quadrotor.interventions} "
       f"of {len(quadrotor.rewards)} steps, violations {quadrotor.violations.sum()}")
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Six frames of a 2-D quadrotor episode under random thrusts behind the safeguard: it drifts and tilts but stays inside its safe region.", "name": "fig-quadrotor-filmstrip"}, "image": {"alt": "Six snapshots of a planar quadrotor"}}
 filmstrip(quadrotor.frames, count=6, title="2-D quadrotor, random policy behind the safeguard")
 plt.show()
+
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "The quadrotor's safe set of normalised thrust pairs (a₁, a₂) at five steps of the episode: it changes shape and position with the state, but is never empty.", "name": "fig-quadrotor-safe-along"}, "image": {"alt": "Five polygons of safe thrust pairs at five time steps"}}
 plot_safe_actions_along(quadrotor, steps=[0, 40, 80, 120, 160])
 plt.suptitle(r"Safe (normalised) thrust pairs $(a_1, a_2)$ at five steps of the episode")
 plt.tight_layout()
@@ -173,7 +177,7 @@ seeker = rollout(TASKS["seeker"], policy=go_to_goal, steps=100, seed=12, render=
 print(f"{len(seeker.rewards)} steps, return {seeker.rewards.sum():.1f}, "
       f"interventions {seeker.interventions}, violations {seeker.violations.sum()}")
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "The seeker heading greedily for the goal behind the safeguard. Left: walls, obstacles, goal and the path taken. Right: the safe accelerations at three steps, cut by an obstacle's halfspace whenever the agent comes close.", "name": "fig-seeker"}, "image": {"alt": "Map of the seeker task with its path, and three polygons of safe accelerations"}}
 fig = plt.figure(figsize=(13, 4.2))
 map_ax = fig.add_subplot(1, 4, 1)
 plot_seeker_map(seeker.observations[0], ax=map_ax, trajectory=seeker.observations[:, 0:2])
@@ -182,6 +186,8 @@ steps = np.linspace(0, len(seeker.rewards) - 1, 3).round().astype(int).tolist()
 plot_safe_actions_along(seeker, steps=steps, axes=[fig.add_subplot(1, 4, i) for i in (2, 3, 4)])
 plt.tight_layout()
 plt.show()
+
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Player: the seeker episode step by step.", "name": "fig-seeker-player"}, "image": {"alt": "Animation of the seeker episode"}}
 HTML(animation_html(seeker.frames, fps=8))
 
 # %% [markdown]
@@ -204,7 +210,7 @@ for row in live_rows:
 # `python -m tutorial_rl.safety_check --steps 100000 --out results/safety` and is loaded here
 # with its provenance:
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Uniformly random actions for 10⁵ steps per task: constraint violations without the safeguard, none with it (from results/safety, provenance printed below).", "name": "fig-safety-counts"}, "image": {"alt": "Bar chart of constraint violations per task with and without the safeguard"}}
 full = load_result("safety")
 plot_safety_counts(full.data)
 plt.title("Uniformly random actions: constraint violations")

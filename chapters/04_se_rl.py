@@ -281,7 +281,7 @@ print(f"evaluation of μθ over {evaluation['episodes']} episodes: mean return "
       f"{evaluation['interventions_per_episode']}, "
       f"constraint violations {evaluation['constraint_violations']}")
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "TD3 with the safeguard in the environment on the pendulum: episode return, safeguard interventions and constraint violations per training episode. The return climbs, interventions fall, and violations stay at zero from the first step.", "name": "fig-se-progress"}, "image": {"alt": "Training curves of return, interventions and violations per episode"}}
 axes = plot_progress(progress, label="TD3, SE-RL", color=MODE_COLORS["se"])
 axes[0].legend(fontsize=8)
 axes[0].figure.suptitle(f"TD3 in SE mode on the pendulum ({steps} steps, seed 0)", y=1.02)
@@ -303,7 +303,7 @@ plt.show()
 # {eq}`eq-se-q-invariance` be flat outside $\mathcal U_s(x)$, the shaded interval: every
 # proposal beyond the interval's end is applied as that end.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "The trained SE critic Q₁(x, ũ) over the whole action range at two states where only one sign of torque is safe (shaded interval): outside the interval it should be flat, since every proposal beyond an end is applied as that end.", "name": "fig-se-critic-slices"}, "image": {"alt": "Two curves of the critic's value against the proposed torque, with the safe interval shaded"}}
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
 for ax, state in zip(axes, ([0.0, 1.0], [0.0, -1.0]), strict=True):
     env.env.unwrapped.state = np.array(state)

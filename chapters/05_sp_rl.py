@@ -165,7 +165,7 @@ with tempfile.TemporaryDirectory() as tmp:
               f"violations {evaluation['constraint_violations']}")
 print(f"profile {current_profile()}: {steps} steps per run")
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "TD3 on the pendulum without a safeguard, with it in the environment (SE) and in the policy (SP), same seed: episode return, interventions and constraint violations per episode. Without it, violations go on until the end; with it, in either place, there is none.", "name": "fig-mode-comparison"}, "image": {"alt": "Training curves of return, interventions and violations for three agents"}}
 fig = plot_mode_comparison({mode: result.progress for mode, result in td3.items()})
 fig.suptitle(f"TD3 on the pendulum, {steps} steps, seed 0", y=1.02)
 fig.axes[0].set_ylim(bottom=max(fig.axes[0].get_ylim()[0], -160))
@@ -203,7 +203,7 @@ print(f"proposals outside U_s(x): {violates(proposal, batch.A, batch.b).float().
 # SP critic only inside the safe interval. Outside it, the SP critic is an extrapolation that is
 # never used: the actor evaluates it at $\Phi(x, \mu_\theta(x))$.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "The SE and the SP critic at the same state. The SE critic was trained on proposals across the whole action range; the SP critic only on safe actions, so outside the shaded safe interval it is an extrapolation that the actor never uses.", "name": "fig-se-sp-critics"}, "image": {"alt": "Two curves of critic value against torque, SE-RL and SP-RL, with the safe interval shaded"}}
 env = gym.make("tutorial_rl/Pendulum-v0")
 env.reset(seed=0)
 env.unwrapped.state = np.array([0.0, 1.0])

@@ -123,7 +123,7 @@ for name, result in results.items():
 # active at once (the seeker's inner vertex has a very narrow wedge, because its two constraints
 # are almost parallel).
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "The two fixed states of the experiment: rank of ∂Φ/∂ũ over the action box (dotted) for the quadrotor (left) and the seeker (right). The wedge-shaped rank-0 regions at the vertices are where SP-RL gets no gradient.", "name": "fig-scenario-rank"}, "image": {"alt": "Two maps of the Jacobian rank around the safe action sets of the quadrotor and seeker states"}}
 fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
 for ax, (name, result) in zip(axes, results.items(), strict=True):
     plot_rank(result, ax=ax, extent=(-2.2, 2.2, -2.2, 2.2))
@@ -175,7 +175,7 @@ plt.show()
 # band at right angles; the fitted SE critic (third) is close to it; the SP critic (right) was
 # only ever trained on safe actions and says nothing meaningful outside them.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Lemma 2 of the paper for the quadrotor state: the value of the raw action (left) keeps changing outside the safe set; the target of the SE critic (second) is constant along every normal; the fitted SE critic (third) is close to it; the SP critic (right) is meaningless outside the set.", "name": "fig-critic-surfaces"}, "image": {"alt": "Four contour plots of critic values over the action plane"}}
 plot_critic_surfaces(results["quadrotor"])
 plt.tight_layout()
 plt.show()
@@ -187,11 +187,15 @@ plt.show()
 # cones of its vertices, the policy action $\tilde u_t$ (red) and the applied action
 # $\Phi(\tilde u_t)$ (blue) over the 50 steps, and the best safe action (black cross).
 
-# %% tags=["hide-input"]
-for name, result in results.items():
-    axes = plot_settings(result, settings=("none", "se", "sp"))
-    axes[0].figure.suptitle(result.scenario.description, y=0.98)
-    plt.show()
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Fixed-state experiment, quadrotor: 50 gradient steps on the objective of each setting (contours). Red: the policy's proposal ũ; blue: the applied action Φ(ũ); black cross: the best safe action.", "name": "fig-settings-quadrotor"}, "image": {"alt": "Three panels with contours, the safe set, normal cones and the paths of the proposal and applied action"}}
+axes = plot_settings(results["quadrotor"], settings=("none", "se", "sp"))
+axes[0].figure.suptitle(results["quadrotor"].scenario.description, y=0.98)
+plt.show()
+
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Fixed-state experiment, seeker: the same three settings as in the previous figure.", "name": "fig-settings-seeker"}, "image": {"alt": "Three panels with contours, the safe set, normal cones and the paths of the proposal and applied action"}}
+axes = plot_settings(results["seeker"], settings=("none", "se", "sp"))
+axes[0].figure.suptitle(results["seeker"].scenario.description, y=0.98)
+plt.show()
 
 # %%
 print(f"{'':>9} {'setting':>14}  {'final ũ':>16}  {'applied Φ(ũ)':>16}  ũ safe?  Φ on boundary?  true value (best safe)")
@@ -277,7 +281,7 @@ for name, result in results.items():
     print(f"{'':>11}unsafe-action critic mean |d/dn Q_raw| = {np.abs(nd.raw).mean():.3f}, mean |grad Q_raw| = {nd.raw_norm.mean():.3f}")
     print(f"{'':>11}ratio mean |d/dn Q_SE| / mean |grad Q_raw| = {nd.ratio:.3f}")
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "How flat is a fitted SE critic? The derivative of the fitted critics along the normal of each edge, at distance t outside the set: the exact SE target has zero normal derivative there, the fitted SE critic keeps a small slope near the boundary.", "name": "fig-normal-derivatives"}, "image": {"alt": "Normal derivatives of the fitted critics against the distance from the boundary"}}
 nd_quad = normal_derivatives(results["quadrotor"])
 plot_normal_derivatives(results["quadrotor"], nd_quad)
 plt.tight_layout()
@@ -442,7 +446,7 @@ for name, result in results.items():
 # of chapter 7) and draws the objective, the safe set, the normal cones and the trajectory. It needs
 # a running kernel; the static figure shows all six settings for the seeker.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "All six settings for the seeker state, the static companion of the widget: the top row without mitigation, the bottom row with the three mitigations of chapter 7.", "name": "fig-all-settings"}, "image": {"alt": "Six panels of the fixed-state experiment for the seeker"}}
 axes = plot_settings(results["seeker"])
 axes[0].figure.suptitle("seeker: all six settings (chapter 7 explains the lower row)", y=0.99)
 plt.show()

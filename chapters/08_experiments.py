@@ -160,7 +160,7 @@ print(f"\n{len(runs)} finished runs, {len(tables['failures'])} failed, "
 # Each panel shows one task and algorithm: the IQM of every configuration (dot) and its 95 %
 # bootstrap interval (bar), SE-RL in blues, SP-RL in oranges and greens.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Final performance in the quick sweep: interquartile mean (dot) and 95 % bootstrap interval (bar) of every configuration per task and algorithm.", "name": "fig-final-performance"}, "image": {"alt": "Grid of panels with interval plots of final return per configuration"}}
 fig = plots.figure_grid(final, plots.plot_final_performance,
                         "Final performance, quick profile (IQM, 95 % bootstrap CI)")
 plt.show()
@@ -170,7 +170,7 @@ plt.show()
 # (training episode returns, smoothed over 5 episodes, IQM over seeds with a 95 % band). In the
 # A2C panels the SE-RL vanilla curve is hidden exactly under the SP-RL one: finding 1 below.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Training return in the quick sweep: IQM over seeds with a 95 % band, vanilla variants and the best α of each mitigation.", "name": "fig-training-curves"}, "image": {"alt": "Grid of panels with learning curves"}}
 fig = plots.figure_grid(tables["curves"], plots.plot_training_curves,
                         "Training return, quick profile (IQM over seeds, 95 % band)",
                         final=final)
@@ -232,7 +232,7 @@ print(f"\n{len(longer['runs'])} runs")
 print(longer["final_performance"][["env", "config", "iqm", "ci_low", "ci_high"]]
       .sort_values(["env", "iqm"], ascending=[True, False]).to_string(index=False))
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "TD3 at 20,000 steps on the quadrotor and the seeker: final performance (IQM, 95 % CI) and training return.", "name": "fig-td3-20k"}, "image": {"alt": "Two rows of panels with final performance and learning curves"}}
 fig, axes = plt.subplots(2, 2, figsize=(11, 6.4), gridspec_kw={"width_ratios": [1, 1.2]})
 for row, env in zip(axes, ("quadrotor", "seeker"), strict=True):
     plots.plot_final_performance(longer["final_performance"], env, "td3", ax=row[0])
@@ -297,7 +297,7 @@ print(dunn[dunn["significant"]].drop(columns="significant").to_string(index=Fals
 #
 # How often does the safeguard have to step in? Per evaluation episode, for each configuration:
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Safeguard interventions per evaluation episode (mean over seeds) for every configuration.", "name": "fig-interventions"}, "image": {"alt": "Grid of bar charts of interventions per configuration"}}
 fig = plots.figure_grid(tables["interventions"], plots.plot_interventions,
                         "Safeguard interventions per evaluation episode (mean over seeds)",
                         cell_size=(5.5, 3.4))
