@@ -4,6 +4,9 @@
   MathJax's ``es5`` distribution, installed from PyPI with the book's other dependencies). The
   CommonHTML bundle with its fonts and the TeX extensions it may load on demand are copied into
   ``_static/mathjax`` of the built site, and ``mathjax_path`` points there instead of a CDN.
+- **A way to run each chapter.** The chapters' "Run this chapter" notes write
+  ``{{ repository_link }}``, a MyST substitution made here from ``repository.url`` of
+  ``_config.yml``, so the address lives in one place.
 - **No dead scripts.** The book has no live-code (Thebe) button and its widgets need a kernel
   anyway, so the Thebe loader (which sphinx-thebe also inserts twice, a JavaScript error) and
   the ipywidgets loaders from CDNs are not put on the pages. Readers run chapters with
@@ -44,8 +47,15 @@ def mathjax_source() -> Path:
 def _use_local_mathjax(app: Sphinx, config: Config) -> None:
     mathjax_source()  # fail early, before the chapters are executed, if it is missing
     config.mathjax_path = f"mathjax/{MATHJAX_BUNDLE}"  # relative paths are under _static/
-    # pydata-sphinx-theme logs a console error on a reader's first visit when no mode is set.
-    config.html_theme_options = {"default_mode": "auto", **(config.html_theme_options or {})}
+    url = (config.html_theme_options or {}).get("repository_url") or ""
+    if not url:
+        raise RuntimeError("_config.yml needs repository.url for the chapters' 'Run this chapter' notes")
+    config.myst_substitutions = {
+        "repository_link": f"[the course repository]({url})", **(config.myst_substitutions or {}),
+    }
+    # pydata-sphinx-theme's layout reads a ``default_mode`` template variable that nothing sets;
+    # empty, it logs "Got invalid theme mode" as a console error on a reader's first visit.
+    config.html_context = {"default_mode": "auto", **(config.html_context or {})}
 
 
 def _copy_mathjax(app: Sphinx, exception: Exception | None) -> None:

@@ -30,12 +30,22 @@
 # 5. use `tutorial_rl.projection.project_polytope`, the fast exact projection the rest of the
 #    course trains with, and check it against a differentiable-optimization reference.
 # ```
+#
+# ```{admonition} Run this chapter
+# :class: seealso
+# This page shows the chapter as it ran when the book was built. To run it yourself, get
+# {{ repository_link }}, run `make lab` (it installs everything into `.venv` and opens
+# JupyterLab), and open `chapters/01_projection.py` as a notebook (right click, *Open With → Notebook*).
+# Every cell can be edited and re-run there, and the interactive widgets respond.
+# ```
 
 # %%
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from IPython.display import HTML
 
+from tutorial_rl.players import projection_player
 from tutorial_rl.plotting import (
     active_constraint_count,
     plot_jacobian_rank,
@@ -359,9 +369,15 @@ print("constraints active per sample:", np.bincount(active_constraint_count(batc
 #
 # ## Try it
 #
-# The widget moves a proposed action with two sliders and redraws its projection, the normal cone
-# at the projection, the active constraints and the Jacobian's rank. It needs a running kernel
-# (`make lab`); the static figure below shows the three cases it lets you explore.
+# In a running chapter (`make lab`), a widget moves a proposed action with two sliders and redraws
+# its projection, the normal cone at the projection, the active constraints and the Jacobian's
+# rank. On this page the player below takes the proposal once around the set for you (press play
+# or step through it), and the static figure after it shows the three cases side by side.
+
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Player: a proposal ũ travels around the safe set. Watch the projection stick to a vertex while ũ sweeps through the vertex's normal cone (rank 0), slide along a face while ũ faces it (rank 1), and coincide with ũ inside the set (rank 2).", "name": "fig-projection-player"}}
+angles = np.linspace(0, 2 * np.pi, 36, endpoint=False)
+radius = 1.7 + 0.8 * np.cos(3 * angles)
+HTML(projection_player(A.numpy(), b.numpy(), radius[:, None] * np.stack([np.cos(angles), np.sin(angles)], axis=1)))
 
 # %% tags=["hide-input"] mystnb={"figure": {"caption": "The three cases the interactive widget explores: a proposal inside the set (Jacobian of rank 2), facing a face (rank 1) and facing a vertex (rank 0).", "name": "fig-projection-cases"}, "image": {"alt": "Three panels with one proposal each: inside the set, above a face, beyond a vertex"}}
 fig, axes = plt.subplots(1, 3, figsize=(13, 4.4))
@@ -371,7 +387,8 @@ for ax, (title, point) in zip(axes, {"inside: rank 2": [0.5, -0.5], "facing a fa
 plt.tight_layout()
 plt.show()
 
-# %%
+# %% tags=["remove-cell"]
+# Live readers only (the static page shows the player above): two sliders move the proposal.
 from tutorial_rl.widgets import projection_widget
 
 projection_widget(A.numpy(), b.numpy())

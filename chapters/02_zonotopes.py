@@ -37,6 +37,14 @@
 # 5. verify invariance numerically and recognise the two failure modes: a state outside the set
 #    and a problem that has no RCI set at all.
 # ```
+#
+# ```{admonition} Run this chapter
+# :class: seealso
+# This page shows the chapter as it ran when the book was built. To run it yourself, get
+# {{ repository_link }}, run `make lab` (it installs everything into `.venv` and opens
+# JupyterLab), and open `chapters/02_zonotopes.py` as a notebook (right click, *Open With → Notebook*).
+# Every cell can be edited and re-run there, and the interactive widgets respond.
+# ```
 
 # %%
 import time
@@ -46,8 +54,10 @@ import gymnasium as gym
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from IPython.display import HTML
 
 import tutorial_rl  # noqa: F401  (registers the environments)
+from tutorial_rl.players import pendulum_torque_player
 from tutorial_rl.profile import by_profile
 from tutorial_rl.projection import project_polytope
 from tutorial_rl.sets import (
@@ -767,9 +777,10 @@ plt.show()
 #
 # The widget sets the pendulum's state $(\theta, \dot\theta)$ and a torque $u$ with sliders and
 # draws the RCI set with the next-state set $Ax + Bu \oplus W$: green while it stays inside
-# (the torque is in $\mathcal U_s(x)$), red when it pokes out. It needs a running kernel; the
-# static figure shows three states with the next-state sets of the two ends of the safe
-# interval and of the two torque limits. An end that is not a torque limit is where the
+# (the torque is in $\mathcal U_s(x)$), red when it pokes out. It needs a running kernel; on
+# this page the player below sweeps the torque from one limit to the other at three states, and
+# the static figure after it shows the same states with the next-state sets of the two ends of
+# the safe interval and of the two torque limits. An end that is not a torque limit is where the
 # next-state set touches the boundary of the RCI set; one step further, it pokes out.
 
 # %%
@@ -777,6 +788,9 @@ widget_states = np.array([[0.0, 1.0], [0.3, -1.0], [0.6, -3.0]])
 for x in widget_states:
     lower, upper = pendulum_safe.safe_interval(x)
     print(f"x = {x}: safe torques [{lower[0]:.2f}, {upper[0]:.2f}] N m")
+
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Player: at three states the torque u sweeps from −8 to 8 N m. The next-state set Ax + Bu ⊕ W turns from red to green when u enters the safe interval and back to red when it leaves it.", "name": "fig-pendulum-player"}}
+HTML(pendulum_torque_player(pendulum_safe, widget_states, np.linspace(-8.0, 8.0, 9)))
 
 # %% tags=["hide-input"] mystnb={"figure": {"caption": "Next-state sets Ax + Bu ⊕ W of the pendulum at three states, for the two torque limits and the two ends of the safe interval. Inside the RCI set (green) the torque is safe; poking out (red) it is not. An end of the interval that is not a torque limit is where the next-state set touches the boundary.", "name": "fig-next-state-sets"}, "image": {"alt": "Three panels of the pendulum RCI set with next-state parallelograms for four torques each"}}
 fig, axes = plt.subplots(1, 3, figsize=(15, 4.8))
@@ -789,7 +803,8 @@ for ax, x in zip(axes, widget_states, strict=True):
 plt.tight_layout()
 plt.show()
 
-# %%
+# %% tags=["remove-cell"]
+# Live readers only (the static page shows the player above): sliders for θ, θ̇ and u.
 from tutorial_rl.widgets import pendulum_safe_set_widget
 
 pendulum_safe_set_widget(pendulum_safe)

@@ -31,6 +31,14 @@
 #    `safe_action`, `intervened`, `projection_distance`);
 # 4. use the wrapped tasks with any RL library, and know what the safeguard costs per step.
 # ```
+#
+# ```{admonition} Run this chapter
+# :class: seealso
+# This page shows the chapter as it ran when the book was built. To run it yourself, get
+# {{ repository_link }}, run `make lab` (it installs everything into `.venv` and opens
+# JupyterLab), and open `chapters/03_tasks.py` as a notebook (right click, *Open With → Notebook*).
+# Every cell can be edited and re-run there, and the interactive widgets respond.
+# ```
 
 # %%
 import gymnasium as gym

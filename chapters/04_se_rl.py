@@ -37,6 +37,14 @@
 # 5. train TD3 in SE mode with `train(RunConfig(...))`, read its `progress.csv`, and check that it
 #    never violated a constraint.
 # ```
+#
+# ```{admonition} Run this chapter
+# :class: seealso
+# This page shows the chapter as it ran when the book was built. To run it yourself, get
+# {{ repository_link }}, run `make lab` (it installs everything into `.venv` and opens
+# JupyterLab), and open `chapters/04_se_rl.py` as a notebook (right click, *Open With → Notebook*).
+# Every cell can be edited and re-run there, and the interactive widgets respond.
+# ```
 
 # %%
 import tempfile

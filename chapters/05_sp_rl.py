@@ -37,6 +37,14 @@
 # 5. state Theorem 1 (SE-RL and SP-RL share the optimal value function) and its proof idea;
 # 6. train TD3 unsafe, in SE and in SP mode and say what SP-RL costs per update.
 # ```
+#
+# ```{admonition} Run this chapter
+# :class: seealso
+# This page shows the chapter as it ran when the book was built. To run it yourself, get
+# {{ repository_link }}, run `make lab` (it installs everything into `.venv` and opens
+# JupyterLab), and open `chapters/05_sp_rl.py` as a notebook (right click, *Open With → Notebook*).
+# Every cell can be edited and re-run there, and the interactive widgets respond.
+# ```
 
 # %%
 import copy

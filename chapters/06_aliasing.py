@@ -32,6 +32,14 @@
 # 4. say precisely which matrix `tutorial_rl` returns as $\partial\Phi/\partial\tilde u$ at a
 #    boundary point, how that differs from what `cvxpylayers` returns, and why it matters little.
 # ```
+#
+# ```{admonition} Run this chapter
+# :class: seealso
+# This page shows the chapter as it ran when the book was built. To run it yourself, get
+# {{ repository_link }}, run `make lab` (it installs everything into `.venv` and opens
+# JupyterLab), and open `chapters/06_aliasing.py` as a notebook (right click, *Open With → Notebook*).
+# Every cell can be edited and re-run there, and the interactive widgets respond.
+# ```
 
 # %%
 import time
@@ -39,6 +47,7 @@ import time
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from IPython.display import HTML
 
 from tutorial_rl.aliasing import (
     SETTING_LABELS,
@@ -57,6 +66,7 @@ from tutorial_rl.aliasing.plots import (
     plot_rank,
     plot_settings,
 )
+from tutorial_rl.players import aliasing_player
 from tutorial_rl.plotting import polygon_vertices
 from tutorial_rl.profile import by_profile, current_profile
 from tutorial_rl.projection import project_polytope, projection_jacobian
@@ -444,14 +454,19 @@ for name, result in results.items():
 #
 # The widget picks a scenario and any of the six settings (the three mitigations are the subject
 # of chapter 7) and draws the objective, the safe set, the normal cones and the trajectory. It needs
-# a running kernel; the static figure shows all six settings for the seeker.
+# a running kernel; on this page the player below steps through every scenario and setting, and
+# the static figure shows all six settings for the seeker at once.
+
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Player: the fixed-state experiment, one frame per scenario and setting. Compare where the proposal ũ (red) and the applied action Φ(ũ) (blue) end up with the best safe action (black cross).", "name": "fig-aliasing-player"}}
+HTML(aliasing_player(results))
 
 # %% tags=["hide-input"] mystnb={"figure": {"caption": "All six settings for the seeker state, the static companion of the widget: the top row without mitigation, the bottom row with the three mitigations of chapter 7.", "name": "fig-all-settings"}, "image": {"alt": "Six panels of the fixed-state experiment for the seeker"}}
 axes = plot_settings(results["seeker"])
 axes[0].figure.suptitle("seeker: all six settings (chapter 7 explains the lower row)", y=0.99)
 plt.show()
 
-# %%
+# %% tags=["remove-cell"]
+# Live readers only (the static page shows the player above): choose a scenario and a setting.
 from tutorial_rl.widgets import aliasing_widget
 
 aliasing_widget(results)

@@ -38,6 +38,14 @@
 #    them, saying which hold at this budget and which cannot be decided;
 # 4. say what each variant costs in compute.
 # ```
+#
+# ```{admonition} Run this chapter
+# :class: seealso
+# This page shows the chapter as it ran when the book was built. To run it yourself, get
+# {{ repository_link }}, run `make lab` (it installs everything into `.venv` and opens
+# JupyterLab), and open `chapters/08_experiments.py` as a notebook (right click, *Open With → Notebook*).
+# Every cell can be edited and re-run there, and the interactive widgets respond.
+# ```
 
 # %%
 import tempfile

@@ -15,10 +15,10 @@ from typing import Any
 import gymnasium as gym
 import matplotlib.pyplot as plt
 import numpy as np
-from matplotlib import animation
 from matplotlib.axes import Axes
 from matplotlib.patches import Circle
 
+from tutorial_rl.players import frames_player
 from tutorial_rl.plotting import SAFE_COLOR, UNSAFE_COLOR, plot_safe_set
 from tutorial_rl.safeguards import ProjectionSafeguard
 
@@ -125,21 +125,13 @@ def filmstrip(frames: Sequence[np.ndarray], count: int = 6, axes: Sequence[Axes]
     return axes
 
 
-def animation_html(frames: Sequence[np.ndarray], fps: int = 10, every: int = 1) -> str:
-    """A self-contained HTML/JavaScript animation of the frames (works in the static book)."""
-    fig, ax = plt.subplots(figsize=(2.6, 2.6))
-    ax.axis("off")
-    image = ax.imshow(frames[0])
-    shown = list(frames[::every])
+def animation_html(frames: Sequence[np.ndarray], fps: int = 10, every: int = 1,
+                   alt: str = "Animation of the episode, one rendered frame per step") -> str:
+    """A self-contained HTML/JavaScript player of the frames (works offline in the static book).
 
-    def update(i: int) -> list[Any]:
-        image.set_data(shown[i])
-        return [image]
-
-    anim = animation.FuncAnimation(fig, update, frames=len(shown), interval=1000 / fps, blit=True)
-    html = anim.to_jshtml(default_mode="loop")
-    plt.close(fig)
-    return html
+    See :func:`tutorial_rl.players.frames_player`; ``alt`` describes what the frames show.
+    """
+    return frames_player(frames, alt=alt, fps=fps, every=every, size=2.6)
 
 
 def plot_seeker_map(observation: np.ndarray, ax: Axes | None = None,
