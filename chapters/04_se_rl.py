@@ -64,7 +64,7 @@ from tutorial_rl.agents.plots import (
     safe_interval,
 )
 from tutorial_rl.experiments.training import RunConfig, env_defaults, evaluate, train
-from tutorial_rl.profile import by_profile, current_profile
+from tutorial_rl.profile import by_profile
 
 # %% [markdown]
 # ## The modified MDP
@@ -281,7 +281,7 @@ with tempfile.TemporaryDirectory() as tmp:
     print("files of the run:", sorted(p.name for p in result.run_dir.iterdir()))
     progress = read_progress(result.run_dir)
     evaluation = evaluate(result.run_dir, episodes=5, seed=100, write=False)
-print(f"profile {current_profile()}: {steps} steps in {result.wall_time:.1f} s")
+print(f"{steps:,} training steps in {result.wall_time:.1f} s")
 print(f"training: {sum(r['interventions'] for r in progress)} interventions, "
       f"{sum(r['constraint_violations'] for r in progress)} constraint violations")
 print(f"evaluation of μθ over {evaluation['episodes']} episodes: mean return "

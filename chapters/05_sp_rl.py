@@ -69,7 +69,7 @@ from tutorial_rl.agents.plots import (
 )
 from tutorial_rl.agents.safe_layer import project, violates
 from tutorial_rl.experiments.training import RunConfig, evaluate, train
-from tutorial_rl.profile import by_profile, current_profile
+from tutorial_rl.profile import by_profile
 
 # %% [markdown]
 # ## The safe policy and its critic
@@ -171,7 +171,7 @@ with tempfile.TemporaryDirectory() as tmp:
               f"{sum(r['constraint_violations'] for r in rows):4d} constraint violations; "
               f"evaluation: mean return {evaluation['mean_return']:7.2f}, "
               f"violations {evaluation['constraint_violations']}")
-print(f"profile {current_profile()}: {steps} steps per run")
+print(f"{steps:,} training steps per run")
 
 # %% tags=["hide-input"] mystnb={"figure": {"caption": "TD3 on the pendulum without a safeguard, with it in the environment (SE) and in the policy (SP), same seed: episode return, interventions and constraint violations per episode. Without it, violations go on until the end; with it, in either place, there is none.", "name": "fig-mode-comparison"}, "image": {"alt": "Training curves of return, interventions and violations for three agents"}}
 fig = plot_mode_comparison({mode: result.progress for mode, result in td3.items()})

@@ -68,7 +68,7 @@ from tutorial_rl.aliasing.plots import (
 )
 from tutorial_rl.players import aliasing_player
 from tutorial_rl.plotting import polygon_vertices
-from tutorial_rl.profile import by_profile, current_profile
+from tutorial_rl.profile import by_profile
 from tutorial_rl.projection import project_polytope, projection_jacobian
 
 torch.set_default_dtype(torch.float64)
@@ -108,10 +108,10 @@ torch.set_num_threads(1)  # tiny tensors: one thread is fastest and is not slowe
 # Two scenarios, both from the course's environments: a **quadrotor** state in which task and
 # safety are aligned (the best action is safe), and a **seeker** state with an obstacle between
 # the agent and its goal, moving towards it, so that the best action is unsafe. Sizes come from
-# the profile (`ci` in the built book: fewer samples and epochs than `full`).
+# the profile: the built book fits the critics with fewer samples and epochs than a full run.
 
 # %%
-print("profile:", current_profile(), "|", ExperimentConfig())
+print(ExperimentConfig())
 start = time.time()
 results = run_all()
 print(f"both scenarios, all six settings: {time.time() - start:.1f} s")

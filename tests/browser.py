@@ -38,7 +38,7 @@ NOISE_PATTERNS: dict[str, re.Pattern[str]] = {
     "temporary path": re.compile(r"/tmp/|/var/folders/|/private/var/"),
     "local path": re.compile(r"/work/|/home/\w+/|site-packages"),
     "internal note": re.compile(r"DESIGN\.md|the review\b|the paper's review|TODO|FIXME|XXX"),
-    "profile name": re.compile(r"\bprofile\s*[=:]?\s*['\"]?ci\b|\bci profile\b|`ci` profile", re.I),
+    "profile name": re.compile(r"\bprofile:? ['\"]?ci\b|\bshort ci profile\b", re.I),
     "warning output": re.compile(r"\b\w*Warning: "),
 }
 
@@ -54,7 +54,8 @@ PAGE_FACTS_JS = r"""
   const images = [...document.images];
   const broken = images.filter(img => !(img.complete && img.naturalWidth > 0))
                        .map(img => img.getAttribute('src'));
-  const badAlt = images.filter(img => /\.(png|svg|jpe?g)$|\/|^$/.test(img.getAttribute('alt') || ''))
+  const pathLike = /\.(png|svg|jpe?g)$|\/|^$/;
+  const badAlt = images.filter(img => pathLike.test(img.getAttribute('alt') || ''))
                        .filter(img => !img.closest('.navbar-brand, .sidebar-brand'))
                        .map(img => img.getAttribute('src'));
   const main = document.querySelector('main') || document.body;
@@ -95,7 +96,8 @@ class PageReport:
         out = [f"JavaScript error: {e}" for e in self.js_errors]
         out += [f"request off the local site: {u}" for u in self.external_requests]
         if f["unrendered"]:
-            out.append(f"{len(f['unrendered'])} formulas not rendered, first {f['unrendered'][0]!r}")
+            first = f["unrendered"][0]
+            out.append(f"{len(f['unrendered'])} formulas not rendered, first {first!r}")
         if f["mathErrors"]:
             out.append(f"{f['mathErrors']} MathJax errors")
         out += [f"image did not load: {s}" for s in f["broken"]]
@@ -204,7 +206,11 @@ class Chromium:
     def wait_for(self, method: str, session: str, timeout: float = 60.0) -> None:
         """Wait until an event named ``method`` has arrived for ``session``."""
         deadline = time.monotonic() + timeout
-        while not any(e.get("method") == method and e.get("sessionId") == session for e in self.events):
+        def arrived() -> bool:
+            return any(e.get("method") == method and e.get("sessionId") == session
+                       for e in self.events)
+
+        while not arrived():
             self.events.append(self._read_message(deadline))
 
 
@@ -229,7 +235,8 @@ def _event_errors(events: list[dict[str, Any]], session: str) -> tuple[list[str]
             description = details.get("exception", {}).get("description") or details.get("text", "")
             errors.append(f"{description.splitlines()[0] if description else details}")
         elif method == "Runtime.consoleAPICalled" and params.get("type") == "error":
-            errors.append(" ".join(str(a.get("value", a.get("description", ""))) for a in params["args"]))
+            args = params["args"]
+            errors.append(" ".join(str(a.get("value", a.get("description", ""))) for a in args))
         elif method == "Log.entryAdded" and params["entry"]["level"] == "error":
             errors.append(params["entry"]["text"] + " " + params["entry"].get("url", ""))
         elif method == "Network.requestWillBeSent":
@@ -242,7 +249,8 @@ def _event_errors(events: list[dict[str, Any]], session: str) -> tuple[list[str]
 def check_page(browser: Chromium, page: Path, root: Path, timeout: float = 60.0) -> PageReport:
     """Open ``page`` in a fresh tab with the network off and collect what it showed."""
     target = browser.send("Target.createTarget", {"url": "about:blank"})["targetId"]
-    session = browser.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
+    attached = browser.send("Target.attachToTarget", {"targetId": target, "flatten": True})
+    session = attached["sessionId"]
     try:
         for domain in ("Page", "Runtime", "Log", "Network"):
             browser.send(f"{domain}.enable", session=session)
@@ -261,8 +269,9 @@ def check_page(browser: Chromium, page: Path, root: Path, timeout: float = 60.0)
         time.sleep(0.2)  # late console messages (e.g. a failed lazy load) arrive just after
         browser.send("Runtime.evaluate", {"expression": "1"}, session=session)
         errors, external = _event_errors(browser.events, session)
-        noise = [f"{name} in the text: {m.group(0)!r} ...{facts['text'][max(0, m.start() - 60):m.end() + 40]!r}"
-                 for name, pattern in NOISE_PATTERNS.items() if (m := pattern.search(facts["text"]))]
+        text = facts["text"]
+        noise = [f"{name} in the text: ...{text[max(0, m.start() - 60):m.end() + 40]!r}"
+                 for name, pattern in NOISE_PATTERNS.items() if (m := pattern.search(text))]
         return PageReport(str(page.relative_to(root)), facts, errors, external, noise)
     finally:
         browser.send("Target.closeTarget", {"targetId": target})
@@ -286,8 +295,9 @@ def main(argv: list[str]) -> int:
         for page in book_pages(root):
             report = check_page(browser, page, root)
             f = report.facts
-            print(f"{report.path}: {f['mjx']} formulas rendered of {f['maths']}, {f['images']} images "
-                  f"({len(f['broken'])} broken), {f['figures']} figures, {len(f['captions'])} captions")
+            print(f"{report.path}: {f['mjx']} formulas rendered of {f['maths']}, "
+                  f"{f['images']} images ({len(f['broken'])} broken), {f['figures']} figures, "
+                  f"{len(f['captions'])} captions")
             for problem in report.problems():
                 print(f"    {problem}")
             failed += bool(report.problems())
