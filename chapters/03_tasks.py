@@ -155,15 +155,15 @@ plt.show()
 
 # %% tags=["hide-input"] mystnb={"figure": {"caption": "The quadrotor's safe set of normalised thrust pairs (a₁, a₂) at five steps of the episode: it changes shape and position with the state, but is never empty.", "name": "fig-quadrotor-safe-along"}, "image": {"alt": "Five polygons of safe thrust pairs at five time steps"}}
 plot_safe_actions_along(quadrotor, steps=[0, 40, 80, 120, 160])
-plt.suptitle(r"Safe (normalised) thrust pairs $(a_1, a_2)$ at five steps of the episode")
+plt.suptitle(r"Safe (normalised) thrust pairs $(u_1, u_2)$ at five steps of the episode")
 plt.tight_layout()
 plt.show()
 
 # %% [markdown]
 # ## The seeker
 #
-# The seeker is a point mass that accelerates in two directions, $|a_i| \le 1$, with $v \leftarrow
-# v + a$ and $p \leftarrow p + v$ every step. It cannot stop at once, so a safe action is one after
+# The seeker is a point mass that accelerates in two directions, $|u_i| \le 1$, with $v \leftarrow
+# v + u$ and $p \leftarrow p + v$ every step. It cannot stop at once, so a safe action is one after
 # which it *can still stop* before every wall and obstacle. The environment builds that set from
 # the box the agent sweeps while braking at full deceleration: an action is safe if, after it, the
 # braking box of the next state stays inside the walls and on the far side of a tangent line to
@@ -240,7 +240,7 @@ for row in full.data:
 # action space), projects the agent's action onto it with `project_polytope`, and passes the safe
 # action on. The action space the agent sees is unchanged, so any library that trains on a
 # gymnasium environment trains on the wrapped one: this is SE-RL, the safeguard in the
-# environment. With `penalty=α` the reward becomes $r - \alpha\lVert \tilde a - a\rVert^2$, the
+# environment. With `penalty=α` the reward becomes $r - \alpha\lVert \tilde u - u\rVert^2$, the
 # SE-RL mitigation of chapter 7.
 
 # %%
@@ -352,7 +352,7 @@ for name, env_id in TASKS.items():
 # ```{exercise}
 # :label: ex-penalty
 # Step a `ProjectionSafeguard(..., penalty=0.5)` environment with an unsafe action and check that
-# the reward is the unwrapped reward minus $0.5\,\lVert \tilde a - a\rVert^2$, where both actions
+# the reward is the unwrapped reward minus $0.5\,\lVert \tilde u - u\rVert^2$, where both actions
 # are taken from `info`.
 # ```
 #

@@ -179,11 +179,11 @@ from tutorial_rl.profile import by_profile
 # 3. Send $\tilde u$ to the environment; observe $r$, $x'$ and whether $x'$ is terminal, $d$.
 #    *(`ModeEnv.step`)*
 # 4. Store $(x, \tilde u, r, x', d)$ in the buffer. *(`store`)*
-# 5. Sample a minibatch and form the smoothed target action $\tilde a' = \operatorname{clip}(
+# 5. Sample a minibatch and form the smoothed target action $\tilde u' = \operatorname{clip}(
 #    \mu_{\theta'}(x') + \operatorname{clip}(\varepsilon', -c, c))$, $\varepsilon' \sim
 #    \mathcal N(0, \tilde\sigma^2)$. *(`target_actions`)*
 # 6. Regress both critics on the clipped double-Q target $y = r + \gamma (1 - d) \min_i
-#    Q_{\phi_i'}(x', \tilde a')$: minimise $\sum_i (Q_{\phi_i}(x, \tilde u) - y)^2$.
+#    Q_{\phi_i'}(x', \tilde u')$: minimise $\sum_i (Q_{\phi_i}(x, \tilde u) - y)^2$.
 #    *(`compute_loss_q`)*
 # 7. Every `policy_delay` steps: take an actor step on $-Q_{\phi_1}(x, \mu_\theta(x))$, i.e. along
 #    {eq}`eq-se-dpg` *(`compute_loss_pi`)*, and move the targets, $\theta' \leftarrow (1 - \tau)
@@ -307,7 +307,7 @@ plt.show()
 # ## What the SE critic has learned on unsafe actions
 #
 # The trained critic can be evaluated at any action, safe or not. Drawn over the whole action box
-# at two states where only one sign of torque is safe, $Q_1(x, a)$ should by
+# at two states where only one sign of torque is safe, $Q_1(x, \tilde u)$ should by
 # {eq}`eq-se-q-invariance` be flat outside $\mathcal U_s(x)$, the shaded interval: every
 # proposal beyond the interval's end is applied as that end.
 

@@ -88,11 +88,11 @@ from tutorial_rl.profile import by_profile
 # $Q_{SE}(x, \tilde u)$ of chapter 4, trained on proposals.
 #
 # The critic's bootstrap target must then evaluate the next *safe* action too. In TD3 the
-# smoothed target action $\tilde a' = \operatorname{clip}(\mu_{\theta'}(x') + \varepsilon')$ is
+# smoothed target action $\tilde u' = \operatorname{clip}(\mu_{\theta'}(x') + \varepsilon')$ is
 # projected with the safe set of the **next** state:
 #
 # $$
-# y = r + \gamma (1 - d) \min_{i = 1, 2} Q_{\phi_i'}\big(x', \Phi(x', \tilde a')\big).
+# y = r + \gamma (1 - d) \min_{i = 1, 2} Q_{\phi_i'}\big(x', \Phi(x', \tilde u')\big).
 # $$ (eq-sp-target)
 #
 # Without the projection the target would query $Q_{SP}$ at unsafe actions, where it has never
@@ -102,7 +102,7 @@ from tutorial_rl.profile import by_profile
 #
 # A TD3 update draws old transitions $(x, u, r, x', d)$ from the buffer, in any order, long after
 # they were collected. For each of them it needs $\Phi(x, \mu_\theta(x))$ (the actor's action,
-# below) and $\Phi(x', \tilde a')$ in {eq}`eq-sp-target`: projections onto $\mathcal U_s(x)$ and
+# below) and $\Phi(x', \tilde u')$ in {eq}`eq-sp-target`: projections onto $\mathcal U_s(x)$ and
 # $\mathcal U_s(x')$, sets that change with the state. The environment can only describe the safe
 # set of its *current* state (`safe_action_set()` takes no state argument, and for a real system
 # there is no way to rewind it), so the halfspaces $(A, b)$ of both sets are recorded when the
@@ -277,7 +277,7 @@ plt.show()
 # optimizer state give the same parameters at iteration $k + 1$.
 # ```
 #
-# The proof uses the state-value critic in an essential way: a critic $Q(x, a)$ would be evaluated
+# The proof uses the state-value critic in an essential way: a critic $Q(x, \cdot)$ of the action would be evaluated
 # at $\tilde u$ in SE-RL and at $u$ in SP-RL, and the two would part at the first update. The
 # package is written so that the lemma holds to the last bit, not only in exact arithmetic: both
 # modes run one code path, draw one normal sample per step in the same order, and apply the same
@@ -493,7 +493,7 @@ for name, seconds in timings.items():
 # The first difference is what is *stored*: SE-RL stores $\tilde u$, SP-RL stores $u = \Phi(x,
 # \tilde u)$, so the very first critic update regresses $Q_{\phi}(x, \tilde u)$ in one run and
 # $Q_\phi(x, u)$ in the other, on the first minibatch that contains an intervention. The target
-# $y$ differs as well ($\tilde a'$ versus $\Phi(x', \tilde a')$ in {eq}`eq-sp-target`), and the
+# $y$ differs as well ($\tilde u'$ versus $\Phi(x', \tilde u')$ in {eq}`eq-sp-target`), and the
 # actor gradient differs by the Jacobian. Once the parameters differ, the actions differ too.
 # ```
 #

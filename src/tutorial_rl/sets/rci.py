@@ -60,18 +60,16 @@ Extensions over the basic parameterization:
 
 Regenerate the stored sets (deterministic up to solver tolerance)::
 
-    python -m tutorial_rl.sets.rci --system pendulum --out src/tutorial_rl/data/
-    python -m tutorial_rl.sets.rci --system quadrotor --out src/tutorial_rl/data/
+    python -m tutorial_rl.sets.rci_systems --system pendulum --out src/tutorial_rl/data/
+    python -m tutorial_rl.sets.rci_systems --system quadrotor --out src/tutorial_rl/data/
 """
 
 from __future__ import annotations
 
-import argparse
 import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import cvxpy as cp
@@ -87,7 +85,6 @@ __all__ = [
     "RCISetInfeasibleError",
     "certificate_violations",
     "compute_rci",
-    "main",
 ]
 
 #: Relative tightening of all inequality constraints (absorbs solver tolerances ~1e-8).
@@ -417,23 +414,3 @@ def compute_rci(
     except ValueError:  # too many generators for an exact volume
         diagnostics["volume_ratio"] = None
     return result
-
-
-def main(argv: list[str] | None = None) -> None:
-    """CLI: ``python -m tutorial_rl.sets.rci --system pendulum|quadrotor --out DIR``."""
-    from tutorial_rl.sets import rci_systems  # late import: rci_systems builds on this module
-
-    parser = argparse.ArgumentParser(
-        description="Compute a stored RCI set (see tutorial_rl.sets.rci).")
-    parser.add_argument("--system", choices=sorted(rci_systems.BUILDERS), required=True)
-    parser.add_argument("--out", type=Path, default=rci_systems.DATA_DIR)
-    args = parser.parse_args(argv)
-    rci = rci_systems.build_rci(args.system)
-    path = rci_systems.save_rci(rci, args.out / f"{args.system}_rci.npz")
-    d = rci.diagnostics
-    print(f"{args.system}: {d['n_generators']} generators, volume ratio "
-          f"{d['volume_ratio']:.4f}, solve {rci.solve_time:.3f} s -> {path}")
-
-
-if __name__ == "__main__":
-    main()

@@ -46,6 +46,7 @@ The disturbance is one-sided, ``w ∈ [0, 0.08]²``, as in the paper's code.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import functools
 import json
@@ -305,3 +306,20 @@ def load_rci(system: str) -> RCISet:
         raise FileNotFoundError(f"{path} is missing; regenerate it with "
                                 f"`python -m tutorial_rl.sets.rci --system {system}`")
     return load_rci_file(path)
+
+def main(argv: list[str] | None = None) -> None:
+    """CLI: ``python -m tutorial_rl.sets.rci_systems --system pendulum|quadrotor --out DIR``."""
+    parser = argparse.ArgumentParser(
+        description="Compute a stored RCI set (see tutorial_rl.sets.rci and rci_systems).")
+    parser.add_argument("--system", choices=sorted(BUILDERS), required=True)
+    parser.add_argument("--out", type=Path, default=DATA_DIR)
+    args = parser.parse_args(argv)
+    rci = build_rci(args.system)
+    path = save_rci(rci, args.out / f"{args.system}_rci.npz")
+    d = rci.diagnostics
+    print(f"{args.system}: {d['n_generators']} generators, volume ratio "
+          f"{d['volume_ratio']:.4f}, solve {rci.solve_time:.3f} s -> {path}")
+
+
+if __name__ == "__main__":
+    main()
