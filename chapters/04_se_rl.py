@@ -189,36 +189,32 @@ from tutorial_rl.profile import by_profile
 #    {eq}`eq-se-dpg` *(`compute_loss_pi`)*, and move the targets, $\theta' \leftarrow (1 - \tau)
 #    \theta' + \tau\theta$, $\phi_i' \leftarrow (1 - \tau)\phi_i' + \tau\phi_i$. *(`update`)*
 #
-# The package's `TD3` class has one method per step, with these names. The book shows them
-# straight from the tested source. The loop over environment steps:
+# The package's `TD3` class has one method per step, with these names; the algorithm below is the
+# loop of `TD3.learn` written out, with the method that does each line on its right:
 #
-# ```{literalinclude} ../src/tutorial_rl/agents/td3.py
-# :pyobject: TD3.learn
+# ````{prf:algorithm} TD3 with the safeguard in the environment (SE-RL)
+# :label: alg-td3-se
+#
+# ```text
+# for t = 1, ..., T:                                                TD3.learn
+#     ũ ← clip(μθ(x) + ε),  ε ~ N(0, σ²)  (random before learning_starts)   select_action
+#     the environment applies u = Φ(x, ũ); observe r, x', d           ModeEnv.step
+#     add (x, ũ, r, x', d) to the replay buffer                        store
+#     sample a minibatch (x, ũ, r, x', d)                              update
+#     ũ' ← clip(μθ'(x') + clip(ε', −c, c))                             target_actions
+#     y ← r + γ (1 − d) min_i Qφi'(x', ũ')                             compute_loss_q
+#     φi ← φi − η ∇φi Σ (Qφi(x, ũ) − y)²            (both critics)
+#     every policy_delay steps:
+#         θ ← θ + η ∇θ mean Qφ1(x, μθ(x))           (no ∂Φ/∂ũ)          compute_loss_pi
+#         θ' ← (1 − τ) θ' + τ θ,  φi' ← (1 − τ) φi' + τ φi              update
 # ```
+# ````
 #
-# Steps 5 and 6, the target action and the critic loss:
-#
-# ```{literalinclude} ../src/tutorial_rl/agents/td3.py
-# :pyobject: TD3.target_actions
-# ```
-#
-# ```{literalinclude} ../src/tutorial_rl/agents/td3.py
-# :pyobject: TD3.compute_loss_q
-# ```
-#
-# Step 7, the actor loss. In SE-RL (and without a safeguard) $u = \mu_\theta(x)$ and no mitigation
-# is active, so only the line `loss = -self.critic.q1(batch.obs, u).mean()` matters; the other
-# branches are SP-RL's (next chapter) and the mitigations' (chapter 7):
-#
-# ```{literalinclude} ../src/tutorial_rl/agents/td3.py
-# :pyobject: TD3.compute_loss_pi
-# ```
-#
-# and the update that puts them together. `safe_actions` is the identity outside SP-RL:
-#
-# ```{literalinclude} ../src/tutorial_rl/agents/td3.py
-# :pyobject: TD3.update
-# ```
+# Only two lines know about the safeguard: the environment applies $\Phi$, and the buffer stores
+# the proposal $\tilde u$, so the critic learns $Q_{SE}(x, \tilde u)$ and the actor's gradient is
+# {eq}`eq-se-dpg`, with no Jacobian. Without a safeguard the algorithm is plain TD3; the next
+# chapter changes the lines that store and differentiate, not the loop. The whole class is in
+# `src/tutorial_rl/agents/td3.py`, one method per line of the box.
 #
 # ## How SE mode is implemented
 #

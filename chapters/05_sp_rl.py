@@ -254,7 +254,7 @@ plt.show()
 #
 # With a state-value critic, the consequence is striking.
 #
-# ```{prf:lemma} SE-RL and SP-RL A2C coincide
+# ```{prf:lemma} SE-RL and SP-RL A2C coincide (Lemma 1 of the paper)
 # :label: lem-a2c-equivalence
 # Let an actor-critic algorithm with a stochastic policy $\pi_\theta(\tilde u \mid x)$ over unsafe
 # actions and a state-value critic $V_\psi(x)$ estimate its advantages by GAE. In SE-RL, use the
@@ -281,13 +281,29 @@ plt.show()
 # at $\tilde u$ in SE-RL and at $u$ in SP-RL, and the two would part at the first update. The
 # package is written so that the lemma holds to the last bit, not only in exact arithmetic: both
 # modes run one code path, draw one normal sample per step in the same order, and apply the same
-# $\Phi$ at acting time:
+# $\Phi$ at acting time. The package's `A2C`, line by line with its methods:
 #
-# ```{literalinclude} ../src/tutorial_rl/agents/a2c.py
-# :pyobject: A2C.select_action
+# ````{prf:algorithm} A2C with the safeguard in the environment or in the policy
+# :label: alg-a2c
+#
+# ```text
+# repeat until the step budget is spent:                              A2C.learn
+#     for t = 1, ..., n:                                              collect_rollout
+#         ũ_t ← μθ(x_t) + σθ ⊙ ε_t,  one ε_t ~ N(0, I) per step        select_action
+#         the system receives u_t = Φ(x_t, ũ_t)
+#             (SE: the environment projects; SP: the policy's last layer)
+#         observe r_t, x_{t+1}; store (x_t, ũ_t, r_t)
+#     Â_t ← GAE(r, V_ψ),  R̂_t ← Â_t + V_ψ(x_t)                        compute_gae
+#     one gradient step on                                            update
+#         L = −mean log N(ũ_t; μθ(x_t), σθ²) Â_t                      compute_loss_pi
+#             + c_v mean (V_ψ(x_t) − R̂_t)²                            compute_loss_v
 # ```
+# ````
 #
-# ### Lemma 1, live
+# Nothing in the box depends on the mode except who applies $\Phi$, and that does not change
+# $u_t$: this is the lemma's proof, as code.
+#
+# ### The paper's Lemma 1, live
 #
 # Train A2C in SE mode and in SP mode from the same seed and compare every parameter tensor:
 
@@ -348,11 +364,8 @@ print(td3_table.groupby("network", sort=False).agg(
 # The Jacobian is back, and with it the zero-gradient problem: a mean in a vertex cone (for the
 # pendulum, any mean outside the safe interval) receives no gradient from the policy loss, only
 # $\sigma$ does. SE-RL has no such factor, so the two no longer coincide. The package implements
-# the variant in `A2C.distribution` (the `projected_mean` branch):
-#
-# ```{literalinclude} ../src/tutorial_rl/agents/a2c.py
-# :pyobject: A2C.distribution
-# ```
+# the variant in `A2C.distribution`, whose `projected_mean` branch replaces the centre
+# $\mu_\theta(x)$ of the normal distribution by `project(mean, A, b, ...)`, the SP layer above.
 #
 # The same seed and budget as the Lemma 1 run, with `sp_log_likelihood="projected-mean"`:
 
@@ -370,7 +383,7 @@ print(pd.DataFrame(parameter_table(a2c["se"].agent, projected_mean.agent)).to_st
 # Lemma 1 is about one algorithm family. The paper's first result is about the problem itself:
 # whatever the algorithm, SE-RL and SP-RL aim at the same target.
 #
-# ```{prf:theorem} SE-RL and SP-RL share the optimal value function
+# ```{prf:theorem} SE-RL and SP-RL share the optimal value function (Theorem 1 of the paper)
 # :label: thm-same-optimum
 # Let $V_{SE}^\star$ be the optimal value function of the SE-RL MDP {eq}`eq-se-mdp`, optimising
 # over policies $\pi(\tilde u \mid x)$ on the action box $\mathcal U$, and $V_{SP}^\star$ that of

@@ -7,8 +7,8 @@ the chapters have the formulas. Pseudocode, step names as in this module:
         ũ = μθ(x) + ε  (uniform at random before ``learning_starts``)          select_action
         the environment receives u = Φ(x, ũ) (SE, SP) or ũ (unsafe)           ModeEnv.step
         store (x, a, r, x', d): a = ũ (SE, unsafe) or u (SP, + U_s(x), U_s(x'))  store
-        sample a minibatch; ã' = μθ'(x') + clipped noise                       target_actions
-        SP only: project ã' onto U_s(x') and μθ(x) onto U_s(x)                 safe_actions
+        sample a minibatch; ũ' = μθ'(x') + clipped noise                       target_actions
+        SP only: project ũ' onto U_s(x') and μθ(x) onto U_s(x)                 safe_actions
         critic step on compute_loss_q (SP penalty critic: compute_loss_pen)    update
         every ``policy_delay`` steps: actor step on compute_loss_pi, Polyak-average the targets
 
@@ -180,7 +180,7 @@ class TD3:
     # ------------------------------------------------------------------ losses
     @torch.no_grad()
     def target_actions(self, batch: Batch) -> Tensor:
-        """Smoothed target actions ã' = clip(μθ'(x') + clip(ε)) (unsafe; Φ comes in ``update``)."""
+        """Smoothed target actions ũ' = clip(μθ'(x') + clip(ε)) (unsafe; Φ comes in ``update``)."""
         c = self.config
         noise = torch.randn(batch.next_obs.shape[0], self._low_t.numel(), generator=self.generator)
         noise = (noise * c.target_policy_noise).clamp(-c.target_noise_clip, c.target_noise_clip)
@@ -191,7 +191,7 @@ class TD3:
                      mu: Tensor | None) -> tuple[Tensor, Tensor | None]:
         """SP-RL's last layer Φ on the target actions (onto U_s(x')) and on μθ(x) (onto U_s(x)).
 
-        The critic bootstraps on Φ(x', ã') because it only ever learns on safe actions (§5.2 of
+        The critic bootstraps on Φ(x', ũ') because it only ever learns on safe actions (§5.2 of
         the paper); the actor's Φ(x, μθ(x)) keeps μθ's graph, so its gradient passes through
         ∂Φ/∂ũ. Both go through one projection call (see ``project_many``); the stored safe action
         and ``next_safe_point`` are known points of the sets. Identity in unsafe and SE modes.
@@ -207,7 +207,7 @@ class TD3:
         return out[0], (out[1] if mu is not None else None)
 
     def compute_loss_q(self, batch: Batch, target_action: Tensor) -> Tensor:
-        """Clipped double-Q loss: y = r + γ (1 − d) min_i Q_i'(x', ã'), Σ_i E(Q_i(x, a) − y)²."""
+        """Clipped double-Q loss: y = r + γ (1 − d) min_i Q_i'(x', ũ'), Σ_i E(Q_i(x, a) − y)²."""
         with torch.no_grad():
             q1_next, q2_next = self.critic_target(batch.next_obs, target_action)
             y = batch.reward + self.config.gamma * (1 - batch.done) * torch.min(q1_next, q2_next)
@@ -217,9 +217,9 @@ class TD3:
     def compute_loss_pen(self, batch: Batch, target_unsafe: Tensor) -> Tensor:
         """Penalty critic loss (paper eq. (29)).
 
-        Q_pen(x, ũ) regresses on −α‖ũ − Φ(ũ)‖² + γ Q_pen'(x', ã').
+        Q_pen(x, ũ) regresses on −α‖ũ − Φ(ũ)‖² + γ Q_pen'(x', ũ').
 
-        The target action ã' is the unsafe one: Q_pen evaluates the unsafe policy.
+        The target action ũ' is the unsafe one: Q_pen evaluates the unsafe policy.
         """
         assert self.penalty_critic is not None and self.penalty_critic_target is not None
         assert batch.unsafe_action is not None and batch.penalty is not None
