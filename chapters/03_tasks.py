@@ -60,6 +60,7 @@ from tutorial_rl.task_plots import (
     plot_safe_interval,
     plot_safety_counts,
     plot_seeker_map,
+    quadrotor_filmstrip,
     rollout,
     seconds_per_step,
 )
@@ -149,8 +150,8 @@ quadrotor = rollout(TASKS["quadrotor"], steps=200, seed=2, render=True)
 print(f"return {quadrotor.rewards.sum():.1f}, interventions {quadrotor.interventions} "
       f"of {len(quadrotor.rewards)} steps, violations {quadrotor.violations.sum()}")
 
-# %% tags=["hide-input"] mystnb={"figure": {"caption": "Six frames of a 2-D quadrotor episode under random thrusts behind the safeguard: it drifts and tilts but stays inside its safe region.", "name": "fig-quadrotor-filmstrip"}, "image": {"alt": "Six snapshots of a planar quadrotor"}}
-filmstrip(quadrotor.frames, count=6, title="2-D quadrotor, random policy behind the safeguard")
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Six steps of a 2-D quadrotor episode under random thrusts behind the safeguard, each drawn in a window of ±0.8 m around the vehicle: body (blue), rotor thrusts (orange arrows, longer is stronger), hover target (green cross), ground (black). It drifts and tilts but never crashes.", "name": "fig-quadrotor-filmstrip"}, "image": {"alt": "Six snapshots of a planar quadrotor"}}
+quadrotor_filmstrip(quadrotor, count=6, title="2-D quadrotor, random policy behind the safeguard")
 plt.show()
 
 # %% tags=["hide-input"] mystnb={"figure": {"caption": "The quadrotor's safe set of normalised thrust pairs (a₁, a₂) at five steps of the episode: it changes shape and position with the state, but is never empty.", "name": "fig-quadrotor-safe-along"}, "image": {"alt": "Five polygons of safe thrust pairs at five time steps"}}

@@ -23,6 +23,8 @@ import numpy as np
 from matplotlib import animation
 from matplotlib.figure import Figure
 
+from tutorial_rl.style import TITLE_SIZE
+
 if TYPE_CHECKING:  # pragma: no cover - for type checkers only
     from tutorial_rl.aliasing import AliasingResult
     from tutorial_rl.sets.safe_actions import LinearSafeActionSet
@@ -140,7 +142,7 @@ def pendulum_torque_player(safe_set: LinearSafeActionSet, states: Sequence[Seque
         ax.set_ylim(x[1] - 2.6, x[1] + 2.2)
         verdict = "safe" if lower - 1e-9 <= u <= upper + 1e-9 else "unsafe"
         ax.set_title(f"x = ({x[0]:.1f}, {x[1]:.1f}), u = {u:+.1f} N m: {verdict}\n"
-                     f"safe torques [{lower:.2f}, {upper:.2f}] N m", fontsize=10)
+                     f"safe torques [{lower:.2f}, {upper:.2f}] N m", fontsize=TITLE_SIZE)
 
     return player_html(draw, len(frames), figsize=(5.6, 4.6), alt=(
         "The pendulum's RCI set with the next-state set of a torque that sweeps from one limit "
