@@ -114,7 +114,7 @@ print(f"return {pendulum.rewards.sum():.1f}, interventions {pendulum.interventio
 filmstrip(pendulum.frames, count=6, title="Pendulum, random policy behind the safeguard")
 plt.show()
 
-# %% tags=["hide-input"] mystnb={"figure": {"caption": "Player: the first 80 steps of the same episode (press play, or step through with the buttons).", "name": "fig-pendulum-player"}, "image": {"alt": "Animation of the pendulum episode"}}
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Player: the first 80 steps of the same episode (press play, or step through with the buttons).", "name": "fig-pendulum-episode-player"}, "image": {"alt": "Animation of the pendulum episode"}}
 HTML(animation_html(pendulum.frames[:80], fps=20))
 
 # %% [markdown]

@@ -128,7 +128,7 @@ def plot_critic_surfaces(result: AliasingResult, axes: Sequence[Axes] | None = N
     the fitted SE critic Q_SE(ũ), and the SP critic Q_SP evaluated off the safe set, where it
     was never trained (shaded)."""
     if axes is None:
-        _, axes = plt.subplots(1, 4, figsize=(19, 4.4), layout="constrained")
+        _, axes = plt.subplots(1, 4, figsize=(19, 4.4))
     s = result.scenario
     panels = [
         (result.true_unsafe, r"true $V(\tilde u)$ (no safeguard)"),
