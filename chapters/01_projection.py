@@ -261,7 +261,7 @@ plt.show()
 # Equation {eq}`eq-jacobian` needs a locally constant active set, and on the boundaries between
 # the coloured regions above it is not: $\Phi$ is piecewise affine and has kinks there, where no
 # classical derivative exists. A library still has to return *some* matrix, and a careful reader
-# should ask which (the first objection of the paper's review). The package's rule is:
+# should ask which. The package's rule is:
 #
 # - among all candidate active sets (at most $m$ linearly independent rows) whose affine
 #   projection is feasible and closest to $\tilde u$, it takes the **smallest**; a remaining tie

@@ -94,7 +94,7 @@ torch.set_num_threads(1)  # tiny tensors: one thread is fastest and is not slowe
 #    u))$; the **SP critic** on the safe actions, $Q_{SP}(u) \approx V(u)$, $u = \Phi(\tilde u)$.
 # 3. **Policy.** The deterministic policy is a free tensor $\tilde u$, started outside the safe
 #    set and moved by 50 gradient-ascent steps on the learned objective. That gradient is exactly
-#    the action factor of the deterministic policy gradient of DESIGN §3: $\nabla_{\tilde u}
+#    the action factor of the deterministic policy gradients of chapters 4 and 5: $\nabla_{\tilde u}
 #    Q_{SE}(\tilde u)$ for SE-RL and $\tfrac{\partial\Phi}{\partial\tilde u}^{\!\top}\nabla_u
 #    Q_{SP}(u)\big|_{u=\Phi(\tilde u)}$ for SP-RL.
 #
@@ -325,7 +325,7 @@ for run in sweep:
 #
 # ## Which Jacobian at a boundary point?
 #
-# The review of the paper raised a fair objection: $\Phi$ is not differentiable where the active
+# A careful reader will object: $\Phi$ is not differentiable where the active
 # set changes, exactly at the boundaries between the regions of the rank map above, so "the
 # Jacobian" there needs a definition. Here is the package's, precisely.
 #

@@ -18,8 +18,8 @@
 # the normal of the safe set. This chapter adds it back with a penalty on the distance between
 # the proposed and the applied action, in the three ways the paper compares
 # {cite:p}`markgraf2026safeguard`: a reward penalty for SE-RL, a per-sample loss for SP-RL, and
-# the paper's proposal, a penalty critic for SP-RL. It then answers the second objection of the
-# paper's review: how does the penalty get past a Jacobian of rank zero?
+# the paper's proposal, a penalty critic for SP-RL. It then answers a natural objection: how
+# does the penalty get past a Jacobian of rank zero?
 #
 # ```{admonition} Learning goals
 # :class: tip
@@ -127,7 +127,7 @@ print("penalty weight alpha =", alpha, "| policy step size =", results["quadroto
 #
 # ## The penalty and the rank-deficient Jacobian
 #
-# The review's second objection: the penalty is computed from $\Phi(\tilde u)$, the output of the
+# The objection: the penalty is computed from $\Phi(\tilde u)$, the output of the
 # projection; so is its gradient not filtered by the same rank-deficient $J$ it is meant to
 # repair? It is not, and the reason is exact.
 #
