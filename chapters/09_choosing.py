@@ -28,11 +28,13 @@
 # ```
 
 # %%
+import matplotlib.pyplot as plt
 import pandas as pd
 
 from tutorial_rl.experiments.commands import read_report
 from tutorial_rl.experiments.findings import check_findings
 from tutorial_rl.results import results_dir
+from tutorial_rl.style import LEGEND_SIZE, MODE_COLORS, TITLE_SIZE
 
 pd.set_option("display.width", 160)
 pd.set_option("display.max_colwidth", 60)
@@ -93,6 +95,30 @@ summary = (verdicts.groupby(["sweep", "finding"])["verdict"]
            .agg(lambda v: ", ".join(f"{k} {n}" for k, n in v.value_counts().items())))
 print(summary.to_string())
 print("\npaper-budget results:", "present" if "paper budget" in sweeps else "not run yet")
+
+# %% [markdown]
+# The same comparison as a picture: per task and algorithm of the quick sweep, the best vanilla
+# and the best mitigated configuration of each placement (mitigations at their best $\alpha$),
+# with their interquartile mean and 95 % bootstrap interval over 7 seeds.
+
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "The committed quick sweep, summarised for the choice of placement: for each task and algorithm, the final return (IQM, 95 % bootstrap interval) of SE-RL (blue) and SP-RL (orange), vanilla (light) and with their best mitigation (dark). Overlapping intervals mean the budget cannot tell the two apart; the paper-budget grid is not run yet.", "name": "fig-choice-summary"}, "image": {"alt": "Three panels, one per task, with interval bars of final return for SE-RL and SP-RL, vanilla and mitigated, under TD3 and A2C"}}
+final = read_report(results_dir() / "quick")["final_performance"]
+best = (final.assign(mode=final["variant"].str[:2], mitigated=final["variant"].str.split("-", n=1).str[1] != "vanilla")
+        .sort_values("iqm").groupby(["env", "algo", "mode", "mitigated"]).tail(1))
+fig, axes = plt.subplots(1, 3, figsize=(14, 3.8), layout="constrained")
+for ax, (env, cell) in zip(axes, best.groupby("env"), strict=True):
+    for a, algo in enumerate(("td3", "a2c")):
+        for k, ((mode, mitigated), row) in enumerate(cell[cell["algo"] == algo].set_index(["mode", "mitigated"]).sort_index().iterrows()):
+            x = 3 * a + k * 0.6 - 0.9
+            label = f"{mode.upper()}-RL, {'best mitigation' if mitigated else 'vanilla'}"
+            ax.errorbar(x, row["iqm"], yerr=[[row["iqm"] - row["ci_low"]], [row["ci_high"] - row["iqm"]]],
+                        fmt="o", color=MODE_COLORS[mode], alpha=1.0 if mitigated else 0.45, capsize=3, label=label)
+    ax.set_xticks([0, 3], ["TD3", "A2C"])
+    ax.set_title(env, fontsize=TITLE_SIZE)
+    ax.set_ylabel("final return (IQM)")
+entries = dict(zip(*reversed(axes[0].get_legend_handles_labels()), strict=True))  # label -> handle
+fig.legend(entries.values(), entries.keys(), loc="outside lower center", ncols=4, fontsize=LEGEND_SIZE)
+plt.show()
 
 # %% [markdown]
 # And what each placement costs to run, per environment step of training in the quick sweep
