@@ -133,7 +133,7 @@ with tempfile.TemporaryDirectory() as tmp:
     again = sweep("ci", Path(tmp) / "ci", jobs=1, progress=False, command=command)  # resumes
     print(again.describe().replace(tmp, "$TMP"))
     report = write_report(Path(tmp) / "ci", reps=500)
-    print(report.read_text().split("## Training curves")[0][:1200])
+    print(report.read_text().replace(tmp, "$TMP").split("## Training curves")[0][:1200])
     plt.close("all")
     print(f"... sweep, resume and report in {time.time() - start:.1f} s")
 
