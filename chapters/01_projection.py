@@ -384,6 +384,8 @@ fig, axes = plt.subplots(1, 3, figsize=(13, 4.4))
 for ax, (title, point) in zip(axes, {"inside: rank 2": [0.5, -0.5], "facing a face: rank 1": [0.2, 2.1], "facing a vertex: rank 0": [2.6, 1.0]}.items(), strict=False):
     plot_projection(A.numpy(), b.numpy(), np.array([point]), ax=ax, extent=(-2.6, 2.6, -2.6, 2.6))
     ax.set_title(title)
+for ax in axes[1:]:
+    ax.get_legend().remove()  # one legend for the three panels
 plt.tight_layout()
 plt.show()
 

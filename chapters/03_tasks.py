@@ -126,7 +126,7 @@ HTML(animation_html(pendulum.frames[:80], fps=20))
 # %% tags=["hide-input"] mystnb={"figure": {"caption": "Left: the safe torque interval along the episode, with the proposed (random) and applied torques; the safeguard replaces every proposal outside the interval by its nearest end. Right: the trajectory in the phase plane never leaves the RCI set.", "name": "fig-pendulum-interval"}, "image": {"alt": "Left, a band of safe torques over time with proposed and applied torques; right, the pendulum's trajectory inside its RCI set"}}
 fig, axes = plt.subplots(1, 2, figsize=(13, 3.8), gridspec_kw={"width_ratios": [2.2, 1]})
 plot_safe_interval(pendulum, ax=axes[0])
-axes[0].set_title("Safe torque interval along the episode")
+axes[0].set_title("Safe torque interval along the episode", loc="left")
 plot_zonotope(load_rci("pendulum").set, ax=axes[1], alpha=0.3, label="RCI set")
 axes[1].plot(pendulum.observations[:, 0], pendulum.observations[:, 1], ".-", color="0.3",
              markersize=2, linewidth=0.6, label="trajectory")
@@ -154,7 +154,7 @@ print(f"return {quadrotor.rewards.sum():.1f}, interventions {quadrotor.intervent
 quadrotor_filmstrip(quadrotor, count=6, title="2-D quadrotor, random policy behind the safeguard")
 plt.show()
 
-# %% tags=["hide-input"] mystnb={"figure": {"caption": "The quadrotor's safe set of normalised thrust pairs (a₁, a₂) at five steps of the episode: it changes shape and position with the state, but is never empty.", "name": "fig-quadrotor-safe-along"}, "image": {"alt": "Five polygons of safe thrust pairs at five time steps"}}
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "The quadrotor's safe set of normalised thrust pairs (u₁, u₂) at five steps of the episode: it changes shape and position with the state, but is never empty.", "name": "fig-quadrotor-safe-along"}, "image": {"alt": "Five polygons of safe thrust pairs at five time steps"}}
 plot_safe_actions_along(quadrotor, steps=[0, 40, 80, 120, 160])
 plt.suptitle(r"Safe (normalised) thrust pairs $(u_1, u_2)$ at five steps of the episode")
 plt.tight_layout()

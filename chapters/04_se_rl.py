@@ -196,17 +196,18 @@ from tutorial_rl.profile import by_profile
 # :label: alg-td3-se
 #
 # ```text
-# for t = 1, ..., T:                                                TD3.learn
-#     ũ ← clip(μθ(x) + ε),  ε ~ N(0, σ²)  (random before learning_starts)   select_action
-#     the environment applies u = Φ(x, ũ); observe r, x', d           ModeEnv.step
-#     add (x, ũ, r, x', d) to the replay buffer                        store
-#     sample a minibatch (x, ũ, r, x', d)                              update
-#     ũ' ← clip(μθ'(x') + clip(ε', −c, c))                             target_actions
-#     y ← r + γ (1 − d) min_i Qφi'(x', ũ')                             compute_loss_q
-#     φi ← φi − η ∇φi Σ (Qφi(x, ũ) − y)²            (both critics)
-#     every policy_delay steps:
-#         θ ← θ + η ∇θ mean Qφ1(x, μθ(x))           (no ∂Φ/∂ũ)          compute_loss_pi
-#         θ' ← (1 − τ) θ' + τ θ,  φi' ← (1 − τ) φi' + τ φi              update
+# for t = 1, ..., T:                                 TD3.learn
+#   ũ ← clip(μθ(x) + ε), ε ~ N(0, σ²)                select_action
+#       (uniformly random before learning_starts)
+#   environment applies u = Φ(x, ũ); r, x', d        ModeEnv.step
+#   add (x, ũ, r, x', d) to the replay buffer        store
+#   sample a minibatch                               update
+#   ũ' ← clip(μθ'(x') + clip(ε', −c, c))             target_actions
+#   y ← r + γ (1 − d) min_i Qφi'(x', ũ')             compute_loss_q
+#   φi ← φi − η ∇ Σ (Qφi(x, ũ) − y)²  (i = 1, 2)
+#   every policy_delay steps:
+#     θ ← θ + η ∇θ mean Qφ1(x, μθ(x))  (no ∂Φ/∂ũ)    compute_loss_pi
+#     θ' ← (1 − τ)θ' + τθ, φi' ← (1 − τ)φi' + τφi    update
 # ```
 # ````
 #

@@ -32,7 +32,7 @@
 # 2. derive the deterministic SP-RL policy gradient through $\partial\Phi/\partial\tilde u$ and
 #    connect it to the zero-gradient problem of chapter 1;
 # 3. state the unbiased stochastic SP-RL gradient with the unsafe sample's log-likelihood, prove
-#    that A2C's SE-RL and SP-RL updates are identical (Lemma 1), and see it bit for bit;
+#    that A2C's SE-RL and SP-RL updates are identical (the paper's Lemma 1), and see it bit for bit;
 # 4. explain why the projected-mean variant and TD3 break that equivalence;
 # 5. state Theorem 1 (SE-RL and SP-RL share the optimal value function) and its proof idea;
 # 6. train TD3 unsafe, in SE and in SP mode and say what SP-RL costs per update.
@@ -254,7 +254,7 @@ plt.show()
 #
 # With a state-value critic, the consequence is striking.
 #
-# ```{prf:lemma} SE-RL and SP-RL A2C coincide (Lemma 1 of the paper)
+# ```{prf:lemma} SE-RL and SP-RL A2C coincide; Lemma 1 of the paper
 # :label: lem-a2c-equivalence
 # Let an actor-critic algorithm with a stochastic policy $\pi_\theta(\tilde u \mid x)$ over unsafe
 # actions and a state-value critic $V_\psi(x)$ estimate its advantages by GAE. In SE-RL, use the
@@ -287,16 +287,17 @@ plt.show()
 # :label: alg-a2c
 #
 # ```text
-# repeat until the step budget is spent:                              A2C.learn
-#     for t = 1, ..., n:                                              collect_rollout
-#         ũ_t ← μθ(x_t) + σθ ⊙ ε_t,  one ε_t ~ N(0, I) per step        select_action
-#         the system receives u_t = Φ(x_t, ũ_t)
-#             (SE: the environment projects; SP: the policy's last layer)
-#         observe r_t, x_{t+1}; store (x_t, ũ_t, r_t)
-#     Â_t ← GAE(r, V_ψ),  R̂_t ← Â_t + V_ψ(x_t)                        compute_gae
-#     one gradient step on                                            update
-#         L = −mean log N(ũ_t; μθ(x_t), σθ²) Â_t                      compute_loss_pi
-#             + c_v mean (V_ψ(x_t) − R̂_t)²                            compute_loss_v
+# repeat until the step budget is spent:             A2C.learn
+#   for t = 1, ..., n:                               collect_rollout
+#     ũ_t ← μθ(x_t) + σθ ⊙ ε_t, one ε_t ~ N(0, I)    select_action
+#     the system receives u_t = Φ(x_t, ũ_t)
+#       (SE: the environment projects,
+#        SP: the policy's last layer)
+#     observe r_t, x_{t+1}; keep (x_t, ũ_t, r_t)
+#   Â_t ← GAE(r, V_ψ), R̂_t ← Â_t + V_ψ(x_t)          compute_gae
+#   one gradient step on                             update
+#     L = −mean log N(ũ_t; μθ(x_t), σθ²) Â_t         compute_loss_pi
+#         + c_v mean (V_ψ(x_t) − R̂_t)²               compute_loss_v
 # ```
 # ````
 #
@@ -383,7 +384,7 @@ print(pd.DataFrame(parameter_table(a2c["se"].agent, projected_mean.agent)).to_st
 # Lemma 1 is about one algorithm family. The paper's first result is about the problem itself:
 # whatever the algorithm, SE-RL and SP-RL aim at the same target.
 #
-# ```{prf:theorem} SE-RL and SP-RL share the optimal value function (Theorem 1 of the paper)
+# ```{prf:theorem} SE-RL and SP-RL share the optimal value function; Theorem 1 of the paper
 # :label: thm-same-optimum
 # Let $V_{SE}^\star$ be the optimal value function of the SE-RL MDP {eq}`eq-se-mdp`, optimising
 # over policies $\pi(\tilde u \mid x)$ on the action box $\mathcal U$, and $V_{SP}^\star$ that of

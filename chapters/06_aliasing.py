@@ -149,7 +149,7 @@ plt.show()
 # $p_{SE}(x' \mid x, \tilde u) = p(x' \mid x, \Phi(x, \tilde u))$ and
 # $r_{SE}(x, \tilde u) = r(x, \Phi(x, \tilde u))$.
 #
-# ```{prf:lemma} Flat-lining critic (Lemma 2 of the paper)
+# ```{prf:lemma} Flat-lining critic; Lemma 2 of the paper
 # :label: lem-flat-lining
 # Let $u$ be a point of the boundary of the convex safe set $\mathcal U_s(x)$, $N(u)$ its normal
 # cone, and $\tilde u \in u + N(u)$ an unsafe action in it. Then for every policy $\pi$

@@ -36,7 +36,7 @@ def test_player_embeds_every_frame_and_nothing_remote() -> None:
     assert _frame_count(html) == 4
     assert 'alt="a growing line"' in html
     _assert_offline(html)
-    for symbol in ("▶", "⏸", "⏮", "⏭"):
+    for symbol in ("▶", "❚❚", "⇤", "⇥"):
         assert symbol in html
     assert not plt.get_fignums()  # the player's figure is closed, nothing leaks into the page
 

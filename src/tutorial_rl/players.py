@@ -29,11 +29,12 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers only
     from tutorial_rl.aliasing import AliasingResult
     from tutorial_rl.sets.safe_actions import LinearSafeActionSet
 
-# matplotlib's button icons (Font Awesome class names) and the symbols that replace them.
+# matplotlib's button icons (Font Awesome class names) and the symbols that replace them: all in
+# the fonts a browser always has (DejaVu, Liberation), unlike the media-control block U+23E9-23FA.
 BUTTON_SYMBOLS: dict[str, str] = {
-    "fa-minus": "−", "fa-fast-backward": "⏮", "fa-step-backward": "❙◀",
-    "fa-play fa-flip-horizontal": "◀", "fa-pause": "⏸", "fa-play": "▶",
-    "fa-step-forward": "▶❙", "fa-fast-forward": "⏭", "fa-plus": "+",
+    "fa-minus": "−", "fa-fast-backward": "⇤", "fa-step-backward": "❙◀",
+    "fa-play fa-flip-horizontal": "◀", "fa-pause": "❚❚", "fa-play": "▶",
+    "fa-step-forward": "▶❙", "fa-fast-forward": "⇥", "fa-plus": "+",
 }
 _REMOTE = re.compile(r"""(?:src|href)\s*=\s*["']?(?:https?:)?//""", re.I)
 

@@ -249,10 +249,13 @@ def plot_safe_interval(record: Rollout, ax: Axes | None = None) -> Axes:
                     label="safe actions")
     ax.plot(t, record.proposed_actions[:, 0], ".", color=UNSAFE_COLOR, markersize=4,
             label="proposed")
-    ax.plot(t, record.applied_actions[:, 0], ".", color="#00798c", markersize=4, label="applied")
+    ax.plot(t, record.applied_actions[:, 0], ".", color=PROJECTION_COLOR, markersize=4,
+            label="applied")
     ax.set_xlabel("step")
     ax.set_ylabel("normalised action")
-    ax.legend(fontsize=LEGEND_SIZE, loc="upper right", ncols=3)
+    # above the axes, not over the data (the proposals fill the whole action range)
+    ax.legend(fontsize=LEGEND_SIZE, loc="lower right", bbox_to_anchor=(1.0, 1.0), ncols=3,
+              frameon=False)
     return ax
 
 
