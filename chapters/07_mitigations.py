@@ -11,15 +11,15 @@
 # ---
 
 # %% [markdown]
-# # 7. Mitigations
+# # Mitigations
 #
 # Chapter 6 showed the two faces of action aliasing: the flat-lining SE critic and the zero
 # gradient of SP-RL. Both lose the same information, the component of the policy gradient along
 # the normal of the safe set. This chapter adds it back with a penalty on the distance between
 # the proposed and the applied action, in the three ways the paper compares
 # {cite:p}`markgraf2026safeguard`: a reward penalty for SE-RL, a per-sample loss for SP-RL, and
-# the paper's proposal, a penalty critic for SP-RL. It then answers the second objection of the
-# paper's review: how does the penalty get past a Jacobian of rank zero?
+# the paper's proposal, a penalty critic for SP-RL. It then answers a natural objection: how
+# does the penalty get past a Jacobian of rank zero?
 #
 # ```{admonition} Learning goals
 # :class: tip
@@ -32,6 +32,14 @@
 # 3. read the fixed-state experiment: why the per-sample loss stops on the boundary while the
 #    penalty critic and the SE reward penalty reach the interior, and when that difference
 #    disappears.
+# ```
+#
+# ```{admonition} Run this chapter
+# :class: seealso
+# This page shows the chapter as it ran when the book was built. To run it yourself, get
+# {{ repository_link }}, run `make lab` (it installs everything into `.venv` and opens
+# JupyterLab), and open `chapters/07_mitigations.py` as a notebook (right click, *Open With → Notebook*).
+# Every cell can be edited and re-run there, and the interactive widgets respond.
 # ```
 
 # %%
@@ -119,7 +127,7 @@ print("penalty weight alpha =", alpha, "| policy step size =", results["quadroto
 #
 # ## The penalty and the rank-deficient Jacobian
 #
-# The review's second objection: the penalty is computed from $\Phi(\tilde u)$, the output of the
+# The objection: the penalty is computed from $\Phi(\tilde u)$, the output of the
 # projection; so is its gradient not filtered by the same rank-deficient $J$ it is meant to
 # repair? It is not, and the reason is exact.
 #
@@ -208,11 +216,15 @@ for name, result in results.items():
 # The settings of chapter 6, now with the three mitigations ($\alpha$ and the step size as printed
 # above; the same initial action, critics and 50 steps):
 
-# %% tags=["hide-input"]
-for name, result in results.items():
-    axes = plot_settings(result, settings=("se_penalty", "sp_per_sample", "sp_penalty_critic"))
-    axes[0].figure.suptitle(result.scenario.description, y=0.98)
-    plt.show()
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Fixed-state experiment with the three mitigations, quadrotor: SE reward penalty, SP per-sample loss and SP penalty critic (red: proposal ũ, blue: applied Φ(ũ), black cross: the best safe action).", "name": "fig-mitigations-quadrotor"}, "image": {"alt": "Three panels with contours, the safe set and the paths of proposal and applied action"}}
+axes = plot_settings(results["quadrotor"], settings=("se_penalty", "sp_per_sample", "sp_penalty_critic"))
+axes[0].figure.suptitle(results["quadrotor"].scenario.description, y=0.98)
+plt.show()
+
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Fixed-state experiment with the three mitigations, seeker.", "name": "fig-mitigations-seeker"}, "image": {"alt": "Three panels with contours, the safe set and the paths of proposal and applied action"}}
+axes = plot_settings(results["seeker"], settings=("se_penalty", "sp_per_sample", "sp_penalty_critic"))
+axes[0].figure.suptitle(results["seeker"].scenario.description, y=0.98)
+plt.show()
 
 # %%
 print(f"{'':>9} {'setting':>24}  {'final ũ':>16}  {'|ũ - Φ(ũ)|':>10}  ũ inside?  Φ on boundary?  true value (best safe)")
