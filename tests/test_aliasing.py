@@ -360,7 +360,8 @@ def test_fitted_penalty_critic_follows_the_gradient_decomposition(long_horizon) 
     assert np.all(error[2:] < 0.2)  # outside: the fitted gradient is the decomposition's
     # inside: the fitted gradient is the long-term part, in the direction of Jᵀ∇F (braking)
     long_term, jf = c["long_term"][:2], c["predicted"][:2]
-    cosine = (long_term * jf).sum(1) / np.linalg.norm(long_term, axis=1) / np.linalg.norm(jf, axis=1)
+    norms = np.linalg.norm(long_term, axis=1) * np.linalg.norm(jf, axis=1)
+    cosine = (long_term * jf).sum(1) / norms
     assert np.all(cosine > 0.9) and np.all(jf[:, 0] < 0)
     # the fitted long-term part leaks little outside range(J) (exact critics: none)
     leak = c["normal"][2:] / np.linalg.norm(c["immediate"][2:], axis=1)
