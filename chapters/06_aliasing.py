@@ -169,6 +169,23 @@ plt.show()
 # has interior, the function is constant on an open set and its gradient is zero there.
 # ```
 #
+# **With exact critics SE-RL and SP-RL follow the same gradient.** The proof shows more than the
+# lemma states: $Q^\pi_{SE}(x, \tilde u) = Q^\pi_{SE}(x, \Phi(x, \tilde u))$ for *every* $\tilde u$,
+# and on safe actions the SE-MDP is the original MDP, so $Q^\pi_{SE}(x, u) = Q_{SP}(x, u)$, the
+# critic SP-RL learns on safe actions. Wherever $\Phi$ is differentiable, the chain rule gives
+#
+# $$
+# \nabla_{\tilde u} Q^\pi_{SE}(x, \tilde u) = J^\top \nabla_u Q_{SP}(x, u), \qquad u = \Phi(x,
+# \tilde u),\; J = \partial\Phi/\partial\tilde u ,
+# $$ (eq-alias-same-gradient)
+#
+# which is exactly SP-RL's policy gradient through the projection layer. The flat-lining critic of
+# SE-RL and the rank-deficient Jacobian of SP-RL are one phenomenon seen from two sides: the
+# normal components that $J^\top$ deletes. The two differ only through what is *fitted*: SE-RL's
+# critic has to learn the composition $Q_{SP}\circ\Phi$ on unsafe actions, kinks included (and
+# may smooth them, as measured below), while SP-RL's critic learns $Q_{SP}$ on safe actions and
+# the exact $J$ is applied to it. (Exercise {ref}`ex-alias-se-gradient-face` works through a face.)
+#
 # The lemma is about the *exact* value function. The figure shows it for the quadrotor: the true
 # value of the raw action (left) keeps changing outside the band; the target the SE critic has to
 # learn (second) is exactly constant along every normal, with straight contour lines leaving the
