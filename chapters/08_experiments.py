@@ -53,7 +53,7 @@ from tutorial_rl.experiments.commands import read_report, write_report
 from tutorial_rl.experiments.config import estimate_wall_time, get_profile
 from tutorial_rl.experiments.findings import check_findings
 from tutorial_rl.experiments.runner import sweep
-from tutorial_rl.results import describe_invocations, results_dir
+from tutorial_rl.results import describe_invocations, load_result, results_dir
 
 pd.set_option("display.width", 160)
 pd.set_option("display.max_colwidth", 90)
@@ -340,10 +340,16 @@ print(f"TD3, SP-RL variants relative to SE-RL vanilla: {td3_sp.min().min():.2f} 
 # per-sample loss appearing cheaper than SE-RL vanilla is an example. A2C's
 # SP-RL vanilla update needs no projection Jacobian at all (Lemma 1), which is why it costs the
 # same as SE-RL; the per-sample loss differentiates the penalty through $\Phi$ and costs about
-# twice as much. With `cvxpylayers` as the projection, as in the paper's code, an SP-RL update is
-# 70 to 170 times slower than SE-RL (chapter 5 measures it), which alone would turn the quick
-# sweep's half hour into days.
-#
+# twice as much. With `cvxpylayers` as the projection, as in the paper's code, a TD3 SP-RL update
+# is about 50 to 90 times slower than an SE-RL one (the committed measurement chapter 5 quotes),
+# which alone would turn the quick sweep's half hour into days:
+
+# %%
+cvx_ratio = {env: r["cvx_ratio"] for env, r in load_result("benchmarks/training").data.items()}
+print("cvxpylayers SP-RL / SE-RL time per TD3 update:",
+      ", ".join(f"{env} {ratio:.0f}x" for env, ratio in cvx_ratio.items()))
+
+# %% [markdown]
 # ## Running the paper's profile
 #
 # The `paper` profile is the paper's grid and budgets. Estimated from per-step costs measured on

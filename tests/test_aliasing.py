@@ -376,3 +376,23 @@ def test_long_horizon_figure_draws(long_horizon) -> None:
     plt.close("all")
     with pytest.raises(ValueError, match="grid"):
         plot_long_horizon(long_horizon[1])
+
+
+def test_epoch_sweep_writes_reads_and_draws(tmp_path) -> None:
+    from tutorial_rl.aliasing.epoch_sweep import load_sweep, run_sweep, summarise
+    from tutorial_rl.aliasing.plots import plot_epoch_sweep
+    from tutorial_rl.provenance import invocations
+
+    small = ExperimentConfig(n_samples=128, grid_size=5)
+    written = run_sweep(tmp_path / "sweep", epochs=(10, 20), seeds=(0,), config=small)
+    frame = load_sweep(tmp_path / "sweep")
+    assert frame.equals(written) and len(frame) == 2
+    assert set(frame.columns) == {"epochs", "seed", "rmse", "ratio", "escaped", "value"}
+    table = summarise(frame)
+    assert table["seeds"].tolist() == [1, 1] and table.index.tolist() == [10, 20]
+    record = invocations(tmp_path / "sweep")[-1]
+    assert record["epochs"] == [10, 20] and record["config"]["n_samples"] == 128
+    assert len(plot_epoch_sweep(frame, best_safe_value=1.0)) == 2
+    plt.close("all")
+    with pytest.raises(FileNotFoundError, match="epoch_sweep"):
+        load_sweep(tmp_path / "missing")

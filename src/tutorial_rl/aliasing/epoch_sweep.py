@@ -58,7 +58,7 @@ def load_sweep(folder: Path) -> pd.DataFrame:
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist; create it with "
                                 "python -m tutorial_rl.aliasing.epoch_sweep --out " + str(folder))
-    return pd.read_csv(path)
+    return pd.read_csv(path, float_precision="round_trip")
 
 
 def summarise(frame: pd.DataFrame) -> pd.DataFrame:

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
@@ -35,6 +36,7 @@ from tutorial_rl.plotting import (
 
 __all__ = [
     "plot_critic_surfaces",
+    "plot_epoch_sweep",
     "plot_long_horizon",
     "plot_normal_derivatives",
     "plot_rank",
@@ -267,4 +269,48 @@ def plot_long_horizon(result: LongHorizonResult, axes: Sequence[Axes] | None = N
     low = min(penalised[row, keep].min(), -result.grid_future[row, keep].max())
     ax.set_ylim(low - 0.55, None)  # room for the legend below the curves
     ax.legend(fontsize=7.5, loc="lower left", ncol=2)
+    return axes
+
+
+def plot_epoch_sweep(frame: pd.DataFrame, best_safe_value: float | None = None,
+                     axes: Sequence[Axes] | None = None) -> Sequence[Axes]:
+    """Chapter 6's SE-critic epoch sweep (:mod:`tutorial_rl.aliasing.epoch_sweep`), two panels.
+
+    Left: the share of seeds whose SE-RL policy escaped into the safe set, and the median fit
+    RMSE of the SE critic (right axis), against the training epochs. Right: the true value of the
+    final applied action Φ(ũ_T) of every seed (dots; filled: escaped) with the per-epochs mean.
+    """
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=(11.5, 3.8))
+    g = frame.groupby("epochs")
+    epochs = np.asarray(sorted(frame["epochs"].unique()))
+    ax = axes[0]
+    ax.plot(epochs, g["escaped"].mean().to_numpy(), "o-", color=SAFE_COLOR,
+            label="share of seeds that escaped")
+    ax.set_xscale("log")
+    ax.set_ylim(-0.05, 1.05)
+    ax.set_xlabel("training epochs of the SE critic")
+    ax.set_ylabel("share of seeds whose ũ_T is safe")
+    twin = ax.twinx()
+    twin.plot(epochs, g["rmse"].median().to_numpy(), "s--", color="0.4",
+              label="median fit RMSE (right axis)")
+    twin.set_ylabel("fit RMSE")
+    handles = ax.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
+    ax.legend(handles=handles, fontsize=8, loc="center right")
+    ax = axes[1]
+    offsets = np.linspace(-0.08, 0.08, frame["seed"].nunique())
+    seed_index = {s: i for i, s in enumerate(sorted(frame["seed"].unique()))}
+    x = frame["epochs"].to_numpy() * np.exp(offsets[frame["seed"].map(seed_index).to_numpy()])
+    escaped = frame["escaped"].to_numpy(dtype=bool)
+    ax.scatter(x[escaped], frame["value"][escaped], color=SAFE_COLOR, s=22, label="escaped")
+    ax.scatter(x[~escaped], frame["value"][~escaped], facecolor="none", edgecolor=UNSAFE_COLOR,
+               s=22, label="trapped outside")
+    ax.plot(epochs, g["value"].mean().to_numpy(), color="0.2", linewidth=1, label="mean")
+    if best_safe_value is not None:
+        ax.axhline(best_safe_value, color="black", linestyle=":", linewidth=1,
+                   label="best safe value")
+    ax.set_xscale("log")
+    ax.set_xlabel("training epochs of the SE critic")
+    ax.set_ylabel(r"true value of $\Phi(\tilde u_T)$")
+    ax.legend(fontsize=8)
     return axes
