@@ -11,17 +11,17 @@
 # ---
 
 # %% [markdown]
-# # 7. Mitigations
+# # Mitigations
 #
 # Chapter 6 showed the two faces of action aliasing: the flat-lining SE critic and the zero
 # gradient of SP-RL. Both lose the same information, the component of the policy gradient along
 # the normal of the safe set. This chapter adds it back with a penalty on the distance between
 # the proposed and the applied action, in the three ways the paper compares
 # {cite:p}`markgraf2026safeguard`: a reward penalty for SE-RL, a per-sample loss for SP-RL, and
-# the paper's proposal, a penalty critic for SP-RL. It then answers the second objection of the
-# paper's review: how does the penalty get past a Jacobian of rank zero? Exactly: its immediate
-# part does, its long-term part does not. Finally it builds a state where the long-term part
-# matters, and shows what the penalty critic gains there over the per-sample loss.
+# the paper's proposal, a penalty critic for SP-RL. It then answers a natural objection: how
+# does the penalty get past a Jacobian of rank zero? Exactly: its immediate part does, its
+# long-term part does not. Finally it builds a state where the long-term part matters, and shows
+# what the penalty critic gains there over the per-sample loss.
 #
 # ```{admonition} Learning goals
 # :class: tip
@@ -39,6 +39,14 @@
 #    disappears;
 # 5. build a state where today's action changes tomorrow's penalties, and measure what the
 #    penalty critic's long-term part buys there.
+# ```
+#
+# ```{admonition} Run this chapter
+# :class: seealso
+# This page shows the chapter as it ran when the book was built. To run it yourself, get
+# {{ repository_link }}, run `make lab` (it installs everything into `.venv` and opens
+# JupyterLab), and open `chapters/07_mitigations.py` as a notebook (right click, *Open With → Notebook*).
+# Every cell can be edited and re-run there, and the interactive widgets respond.
 # ```
 
 # %%
@@ -129,7 +137,7 @@ print("penalty weight alpha =", alpha, "| policy step size =", results["quadroto
 #
 # ## The penalty and the rank-deficient Jacobian
 #
-# The review's second objection: the penalty is computed from $\Phi(\tilde u)$, the output of the
+# The objection: the penalty is computed from $\Phi(\tilde u)$, the output of the
 # projection; so is its gradient not filtered by the same rank-deficient $J$ it is meant to
 # repair? It is not, and the reason is exact.
 #
@@ -260,7 +268,7 @@ for name, result in results.items():
 # the reason SE-RL and SP-RL share their gradient when the critics are exact (chapter 6).
 # ```
 #
-# This is the precise answer to the review's second objection. The penalty's gradient has two
+# This is the precise answer to the objection. The penalty's gradient has two
 # parts, and they meet the rank-deficient Jacobian differently:
 #
 # - the **immediate part** $-2\alpha(\tilde u - \Phi)$ lies in $\mathrm{null}(J)$, the span of
@@ -288,11 +296,15 @@ for name, result in results.items():
 # The settings of chapter 6, now with the three mitigations ($\alpha$ and the step size as printed
 # above; the same initial action, critics and 50 steps):
 
-# %% tags=["hide-input"]
-for name, result in results.items():
-    axes = plot_settings(result, settings=("se_penalty", "sp_per_sample", "sp_penalty_critic"))
-    axes[0].figure.suptitle(result.scenario.description, y=0.98)
-    plt.show()
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Fixed-state experiment with the three mitigations, quadrotor: SE reward penalty, SP per-sample loss and SP penalty critic (red: proposal ũ, blue: applied Φ(ũ), black cross: the best safe action).", "name": "fig-mitigations-quadrotor"}, "image": {"alt": "Three panels with contours, the safe set and the paths of proposal and applied action"}}
+axes = plot_settings(results["quadrotor"], settings=("se_penalty", "sp_per_sample", "sp_penalty_critic"))
+axes[0].figure.suptitle(results["quadrotor"].scenario.description, y=0.98)
+plt.show()
+
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Fixed-state experiment with the three mitigations, seeker.", "name": "fig-mitigations-seeker"}, "image": {"alt": "Three panels with contours, the safe set and the paths of proposal and applied action"}}
+axes = plot_settings(results["seeker"], settings=("se_penalty", "sp_per_sample", "sp_penalty_critic"))
+axes[0].figure.suptitle(results["seeker"].scenario.description, y=0.98)
+plt.show()
 
 # %%
 print(f"{'':>9} {'setting':>24}  {'final ũ':>16}  {'|ũ - Φ(ũ)|':>10}  ũ inside?  Φ on boundary?  true value (best safe)")
@@ -437,19 +449,12 @@ best = np.unravel_index(np.argmax(penalised_grid), penalised_grid.shape)
 print(f"best penalised value on the grid: {penalised_grid[best]:.3f} at u = "
       f"{np.array2string(long_horizon.grid[best], precision=2)}")
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "The long-horizon experiment. Left: the first action's safe set (green; the face ũ1 = 0.45 is the braking distance to the wall), contours of the true penalised value of the applied action, and the paths of the three mitigations' proposals from (-0.4, 0.6) (circle) to their end (square). Right: along ũ2 = 0, the task value rises with the first acceleration while the future penalties fall; their sum peaks inside the set. The per-sample loss ends on the face, the penalty critic and the SE reward penalty near the peak.", "name": "fig-mitigations-long-horizon"}, "image": {"alt": "Left: safe set, contours and three paths of the proposal; right: task value, future penalties and their sum along u2 = 0 with the end points of the three mitigations"}}
 plot_long_horizon(long_horizon)
 plt.tight_layout()
 plt.show()
 
 # %% [markdown]
-# *Figure: the long-horizon experiment. Left: the first action's safe set (green; the face
-# $\tilde u_1 = 0.45$ is the braking distance to the wall), contours of the true penalised value of
-# the applied action, and the paths of the three mitigations' proposals from $(-0.4, 0.6)$
-# (circle) to their end (square). Right: along $\tilde u_2 = 0$, the task value rises with the
-# first acceleration while the future penalties fall; their sum peaks inside the set. The
-# per-sample loss ends on the face, the penalty critic and the SE reward penalty near the peak.*
-#
 # The per-sample loss sees no penalty inside the set, so it follows the task critic to the face
 # and stays there: the applied action accelerates as hard as the safe set allows, and the
 # safeguard pays for it later, with future penalties of $0.58$. The penalty critic's long-term

@@ -11,7 +11,7 @@
 # ---
 
 # %% [markdown]
-# # 8. Experiments
+# # Experiments
 #
 # Chapters 6 and 7 looked at one frozen state. This chapter puts the whole argument to the test
 # on the three tasks: TD3 and A2C, each in five variants (SE-RL vanilla and with a reward penalty;
@@ -38,6 +38,14 @@
 #    them, saying which hold at this budget and which cannot be decided;
 # 4. say what each variant costs in compute.
 # ```
+#
+# ```{admonition} Run this chapter
+# :class: seealso
+# This page shows the chapter as it ran when the book was built. To run it yourself, get
+# {{ repository_link }}, run `make lab` (it installs everything into `.venv` and opens
+# JupyterLab), and open `chapters/08_experiments.py` as a notebook (right click, *Open With → Notebook*).
+# Every cell can be edited and re-run there, and the interactive widgets respond.
+# ```
 
 # %%
 import tempfile
@@ -52,12 +60,17 @@ from tutorial_rl.experiments import plots, stats
 from tutorial_rl.experiments.commands import read_report, write_report
 from tutorial_rl.experiments.config import estimate_wall_time, get_profile
 from tutorial_rl.experiments.findings import check_findings
+from tutorial_rl.experiments.references import default_reference_path, load_references
 from tutorial_rl.experiments.runner import sweep
 from tutorial_rl.results import describe_invocations, load_result, results_dir
 
 pd.set_option("display.width", 160)
 pd.set_option("display.max_colwidth", 90)
 QUICK = results_dir() / "quick"
+REFERENCES = default_reference_path(QUICK)  # results/reference/reference.json
+references = load_references(REFERENCES) if REFERENCES.is_file() else None
+FINDINGS_COLUMNS = ["finding", "env", "algo", "verdict", "status", "seeds", "n", "cliffs_delta",
+                    "p", "p_holm", "p_equiv_holm"]
 
 # %% [markdown]
 # ## The protocol
@@ -121,11 +134,11 @@ with tempfile.TemporaryDirectory() as tmp:
     start = time.time()
     command = "tutorial_rl.experiments.runner.sweep('ci', out, jobs=1) in chapter 8"
     summary = sweep("ci", Path(tmp) / "ci", jobs=1, progress=False, command=command)
-    print(summary.describe())
+    print(summary.describe().replace(tmp, "$TMP"))  # the page shows no machine-specific path
     again = sweep("ci", Path(tmp) / "ci", jobs=1, progress=False, command=command)  # resumes
-    print(again.describe())
+    print(again.describe().replace(tmp, "$TMP"))
     report = write_report(Path(tmp) / "ci", reps=500)
-    print(report.read_text().split("## Training curves")[0][:1200])
+    print(report.read_text().replace(tmp, "$TMP").split("## Training curves")[0][:1200])
     plt.close("all")
     print(f"... sweep, resume and report in {time.time() - start:.1f} s")
 
@@ -160,7 +173,7 @@ print(f"\n{len(runs)} finished runs, {len(tables['failures'])} failed, "
 # Each panel shows one task and algorithm: the IQM of every configuration (dot) and its 95 %
 # bootstrap interval (bar), SE-RL in blues, SP-RL in oranges and greens.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Final performance in the quick sweep: interquartile mean (dot) and 95 % bootstrap interval (bar) of every configuration per task and algorithm.", "name": "fig-final-performance"}, "image": {"alt": "Grid of panels with interval plots of final return per configuration"}}
 fig = plots.figure_grid(final, plots.plot_final_performance,
                         "Final performance, quick profile (IQM, 95 % bootstrap CI)")
 plt.show()
@@ -170,7 +183,7 @@ plt.show()
 # (training episode returns, smoothed over 5 episodes, IQM over seeds with a 95 % band). In the
 # A2C panels the SE-RL vanilla curve is hidden exactly under the SP-RL one: finding 1 below.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Training return in the quick sweep: IQM over seeds with a 95 % band, vanilla variants and the best α of each mitigation.", "name": "fig-training-curves"}, "image": {"alt": "Grid of panels with learning curves"}}
 fig = plots.figure_grid(tables["curves"], plots.plot_training_curves,
                         "Training return, quick profile (IQM over seeds, 95 % band)",
                         final=final)
@@ -185,8 +198,8 @@ plt.show()
 # their best $\alpha$, as in the paper's figures.
 
 # %%
-findings = check_findings(runs, final)
-print(findings.drop(columns="claim").to_string(index=False))
+findings = check_findings(runs, references)
+print(findings[FINDINGS_COLUMNS].to_string(index=False))
 
 # %% [markdown]
 # **Finding 1: A2C with SE-RL and with SP-RL perform identically.** It holds on all three tasks,
@@ -232,7 +245,7 @@ print(f"\n{len(longer['runs'])} runs")
 print(longer["final_performance"][["env", "config", "iqm", "ci_low", "ci_high"]]
       .sort_values(["env", "iqm"], ascending=[True, False]).to_string(index=False))
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "TD3 at 20,000 steps on the quadrotor and the seeker: final performance (IQM, 95 % CI) and training return.", "name": "fig-td3-20k"}, "image": {"alt": "Two rows of panels with final performance and learning curves"}}
 fig, axes = plt.subplots(2, 2, figsize=(11, 6.4), gridspec_kw={"width_ratios": [1, 1.2]})
 for row, env in zip(axes, ("quadrotor", "seeker"), strict=True):
     plots.plot_final_performance(longer["final_performance"], env, "td3", ax=row[0])
@@ -242,8 +255,8 @@ fig.tight_layout()
 plt.show()
 
 # %%
-longer_findings = check_findings(longer["runs"], longer["final_performance"])
-print(longer_findings.drop(columns="claim").to_string(index=False))
+longer_findings = check_findings(longer["runs"], references)
+print(longer_findings[FINDINGS_COLUMNS].to_string(index=False))
 longer_kruskal, longer_dunn = stats.significance(longer["runs"])
 print()
 print(longer_kruskal.drop(columns="note").to_string(index=False))
@@ -297,7 +310,7 @@ print(dunn[dunn["significant"]].drop(columns="significant").to_string(index=Fals
 #
 # How often does the safeguard have to step in? Per evaluation episode, for each configuration:
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Safeguard interventions per evaluation episode (mean over seeds) for every configuration.", "name": "fig-interventions"}, "image": {"alt": "Grid of bar charts of interventions per configuration"}}
 fig = plots.figure_grid(tables["interventions"], plots.plot_interventions,
                         "Safeguard interventions per evaluation episode (mean over seeds)",
                         cell_size=(5.5, 3.4))

@@ -1,5 +1,5 @@
 """Figures of the fixed-state aliasing experiments (Chapter 6, chapters/06_aliasing.py; Chapter 7,
-chapters/07_mitigations.py; DESIGN.md §3).
+chapters/07_mitigations.py).
 
 The experiment itself is :mod:`tutorial_rl.aliasing.experiment`; these functions only draw its
 results. The safe set, normal cones and Jacobian-rank maps come from :mod:`tutorial_rl.plotting`
@@ -10,6 +10,7 @@ makes them) and returns them; none calls ``plt.show``.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -23,15 +24,21 @@ from tutorial_rl.aliasing.experiment import SETTING_LABELS, SETTINGS, AliasingRe
 from tutorial_rl.aliasing.flat_lining import NormalDerivatives, values_along_ray
 from tutorial_rl.aliasing.long_horizon import LONG_HORIZON_LABELS, LongHorizonResult
 from tutorial_rl.plotting import (
-    CONE_COLOR,
-    PROJECTION_COLOR,
-    SAFE_COLOR,
-    UNSAFE_COLOR,
     active_constraint_count,
     plot_jacobian_rank,
     plot_normal_cone,
     plot_safe_set,
     polygon_vertices,
+)
+from tutorial_rl.style import (
+    BOX_COLOR,
+    CONE_COLOR,
+    LEGEND_SIZE,
+    PROJECTION_COLOR,
+    SAFE_COLOR,
+    SMALL_SIZE,
+    TITLE_SIZE,
+    UNSAFE_COLOR,
 )
 
 __all__ = [
@@ -43,8 +50,6 @@ __all__ = [
     "plot_setting",
     "plot_settings",
 ]
-
-BOX_COLOR = "0.35"
 
 
 def _box(ax: Axes) -> None:
@@ -59,10 +64,10 @@ def _cones(ax: Axes, result: AliasingResult) -> None:
         plot_normal_cone(ax, A, b, vertex, length=length)
 
 
-def _contours(ax: Axes, result: AliasingResult, surface: np.ndarray, levels: int = 18) -> None:
+def _contours(ax: Axes, result: AliasingResult, surface: np.ndarray, levels: int = 18) -> Any:
     lo, hi = np.percentile(surface, [1, 100])
-    ax.contour(result.u1, result.u2, surface, levels=np.linspace(lo, hi, levels),
-               cmap="viridis", linewidths=0.9)
+    return ax.contour(result.u1, result.u2, surface, levels=np.linspace(lo, hi, levels),
+                      cmap="viridis", linewidths=0.9)
 
 
 def plot_setting(result: AliasingResult, setting: str, ax: Axes | None = None,
@@ -77,14 +82,16 @@ def plot_setting(result: AliasingResult, setting: str, ax: Axes | None = None,
     _box(ax)
     _contours(ax, result, result.objective_surfaces[setting])
     tr = result.trajectories[setting]
-    ax.plot(*tr.unsafe.T, color=UNSAFE_COLOR, marker=".", markersize=3, linewidth=1.2)
-    ax.plot(*tr.unsafe[0], "o", color=UNSAFE_COLOR, markersize=6)
-    ax.plot(*tr.unsafe[-1], "s", color=UNSAFE_COLOR, markersize=5)
+    # the applied action is drawn wide and underneath, so a proposal that is already safe (and
+    # coincides with its projection) stays visible on top of it
     if setting != "none":  # without a safeguard nothing is projected
-        ax.plot(*tr.safe.T, color=PROJECTION_COLOR, marker=".", markersize=3, linewidth=1.2)
-        ax.plot(*tr.safe[-1], "s", color=PROJECTION_COLOR, markersize=5)
+        ax.plot(*tr.safe.T, color=PROJECTION_COLOR, linewidth=3.5, alpha=0.6, zorder=3)
+        ax.plot(*tr.safe[-1], "s", color=PROJECTION_COLOR, markersize=9, alpha=0.8, zorder=3)
+    ax.plot(*tr.unsafe.T, color=UNSAFE_COLOR, marker=".", markersize=3, linewidth=1.2, zorder=4)
+    ax.plot(*tr.unsafe[0], "o", color=UNSAFE_COLOR, markersize=6, zorder=4)
+    ax.plot(*tr.unsafe[-1], "s", color=UNSAFE_COLOR, markersize=5, zorder=4)
     ax.plot(*result.best_safe_action, "x", color="black", markersize=9, markeredgewidth=2)
-    ax.set_title(title or SETTING_LABELS[setting], fontsize=10)
+    ax.set_title(title or SETTING_LABELS[setting], fontsize=TITLE_SIZE)
     return ax
 
 
@@ -95,6 +102,8 @@ def _legend_handles() -> list:
         Line2D([], [], color=UNSAFE_COLOR, marker=".", label=r"policy action $\tilde u_t$"),
         Line2D([], [], color=PROJECTION_COLOR, marker=".", label=r"applied $\Phi(\tilde u_t)$"),
         Line2D([], [], color="black", marker="x", linestyle="", label="best safe action"),
+        Line2D([], [], color="0.3", marker="o", linestyle="", label="start of the ascent"),
+        Line2D([], [], color="0.3", marker="s", linestyle="", label="end of the ascent"),
         Line2D([], [], color=BOX_COLOR, linestyle=":", label="action box"),
     ]
 
@@ -109,7 +118,7 @@ def plot_settings(result: AliasingResult, settings: Sequence[str] = SETTINGS,
         axes = list(grid.flat)
         for ax in axes[len(settings):]:
             ax.set_visible(False)
-        fig.legend(handles=_legend_handles(), loc="lower center", ncol=3, fontsize=9,
+        fig.legend(handles=_legend_handles(), loc="lower center", ncol=3, fontsize=LEGEND_SIZE,
                    frameon=False)
         fig.subplots_adjust(bottom=0.1 + 0.1 / nrows, wspace=0.3, hspace=0.3)
     for ax, setting in zip(axes, settings, strict=False):
@@ -123,7 +132,7 @@ def plot_critic_surfaces(result: AliasingResult, axes: Sequence[Axes] | None = N
     the fitted SE critic Q_SE(ũ), and the SP critic Q_SP evaluated off the safe set, where it
     was never trained (shaded)."""
     if axes is None:
-        _, axes = plt.subplots(1, 4, figsize=(17, 4.4))
+        _, axes = plt.subplots(1, 4, figsize=(19, 4.4))
     s = result.scenario
     panels = [
         (result.true_unsafe, r"true $V(\tilde u)$ (no safeguard)"),
@@ -135,8 +144,11 @@ def plot_critic_surfaces(result: AliasingResult, axes: Sequence[Axes] | None = N
         plot_safe_set(s.A, s.b, ax=ax, extent=s.extent)
         _cones(ax, result)
         _box(ax)
-        _contours(ax, result, surface)
-        ax.set_title(title, fontsize=10)
+        contours = _contours(ax, result, surface)
+        colorbar = ax.figure.colorbar(contours, ax=ax, fraction=0.046, pad=0.03)
+        colorbar.ax.tick_params(labelsize=SMALL_SIZE)
+        colorbar.set_label("value", fontsize=SMALL_SIZE)
+        ax.set_title(title, fontsize=TITLE_SIZE)
     grid = np.stack(np.meshgrid(result.u1, result.u2), -1)
     outside = (grid @ s.A.T > s.b + 1e-9).any(-1)
     axes[3].contourf(result.u1, result.u2, outside.astype(float), levels=[0.5, 1.5],
@@ -174,11 +186,16 @@ def plot_rank(result: AliasingResult, ax: Axes | None = None,
     counts = active_constraint_count(np.array(probes), s.A, s.b)
     ax.scatter(*vertices.T, color="white", edgecolor="black", zorder=4, s=25)
     centre = vertices.mean(0)
+    labelled: list[np.ndarray] = []
+    min_gap = 0.08 * (extent[1] - extent[0])  # closer vertices share one label (no overlaps)
     for v, c in zip(vertices, counts, strict=True):
+        if any(np.linalg.norm(v - w) < min_gap for w in labelled):
+            continue
         if extent[0] < v[0] < extent[1] and extent[2] < v[1] < extent[3]:
+            labelled.append(v)
             away = (v - centre) / np.linalg.norm(v - centre)
             ax.annotate(f"{c} active", v, textcoords="offset points", xytext=tuple(14 * away),
-                        fontsize=7, ha="center", va="center", color="black",
+                        fontsize=SMALL_SIZE, ha="center", va="center", color="black",
                         bbox={"boxstyle": "round,pad=0.15", "fc": "white", "alpha": 0.8})
     return ax
 
@@ -197,8 +214,8 @@ def plot_normal_derivatives(result: AliasingResult, nd: NormalDerivatives, face:
         axes[0].plot(t, values, style, linewidth=2, label=label)
     axes[0].set_xlabel(r"distance $t$ along the normal, $\tilde u = u + t\,n$")
     axes[0].set_ylabel("value (standardised)")
-    axes[0].set_title(f"{result.scenario.name}: values along a normal ray", fontsize=10)
-    axes[0].legend(fontsize=8)
+    axes[0].set_title(f"{result.scenario.name}: values along a normal ray", fontsize=TITLE_SIZE)
+    axes[0].legend(fontsize=LEGEND_SIZE)
     floor = 1e-4
     for i in range(len(nd.points)):
         lab = i == 0
@@ -211,8 +228,8 @@ def plot_normal_derivatives(result: AliasingResult, nd: NormalDerivatives, face:
     axes[1].set_yscale("log")
     axes[1].set_xlabel(r"distance $t$ into the normal cone")
     axes[1].set_ylabel("normal derivative (abs.)")
-    axes[1].set_title("normal derivatives at every measured face", fontsize=10)
-    axes[1].legend(fontsize=8)
+    axes[1].set_title("normal derivatives at every measured face", fontsize=TITLE_SIZE)
+    axes[1].legend(fontsize=LEGEND_SIZE)
     return axes
 
 
