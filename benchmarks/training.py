@@ -17,10 +17,10 @@ it is what the sweep uses). Stable-Baselines3 is a benchmark-only dependency (``
 -e '.[bench]'``), never imported by the package::
 
     python benchmarks/training.py [--envs pendulum,quadrotor,seeker] [--repeats 5] [--skip-sb3]
-        [--out results/benchmarks/training]
+        [--out results/update-cost]
 
 With ``--out`` the update-cost table is also written to ``OUT/update_cost.json`` with its
-provenance: the one measurement chapters 5 and 8 quote (``load_result("benchmarks/training")``).
+provenance: the one measurement chapters 5 and 8 quote (``load_result("update-cost")``).
 """
 
 from __future__ import annotations

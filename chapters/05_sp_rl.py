@@ -431,7 +431,7 @@ print(pd.DataFrame(parameter_table(a2c["se"].agent, projected_mean.agent)).to_st
 # taken on a busy 2-core CPU with one torch thread:
 
 # %%
-update_cost = load_result("benchmarks/training")
+update_cost = load_result("update-cost")
 print(update_cost.describe())
 for env, r in update_cost.data.items():
     print(f"{env:>9}: SP/SE time per TD3 update {r['ratio']:.2f}x with the exact projection, "

@@ -358,7 +358,7 @@ print(f"TD3, SP-RL variants relative to SE-RL vanilla: {td3_sp.min().min():.2f} 
 # which alone would turn the quick sweep's half hour into days:
 
 # %%
-cvx_ratio = {env: r["cvx_ratio"] for env, r in load_result("benchmarks/training").data.items()}
+cvx_ratio = {env: r["cvx_ratio"] for env, r in load_result("update-cost").data.items()}
 print("cvxpylayers SP-RL / SE-RL time per TD3 update:",
       ", ".join(f"{env} {ratio:.0f}x" for env, ratio in cvx_ratio.items()))
 

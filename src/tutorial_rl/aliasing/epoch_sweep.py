@@ -40,7 +40,8 @@ def run_sweep(out: Path, epochs: tuple[int, ...] = DEFAULT_EPOCHS,
               config: ExperimentConfig = SWEEP_CONFIG) -> pd.DataFrame:
     """Run the sweep on the quadrotor scenario and write ``out/sweep.csv`` and provenance."""
     start = time.perf_counter()
-    record = provenance(sys.argv, 0.0, config={k: v for k, v in asdict(config).items()
+    command = ["python", "-m", "tutorial_rl.aliasing.epoch_sweep", *sys.argv[1:]]
+    record = provenance(command, 0.0, config={k: v for k, v in asdict(config).items()
                                                if k not in ("epochs", "seed")},
                         epochs=list(epochs), seeds=list(seeds), scenario="quadrotor")
     runs = se_critic_sweep(quadrotor_scenario(), epochs=epochs, seeds=seeds, config=config)
