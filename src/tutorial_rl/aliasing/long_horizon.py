@@ -24,7 +24,8 @@ both statements on fitted critics:
 - :func:`decomposition_check`: ∇Q_pen of the fitted penalty critic against
   −2α(ũ − Φ) + Jᵀ∇u γE[V_pen], the latter from a critic fitted on safe actions only.
 
-Everything is deterministic given the seed; a run takes about a second on one core.
+Everything is deterministic given the seed; a run at the ``ci`` sizes takes a few seconds on one
+core.
 """
 
 from __future__ import annotations
