@@ -20,11 +20,11 @@ Variants and mitigations:
   whose gradient passes through ∂Φ/∂μ.
 - SE penalty (paper eq. (26)): the safeguard's reward r − α‖ũ − Φ(ũ)‖².
 - SP per-sample loss (paper eq. (28)): actor loss + α‖μθ(x) − Φ(x, μθ(x))‖² (on the mean).
-- SP penalty critic (paper eqs. (29)-(31)): for A2C this *is* the SE penalty, and this module computes it as
-  such. The paper (§7.2, §8.2.2) notes that the distinction vanishes for state-value critics: V
-  does not depend on the action, so a critic V_pen(x) of the discounted penalties −α‖ũ − Φ(ũ)‖²
-  added to the task critic V(x) is the state value of the penalised reward r − α‖ũ − Φ(ũ)‖², and
-  GAE is linear in (r, V). A2C therefore learns one value network on r − α‖ũ − Φ(ũ)‖², with the
+- SP penalty critic (paper eqs. (29)-(31)): for A2C this *is* the SE penalty, and this module
+  computes it as such. The paper (§7.2, §8.2.2) notes that the distinction vanishes for state-value
+  critics: V does not depend on the action, so a critic V_pen(x) of the discounted penalties −α‖ũ −
+  Φ(ũ)‖² added to the task critic V(x) is the state value of the penalised reward r − α‖ũ − Φ(ũ)‖²,
+  and GAE is linear in (r, V). A2C therefore learns one value network on r − α‖ũ − Φ(ũ)‖², with the
   same loss and the same clipping as SE-RL with the reward penalty; with the same seed and α the
   two produce bit-identical parameters (Lemma 1 extended; tests/test_agents.py). (An earlier
   version of this course split V into two networks with separate losses; that is a different

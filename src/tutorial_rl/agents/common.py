@@ -83,7 +83,8 @@ class SafetyConfig:
     mitigation: Mitigation = "none"
     """``penalty`` (SE: reward r − α‖ũ − Φ(ũ)‖², paper eq. (23)-(24)), ``per-sample-loss`` (SP:
     actor loss + α‖μ − Φ(μ)‖², paper eq. (27)-(28)), ``penalty-critic`` (SP: Q_pen on ũ, paper
-    eq. (29)-(31)) or ``none``"""
+    eq. (29)-(31); for A2C exactly the SE penalty, see :mod:`tutorial_rl.agents.a2c`) or
+    ``none``"""
     alpha: float | None = None
     """the weight α >= 0 of the mitigation; required with a mitigation, not allowed without"""
     projection_method: str = "exact"
