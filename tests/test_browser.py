@@ -105,6 +105,7 @@ def test_maths_rendered_and_figures_numbered_per_chapter(reports: dict) -> None:
         facts = report.facts
         number = int(name[:2])
         assert facts["mjx"] > 0 and facts["mjx"] >= facts["maths"], name
+        assert facts["images"] > 0, f"{name}: no figure at all (were the kernels' plots dropped?)"
         assert facts["captions"], f"{name}: no figure captions"
         for caption in facts["captions"]:
             assert caption.startswith(f"Fig. {number}."), f"{name}: caption {caption[:40]!r}"
