@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed-stamp
 export TUTORIAL_RL_PROFILE ?= ci
 export PYDEVD_DISABLE_FILE_VALIDATION = 1
 
-.PHONY: book test install lab lock lint bench clean
+.PHONY: book test install lab lock lint bench tune clean
 
 install: $(STAMP)
 
@@ -35,6 +35,19 @@ lint: install
 bench: install
 	$(BIN)/python -m pip install --quiet -c requirements/lock.txt -e '.[dev,bench]'
 	for script in benchmarks/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+
+# Tune the six unsafe baselines (Optuna, resumable: rerun after an interruption). TUNE_JOBS worker
+# processes share each study through results/tuning/studies.db; TUNE_TRIALS finished trials each.
+TUNE_JOBS ?= 2
+TUNE_TRIALS ?= 30
+TUNE_STUDIES := td3:pendulum a2c:pendulum td3:quadrotor a2c:quadrotor td3:seeker a2c:seeker
+tune: install
+	for job in $$(seq $(TUNE_JOBS)); do \
+	  ( for s in $(TUNE_STUDIES); do \
+	      $(BIN)/tutorial-rl tune --algo $${s%%:*} --env $${s##*:} --trials $(TUNE_TRIALS) || exit 1; \
+	    done ) & \
+	done; wait
+	$(BIN)/tutorial-rl tune-export
 
 # Open the chapters as notebooks (jupytext pairs the .py files with notebooks in JupyterLab).
 lab: install

@@ -70,6 +70,7 @@ from tutorial_rl.agents.plots import (
 from tutorial_rl.agents.safe_layer import project, violates
 from tutorial_rl.experiments.training import RunConfig, evaluate, train
 from tutorial_rl.profile import by_profile
+from tutorial_rl.results import load_result
 
 # %% [markdown]
 # ## The safe policy and its critic
@@ -426,11 +427,21 @@ print(pd.DataFrame(parameter_table(a2c["se"].agent, projected_mean.agent)).to_st
 # reported computational overhead of SP-RL comes from. This package uses the exact batched
 # projection of chapter 1 instead (`projection_method="exact"`, the default; `"cvxpylayers"` is
 # available as the reference). `benchmarks/training.py` times TD3 update steps of warmed-up SE and
-# SP agents side by side; when this chapter was written it measured, on a 2-core CPU with one
-# torch thread, an SP/SE update-time ratio of about 1.4 (pendulum) to 1.6 (seeker) with the exact
-# projection and of about 70 to 160 with `cvxpylayers`. Run
-# `python benchmarks/training.py --skip-sb3` for the figures on your machine. A quick version of
-# the same measurement with the agents trained above (a few updates, so only indicative):
+# SP agents side by side. Its committed measurement, the one this book quotes (chapter 8 too), was
+# taken on a busy 2-core CPU with one torch thread:
+
+# %%
+update_cost = load_result("update-cost")
+print(update_cost.describe())
+for env, r in update_cost.data.items():
+    print(f"{env:>9}: SP/SE time per TD3 update {r['ratio']:.2f}x with the exact projection, "
+          f"{r['cvx_ratio']:.0f}x with cvxpylayers")
+
+# %% [markdown]
+# That is an SP/SE ratio of 1.3 to 1.65 with the exact projection and of about 50 to 90 with
+# `cvxpylayers`. Run `python benchmarks/training.py --skip-sb3` for the figures on your machine. A
+# quick version of the same measurement with the agents trained above (a few updates, so only
+# indicative):
 
 # %%
 torch.set_num_threads(1)
@@ -452,8 +463,8 @@ for name, seconds in timings.items():
     print(f"{name:>16}: {seconds * 1e3:7.2f} ms per update, {seconds / timings['SE']:6.1f}x SE")
 
 # %% [markdown]
-# A factor of one and a half makes SP-RL experiments as affordable as SE-RL ones; a factor of a
-# hundred turns a ten-minute run into a day. That gap, not a property of SP-RL itself, is what
+# A factor of one and a half makes SP-RL experiments as affordable as SE-RL ones; a factor of
+# fifty to ninety turns a ten-minute run into a working day or more. That gap, not a property of SP-RL itself, is what
 # made SP-RL expensive in practice.
 #
 # ## Summary

@@ -127,6 +127,30 @@ def test_lemma1_a2c_se_and_sp_give_identical_parameters(env: str) -> None:
     assert not all(torch.equal(p_se[k], psl[k]) for k in p_se)
 
 
+@pytest.mark.parametrize("env", ["pendulum", "seeker"])
+def test_a2c_penalty_critic_is_the_se_penalty_bit_for_bit(env: str) -> None:
+    """§7.2/§8.2.2: for A2C the SP penalty critic and the SE reward penalty are one algorithm.
+
+    V does not depend on the action, so V + V_pen is the value of r − α d²: same seed, same α,
+    identical parameters after 400 steps (50 updates).
+    """
+    se = tiny_run(env, "a2c", "se", "penalty", steps=400, seed=7)
+    sp = tiny_run(env, "a2c", "sp", "penalty-critic", steps=400, seed=7)
+    assert sum(r["interventions"] for r in se.progress) > 50  # the penalty was really paid
+    assert sum(r["penalty"] for r in se.progress) > 0
+    p_se, p_sp = parameters(se.agent), parameters(sp.agent)
+    assert p_se.keys() == p_sp.keys() == {k for k in p_se if k.split(".")[0] in
+                                          ("actor", "critic")}
+    assert all(torch.equal(p_se[k], p_sp[k]) for k in p_se)
+    # the task return is r for SP and (r − α d²) + α d² for SE: equal up to rounding
+    for a, b in zip(se.progress, sp.progress, strict=True):
+        assert a["penalty"] == b["penalty"] and a["interventions"] == b["interventions"]
+        assert a["episode_return"] == pytest.approx(b["episode_return"], rel=1e-9, abs=1e-9)
+    # not trivially equal: without the penalty the same seed gives other parameters
+    vanilla = parameters(tiny_run(env, "a2c", "se", steps=400, seed=7).agent)
+    assert not all(torch.equal(p_se[k], vanilla[k]) for k in p_se)
+
+
 # ------------------------------------------------------------------ SP-RL gradients
 def _sp_agent(mitigation: str = "none") -> tuple[TD3, Batch]:
     from gymnasium import spaces

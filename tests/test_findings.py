@@ -1,107 +1,321 @@
-"""The checks of the paper's four findings (tutorial_rl.experiments.findings) on tables whose
-verdicts are known by construction."""
+"""The verdicts on the paper's four findings (tutorial_rl.experiments.findings) on synthetic
+tables of per-seed scores whose answer is known by construction, edge cases included."""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from tutorial_rl.experiments.findings import (
+    DIFFER,
     HOLDS,
-    INCONCLUSIVE,
+    IDENTICAL,
+    MATCHES,
+    NO_DIFFERENCE,
     NOT_HOLD,
-    best_per_variant,
+    SE_BETTER,
+    SP_BETTER,
+    UNDECIDED,
     check_findings,
     finding_1,
     finding_2,
     finding_3,
     finding_4,
+    summarise,
 )
+from tutorial_rl.experiments.inference import holm
+from tutorial_rl.experiments.references import Reference
+from tutorial_rl.experiments.selection import choose_configs, chosen_configs, split_seeds
 from tutorial_rl.experiments.stats import final_performance
 
-
-def final_row(env: str, algo: str, variant: str, iqm: float, half: float = 1.0,
-              alpha: float = np.nan) -> dict:
-    config = variant if np.isnan(alpha) else f"{variant} α={alpha:g}"
-    return {"env": env, "algo": algo, "variant": variant, "alpha": alpha, "config": config,
-            "n": 7, "iqm": iqm, "ci_low": iqm - half, "ci_high": iqm + half, "mean": iqm,
-            "std": half}
+#: Normalised 0 = −100, 1 = 0 on every task: a normalised difference of 0.1 is 10 return units.
+REFS = {env: Reference(env, zero=-100.0, controller=0.0)
+        for env in ("pendulum", "quadrotor", "seeker")}
+SPREAD = np.array([-3, -2, -1, 0, 1, 2, 3], float)  # 7 seeds around a centre
 
 
-def runs_table(scores: dict[tuple[str, str, str], list[float]]) -> pd.DataFrame:
+def runs_table(scores: dict[tuple, list[float] | np.ndarray]) -> pd.DataFrame:
+    """Runs from {(env, algo, variant[, alpha]): scores by seed 0, 1, ...}."""
     rows = []
-    for (env, algo, variant), values in scores.items():
+    for key, values in scores.items():
+        env, algo, variant = key[:3]
+        alpha = key[3] if len(key) > 3 else np.nan
+        config = variant if np.isnan(alpha) else f"{variant} α={alpha:g}"
         for seed, score in enumerate(values):
-            rows.append({"key": f"{algo}-{variant}-{env}-s{seed}", "env": env, "algo": algo,
-                         "variant": variant, "alpha": np.nan, "config": variant, "seed": seed,
-                         "score": score})
+            rows.append({"key": f"{algo}-{config}-{env}-s{seed}", "env": env, "algo": algo,
+                         "variant": variant, "alpha": alpha, "config": config, "seed": seed,
+                         "score": float(score)})
     return pd.DataFrame(rows)
 
 
-def test_best_per_variant_keeps_the_highest_iqm_alpha() -> None:
-    final = pd.DataFrame([final_row("seeker", "td3", "se-penalty", -5, alpha=0.1),
-                          final_row("seeker", "td3", "se-penalty", -3, alpha=1.0),
-                          final_row("seeker", "td3", "se-penalty", -3, alpha=2.0),
-                          final_row("seeker", "td3", "se-vanilla", -4)])
-    best = best_per_variant(final)
-    assert len(best) == 2
-    assert best.set_index("variant").loc["se-penalty", "alpha"] == 1.0  # ties: smallest α
+def around(centre: float, scale: float = 1.0, seeds: int = 7) -> np.ndarray:
+    return centre + scale * np.resize(SPREAD, seeds)
 
 
-def test_finding_1_compares_seed_by_seed() -> None:
+def one(table: pd.DataFrame) -> pd.Series:
+    assert len(table) == 1, table
+    return table.iloc[0]
+
+
+# --- seeds and the choice of α -------------------------------------------------------------
+
+def test_split_seeds_chooses_on_the_first_half() -> None:
+    assert split_seeds(range(7)) == ([0, 1, 2], [3, 4, 5, 6])
+    assert split_seeds([5, 1, 3, 1]) == ([1], [3, 5])
+
+
+def test_choice_uses_only_the_selection_seeds() -> None:
+    # α = 1 wins on seeds 0-2 and loses on 3-6, α = 2 the reverse; over all seeds α = 2 wins
+    lucky = [10, 10, 10, -10, -10, -10, -10]
+    steady = [0, 0, 0, 5, 5, 5, 5]
+    cell = runs_table({("seeker", "td3", "se-penalty", 1.0): lucky,
+                       ("seeker", "td3", "se-penalty", 2.0): steady})
+    split = choose_configs(cell, {"se": ["se-penalty"]}, "split")
+    assert split.configs == {"se": "se-penalty α=1"}
+    assert split.selection_seeds == [0, 1, 2] and split.test_seeds == [3, 4, 5, 6]
+    paper = choose_configs(cell, {"se": ["se-penalty"]}, "none")
+    assert paper.configs == {"se": "se-penalty α=2"} and paper.test_seeds == list(range(7))
+    assert "optimistic" in paper.note
+    with pytest.raises(ValueError, match="selection"):
+        choose_configs(cell, {"se": ["se-penalty"]}, "best")  # type: ignore[arg-type]
+
+
+def test_explicit_selection_seeds_and_fresh_test_seeds_at_the_chosen_alpha() -> None:
+    # the grid on seeds 0-6, then only the chosen α (= 1) on fresh seeds 7-13
+    grid = runs_table({("seeker", "td3", "se-penalty", 1.0): around(5),
+                       ("seeker", "td3", "se-penalty", 2.0): around(0)})
+    chosen = chosen_configs(grid)
+    assert chosen[["variant", "alpha", "n"]].values.tolist() == [["se-penalty", 1.0, 7]]
+    fresh = runs_table({("seeker", "td3", "se-penalty", 1.0): around(5, seeds=14)})
+    table = pd.concat([grid, fresh[fresh["seed"] >= 7]], ignore_index=True)
+    choice = choose_configs(table, {"se": ["se-penalty"]}, selection=range(7))
+    assert choice.configs == {"se": "se-penalty α=1"}
+    assert choice.test_seeds == list(range(7, 14)) and choice.seeds_text() == \
+        "test 7-13, chosen on 0-6"
+
+
+def test_nothing_to_choose_keeps_every_seed() -> None:
+    cell = runs_table({("seeker", "td3", "se-vanilla"): around(0),
+                       ("seeker", "td3", "se-penalty", 0.5): around(1)})
+    choice = choose_configs(cell, {"a": ["se-vanilla"], "b": ["se-penalty"]})
+    assert choice.test_seeds == list(range(7)) and choice.selection_seeds == []
+    assert choose_configs(cell, {"a": ["sp-vanilla"]}) is None
+
+
+# --- finding 1 -----------------------------------------------------------------------------
+
+def test_finding_1_identical_by_construction_and_checked_seed_by_seed() -> None:
     same = [-3.0, -4.0, -5.0]
     runs = runs_table({("pendulum", "a2c", "se-vanilla"): same,
                        ("pendulum", "a2c", "sp-vanilla"): same,
                        ("seeker", "a2c", "se-vanilla"): same,
                        ("seeker", "a2c", "sp-vanilla"): [-3.0, -4.0, -5.1]})
-    final = final_performance(runs, reps=200)
-    table = finding_1(runs, final).set_index("env")
-    assert table.loc["pendulum", "verdict"] == HOLDS
-    assert table.loc["seeker", "verdict"] == NOT_HOLD
-    assert "1.0e-01" in table.loc["seeker", "evidence"]
+    table = finding_1(runs).set_index("env")
+    assert table.loc["pendulum", "verdict"] == IDENTICAL
+    assert table.loc["pendulum", "status"] == HOLDS and table.loc["pendulum", "diff"] == 0
+    assert "by construction" in table.loc["pendulum", "test"]
+    assert table.loc["seeker", "verdict"] == DIFFER
+    assert table.loc["seeker", "status"] == NOT_HOLD
+    assert table.loc["seeker", "diff"] == pytest.approx(0.1)
 
 
-@pytest.mark.parametrize(("se", "sp", "verdict"), [(-2.0, -6.0, HOLDS), (-2.0, -2.5, INCONCLUSIVE),
-                                                   (-6.0, -2.0, NOT_HOLD)])
-def test_finding_2_needs_disjoint_intervals(se: float, sp: float, verdict: str) -> None:
-    final = pd.DataFrame([final_row("quadrotor", "td3", "se-vanilla", se),
-                          final_row("quadrotor", "td3", "sp-vanilla", sp)])
-    assert finding_2(final)["verdict"].tolist() == [verdict]
+# --- finding 2 -----------------------------------------------------------------------------
 
-
-@pytest.mark.parametrize(("se", "psl", "penc", "verdict"), [
-    (-2.0, -2.5, -6.0, HOLDS),    # intervals overlap: "matches"
-    (-6.0, -9.0, -2.0, HOLDS),    # the penalty critic beats it
-    (-2.0, -6.0, -7.0, NOT_HOLD),  # SE + penalty beats both
+@pytest.mark.parametrize(("se", "sp", "verdict", "status"), [
+    (around(10), around(0), SE_BETTER, HOLDS),         # complete separation
+    (around(0), around(10), SP_BETTER, NOT_HOLD),
+    (around(0), around(1), NO_DIFFERENCE, UNDECIDED),  # overlapping samples
+    (around(0), around(0), NO_DIFFERENCE, UNDECIDED),  # ties everywhere
 ])
-def test_finding_3_takes_the_better_sp_mitigation(se: float, psl: float, penc: float,
-                                                  verdict: str) -> None:
-    final = pd.DataFrame([final_row("seeker", "a2c", "se-penalty", se, alpha=0.1),
-                          final_row("seeker", "a2c", "sp-per-sample-loss", psl, alpha=1.0),
-                          final_row("seeker", "a2c", "sp-penalty-critic", penc, alpha=1.0)])
-    assert finding_3(final)["verdict"].tolist() == [verdict]
+def test_finding_2_from_a_two_sided_rank_test(se: np.ndarray, sp: np.ndarray, verdict: str,
+                                              status: str) -> None:
+    runs = runs_table({("quadrotor", "td3", "se-vanilla"): se,
+                       ("quadrotor", "td3", "sp-vanilla"): sp})
+    row = one(finding_2(runs))
+    assert (row["verdict"], row["status"]) == (verdict, status)
+    assert row["n"] == "7 vs 7" and row["seeds"] == "0-6"
+    if verdict in (SE_BETTER, SP_BETTER):
+        assert row["p"] == pytest.approx(2 / math.comb(14, 7))
+        assert abs(row["cliffs_delta"]) == 1.0
+    if np.array_equal(se, sp):
+        assert row["p"] == 1.0 and row["cliffs_delta"] == 0.0 and row["diff"] == 0.0
 
 
-def test_finding_4_names_the_task_specific_winner_and_ignores_unsafe() -> None:
-    final = pd.DataFrame([
-        final_row("pendulum", "td3", "sp-penalty-critic", -2.0, alpha=1.0),
-        final_row("pendulum", "td3", "se-vanilla", -5.0),
-        final_row("pendulum", "td3", "unsafe", 10.0),  # not a safeguarded variant
-        final_row("seeker", "td3", "sp-per-sample-loss", -3.0, alpha=1.0),
-        final_row("seeker", "td3", "se-vanilla", -2.5),  # higher, intervals overlap
-        final_row("seeker", "a2c", "sp-per-sample-loss", -9.0, alpha=1.0),
-        final_row("seeker", "a2c", "se-penalty", -2.0, alpha=0.1),  # clearly higher
-    ])
-    verdicts = finding_4(final).set_index(["env", "algo"])["verdict"]
-    assert verdicts[("pendulum", "td3")] == HOLDS
-    assert verdicts[("seeker", "td3")] == INCONCLUSIVE
-    assert verdicts[("seeker", "a2c")] == NOT_HOLD
+def test_finding_2_holm_over_the_two_tasks() -> None:
+    # quadrotor: separated (p = 2/3432); seeker: 6 of 7 above, p about 0.007 -> Holm 0.007
+    runs = runs_table({("quadrotor", "td3", "se-vanilla"): around(10),
+                       ("quadrotor", "td3", "sp-vanilla"): around(0),
+                       ("seeker", "td3", "se-vanilla"): around(4.5),
+                       ("seeker", "td3", "sp-vanilla"): around(0),
+                       ("seeker", "td3", "se-penalty", 1.0): around(50)})  # not part of it
+    table = finding_2(runs, references=REFS).set_index("env")
+    assert list(table.index) == ["quadrotor", "seeker"]
+    assert np.allclose(table["p_holm"], holm(table["p"]))
+    assert (table["p_holm"] >= table["p"]).all()
+    assert table.loc["quadrotor", "diff_norm"] == pytest.approx(0.1)  # 10 units of 100
 
+
+def test_finding_2_with_too_few_seeds_is_undecided_with_the_reason() -> None:
+    runs = runs_table({("seeker", "td3", "se-vanilla"): [10.0, 11.0],
+                       ("seeker", "td3", "sp-vanilla"): [0.0, 1.0]})
+    row = one(finding_2(runs))
+    assert row["verdict"] == UNDECIDED and "too few seeds" in row["evidence"]
+    assert np.isnan(row["p"])
+
+
+# --- finding 3 -----------------------------------------------------------------------------
+
+def f3_runs(sp: np.ndarray, se: np.ndarray, env: str = "seeker", algo: str = "td3"
+            ) -> pd.DataFrame:
+    """One cell; 14 seeds so that the split tests on 7 against 7. Two α per mitigation: the
+    worse one is far below, so the choice is never in doubt."""
+    return runs_table({(env, algo, "se-penalty", 1.0): se,
+                       (env, algo, "se-penalty", 2.0): se - 50,
+                       (env, algo, "sp-penalty-critic", 1.0): sp,
+                       (env, algo, "sp-per-sample-loss", 1.0): sp - 50})
+
+
+def test_finding_3_matches_only_through_equivalence() -> None:
+    tight = around(-50, 0.1, 14)  # normalised spread ±0.003, margin 0.1
+    row = one(finding_3(f3_runs(tight + 0.2, tight), REFS))
+    assert row["verdict"] == MATCHES and row["status"] == HOLDS
+    assert row["p_equiv_holm"] < 0.05 and row["seeds"] == "test 7-13, chosen on 0-6"
+    assert "sp-penalty-critic α=1 vs se-penalty α=1" in row["test"]
+
+
+def test_finding_3_overlapping_intervals_without_equivalence_are_undecided() -> None:
+    # same centre, wide spread: the old rule ("intervals overlap") called this "matches"
+    wide = around(-50, 10, 14)
+    runs = f3_runs(wide + 1, wide)
+    final = final_performance(runs, reps=300)
+    sp, se = (final[final["config"] == c].iloc[0] for c in ("sp-penalty-critic α=1",
+                                                           "se-penalty α=1"))
+    assert sp["ci_low"] <= se["ci_high"] and se["ci_low"] <= sp["ci_high"]
+    row = one(finding_3(runs, REFS))
+    assert row["verdict"] == UNDECIDED and row["p_equiv_holm"] > 0.05
+    assert "undecidable" not in row["evidence"]  # 7 vs 7 could decide it
+
+
+@pytest.mark.parametrize(("shift", "verdict", "status"), [(30.0, SP_BETTER, HOLDS),
+                                                          (-30.0, SE_BETTER, NOT_HOLD)])
+def test_finding_3_significant_differences(shift: float, verdict: str, status: str) -> None:
+    se = around(-50, 1, 14)
+    row = one(finding_3(f3_runs(se + shift, se), REFS))
+    assert (row["verdict"], row["status"]) == (verdict, status)
+    assert row["p_holm"] == pytest.approx(2 / math.comb(14, 7))
+    assert row["diff_norm"] == pytest.approx(shift / 100)
+
+
+def test_seven_seeds_split_over_six_cells_cannot_decide_and_say_so() -> None:
+    """The quick sweep's design: 7 seeds, α chosen on 3, tested on 4 against 4 in 6 cells. Even
+    complete separation gives p = 2/70 per cell, and Holm multiplies the smallest by 6."""
+    runs = pd.concat([f3_runs(around(0, 1), around(-30, 1), env, algo)
+                      for env in ("pendulum", "quadrotor", "seeker") for algo in ("td3", "a2c")],
+                     ignore_index=True)
+    table = finding_3(runs, REFS)
+    assert len(table) == 6 and (table["verdict"] == UNDECIDED).all()
+    assert np.allclose(table["p"], 2 / 70) and (table["n"] == "4 vs 4").all()
+    assert table["evidence"].str.contains("smallest attainable p 0.029 × 6 tests").all()
+
+
+def test_finding_3_without_references_cannot_match() -> None:
+    tight = around(-50, 0.1, 14)
+    row = one(finding_3(f3_runs(tight, tight), references=None))
+    assert row["verdict"] == UNDECIDED and np.isnan(row["p_equiv"])
+    assert "no reference scores for seeker" in row["evidence"]
+
+
+def test_finding_3_too_few_test_seeds() -> None:
+    row = one(finding_3(f3_runs(around(0, 1, 4), around(0, 1, 4)), REFS))
+    assert row["verdict"] == UNDECIDED and "too few seeds to test: 2 vs 2" in row["evidence"]
+
+
+# --- finding 4 -----------------------------------------------------------------------------
+
+def f4_runs(claimed: np.ndarray, runner_up: np.ndarray, env: str = "pendulum") -> pd.DataFrame:
+    """The claimed winner of ``env`` against a runner-up (SE penalty) and two weak variants."""
+    winner = "sp-penalty-critic" if env in ("pendulum", "quadrotor") else "sp-per-sample-loss"
+    loser = "sp-per-sample-loss" if winner == "sp-penalty-critic" else "sp-penalty-critic"
+    seeds = len(claimed)
+    return runs_table({(env, "td3", winner, 1.0): claimed,
+                       (env, "td3", winner, 2.0): claimed - 100,
+                       (env, "td3", "se-penalty", 1.0): runner_up,
+                       (env, "td3", "se-vanilla"): around(-200, 1, seeds),
+                       (env, "td3", loser, 1.0): around(-200, 1, seeds),
+                       (env, "td3", "unsafe"): around(1000, 1, seeds)})  # no competitor
+
+
+def test_finding_4_holds_when_the_claimed_variant_beats_every_competitor() -> None:
+    row = one(finding_4(f4_runs(around(0, 1, 14), around(-20, 1, 14)), REFS))
+    assert row["verdict"] == HOLDS == row["status"]
+    assert "closest: se-penalty α=1" in row["evidence"]
+    assert row["p"] == pytest.approx(2 / math.comb(14, 7))
+
+
+def test_finding_4_top_point_estimate_that_is_not_significant_does_not_hold() -> None:
+    runner_up = around(-50, 10, 14)
+    row = one(finding_4(f4_runs(runner_up + 2, runner_up)))
+    assert row["diff"] > 0  # the claimed variant has the highest IQM ...
+    assert row["verdict"] == UNDECIDED  # ... but does not beat the runner-up significantly
+
+
+def test_finding_4_a_significantly_better_competitor_refutes_it() -> None:
+    row = one(finding_4(f4_runs(around(-20, 1, 14), around(0, 1, 14), env="seeker")))
+    assert row["verdict"] == NOT_HOLD and row["claim"].startswith("sp-per-sample-loss")
+
+
+def test_finding_4_tie_with_the_runner_up_is_undecided() -> None:
+    same = around(0, 1, 14)
+    row = one(finding_4(f4_runs(same, same)))
+    assert row["verdict"] == UNDECIDED and row["cliffs_delta"] == 0.0 and row["p"] == 1.0
+
+
+def test_finding_4_with_too_few_seeds_is_undecided_with_the_reason() -> None:
+    row = one(finding_4(f4_runs(around(0, 1, 4), around(-20, 1, 4))))  # tests on 2 vs 2
+    assert row["verdict"] == UNDECIDED and "too few seeds to test: 2 vs 2" in row["evidence"]
+
+
+def test_finding_4_holm_over_cells() -> None:
+    runs = pd.concat([f4_runs(around(0, 1, 14), around(-20, 1, 14), env)
+                      for env in ("pendulum", "quadrotor", "seeker")], ignore_index=True)
+    table = finding_4(runs)
+    assert len(table) == 3
+    assert np.allclose(table["p_holm"], holm(table["p"]))
+    assert (table["verdict"] == HOLDS).all()
+
+
+# --- all together --------------------------------------------------------------------------
 
 def test_check_findings_on_an_empty_sweep_is_empty() -> None:
     empty = pd.DataFrame(columns=["key", "env", "algo", "variant", "alpha", "config", "seed",
                                   "score"])
-    final = pd.DataFrame(columns=["env", "algo", "variant", "alpha", "config", "n", "iqm",
-                                  "ci_low", "ci_high", "mean", "std"])
-    assert check_findings(empty, final).empty
+    assert check_findings(empty).empty
+
+
+def test_check_findings_rejects_bad_input() -> None:
+    with pytest.raises(ValueError, match="lacks the columns"):
+        check_findings(pd.DataFrame({"env": ["pendulum"]}))
+    runs = runs_table({("pendulum", "a2c", "se-vanilla"): [1.0]})
+    with pytest.raises(ValueError, match="level"):
+        check_findings(runs, level=1.5)
+
+
+def test_check_findings_is_deterministic_and_covers_every_finding() -> None:
+    """Also: summarise counts each finding's cells by status."""
+    runs = pd.concat([
+        runs_table({("seeker", "a2c", "se-vanilla"): around(0),
+                    ("seeker", "a2c", "sp-vanilla"): around(0),
+                    ("seeker", "td3", "se-vanilla"): around(5),
+                    ("seeker", "td3", "sp-vanilla"): around(0)}),
+        f3_runs(around(-50, 1, 14), around(-50, 1, 14)),
+    ], ignore_index=True)
+    table = check_findings(runs, REFS)
+    assert sorted(set(table["finding"])) == [1, 2, 3, 4]
+    pd.testing.assert_frame_equal(table, check_findings(runs, REFS))
+    summary = summarise(table).set_index("finding")
+    assert list(summary.index) == [1, 2, 3, 4]
+    assert summary.loc[1, HOLDS] == 1 and summary.loc[1, "cells"] == 1
+    assert (summary[[HOLDS, NOT_HOLD, UNDECIDED]].sum(axis=1) == summary["cells"]).all()

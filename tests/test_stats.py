@@ -5,6 +5,7 @@ No training here: :func:`fake_sweep` writes run folders (done.json, progress.csv
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -15,8 +16,19 @@ import pytest
 import scikit_posthocs
 
 from tutorial_rl.experiments import plots, stats
-from tutorial_rl.experiments.commands import REPORT_TABLES, read_report, write_report
+from tutorial_rl.experiments.commands import (
+    REPORT_TABLES,
+    add_report_parser,
+    read_report,
+    write_report,
+)
 from tutorial_rl.experiments.config import run_key
+from tutorial_rl.experiments.references import (
+    CONTROLLER_LABEL,
+    ZERO_LABEL,
+    Reference,
+    load_references,
+)
 
 
 def fake_sweep(root: Path, scores: dict[tuple[str, float | None], list[float]],
@@ -190,7 +202,115 @@ def test_read_report_returns_what_write_report_wrote(tmp_path: Path) -> None:
         read_report(root)
     write_report(root, reps=200)
     tables = read_report(root)
-    assert set(tables) == set(REPORT_TABLES)
+    assert set(tables) == {*REPORT_TABLES, "findings"}  # no references: no normalised tables
     final = stats.final_performance(stats.load_runs(root), reps=200)
     pd.testing.assert_frame_equal(tables["final_performance"], final, check_dtype=False)
     assert tables["failures"].empty
+
+
+#: Pendulum references: 0 = −10, 1 = 190, so a score of s normalises to (s + 10) / 200.
+REFS = {"pendulum": Reference("pendulum", zero=-10.0, controller=190.0)}
+
+
+def write_references(path: Path) -> Path:
+    """A reference.json in the format of `tutorial-rl reference` (issue 12)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({
+        "pendulum": {"zero": {"mean": -10.0, "returns": [-10.0, -10.0]},
+                     "controller": {"mean": 190.0, "returns": [180.0, 200.0]}},
+        "provenance": {"command": "test fixture"}}))
+    return path
+
+
+def test_normalised_iqm_and_interval_are_the_raw_ones_rescaled(tmp_path: Path) -> None:
+    runs = stats.load_runs(fake_sweep(tmp_path, SEPARATED))
+    raw = stats.final_performance(runs, reps=300, seed=2)
+    norm = stats.normalised_performance(runs, REFS, reps=300, seed=2)
+    # the IQM and percentile intervals commute with an increasing affine map
+    for column in ("iqm", "ci_low", "ci_high"):
+        assert np.allclose(norm[f"{column}_norm"], (raw[column] + 10) / 200)
+    assert stats.add_normalised(runs, REFS)["score_norm"].iloc[0] == pytest.approx(
+        (runs["score"].iloc[0] + 10) / 200)
+
+
+def test_aggregate_over_tasks_is_the_iqm_of_all_normalised_runs(tmp_path: Path) -> None:
+    a = stats.load_runs(fake_sweep(tmp_path / "a", {("se-vanilla", None): [0.0, 1, 2, 3]}))
+    b = stats.load_runs(fake_sweep(tmp_path / "b", {("se-vanilla", None): [10.0, 20, 30, 40]},
+                                   env="seeker"))
+    runs = pd.concat([a, b], ignore_index=True)
+    refs = {**REFS, "seeker": Reference("seeker", zero=0.0, controller=100.0)}
+    table = stats.aggregate_performance(runs, refs, reps=300)
+    row = table.iloc[0]
+    assert (row["tasks"], row["n"]) == (2, 4)
+    pooled = np.concatenate([(np.array([0.0, 1, 2, 3]) + 10) / 200, [0.1, 0.2, 0.3, 0.4]])
+    assert row["iqm_norm"] == pytest.approx(stats.iqm(pooled))
+    assert row["ci_low_norm"] <= row["iqm_norm"] <= row["ci_high_norm"]
+
+
+def _reference_lines(ax: plt.Axes) -> dict[str, object]:
+    return {line.get_label(): line for line in ax.get_lines()
+            if line.get_label() in (ZERO_LABEL, CONTROLLER_LABEL)}
+
+
+def test_performance_figures_draw_the_reference_lines(tmp_path: Path) -> None:
+    root = fake_sweep(tmp_path, SEPARATED)
+    final = stats.final_performance(stats.load_runs(root), reps=100)
+    bands = stats.curve_bands(stats.load_curves(root), reps=100)
+    fig, (left, right, bare) = plt.subplots(1, 3)
+    plots.plot_final_performance(final, "pendulum", "td3", ax=left, references=REFS)
+    lines = _reference_lines(left)  # across the return axis, which is x here
+    assert set(lines) == {ZERO_LABEL, CONTROLLER_LABEL}
+    assert list(lines[ZERO_LABEL].get_xdata()) == [-10.0, -10.0]
+    assert list(lines[CONTROLLER_LABEL].get_xdata()) == [190.0, 190.0]
+    plots.plot_training_curves(bands, "pendulum", "td3", ax=right, final=final, references=REFS)
+    lines = _reference_lines(right)  # horizontal: returns on y
+    assert list(lines[ZERO_LABEL].get_ydata()) == [-10.0, -10.0]
+    assert list(lines[CONTROLLER_LABEL].get_ydata()) == [190.0, 190.0]
+    assert CONTROLLER_LABEL in [t.get_text() for t in right.get_legend().get_texts()]
+    plots.plot_training_curves(bands, "pendulum", "td3", ax=bare, references={})
+    assert _reference_lines(bare) == {}  # no reference for the task: no line
+    plt.close(fig)
+    grid = plots.figure_grid(final, plots.plot_final_performance, "t", references=REFS)
+    assert [t.get_text() for t in grid.legends[0].get_texts()] == [ZERO_LABEL, CONTROLLER_LABEL]
+    plt.close(grid)
+
+
+def test_report_with_references_adds_normalised_scores(tmp_path: Path) -> None:
+    root = fake_sweep(tmp_path / "results" / "sweep", SEPARATED)
+    refs_path = write_references(tmp_path / "results" / "reference" / "reference.json")
+    report = write_report(root, reps=200)  # "auto": results/reference/reference.json
+    text = report.read_text()
+    assert f"Reference scores from `{refs_path}`" in text
+    assert "## The paper's four findings" in text
+    tables = read_report(root)
+    assert {"references", "aggregate_normalised", "findings"} <= set(tables)
+    final = tables["final_performance"]
+    assert np.allclose(final["iqm_norm"], (final["iqm"] + 10) / 200)
+    assert np.allclose(tables["runs"]["score_norm"], (tables["runs"]["score"] + 10) / 200)
+    assert tables["references"].iloc[0].to_dict() == {
+        "env": "pendulum", "zero": -10.0, "controller": 190.0, "zero_episodes": 2,
+        "controller_episodes": 2}
+    assert load_references(refs_path)["pendulum"].controller == 190.0
+
+
+def test_report_says_when_no_references_are_used(tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture) -> None:
+    root = fake_sweep(tmp_path / "sweep", SEPARATED)
+    text = write_report(root, reps=100).read_text()  # "auto", and there is no reference file
+    assert "No reference scores used" in text and "iqm_norm" not in text
+    parser = argparse.ArgumentParser()
+    add_report_parser(parser.add_subparsers())
+
+    def report(references: str) -> int:
+        args = parser.parse_args(["report", str(root), "--references", references,
+                                  "--reps", "50"])
+        return args.run(args)
+
+    # an explicit file that is missing or malformed: exit code 2 and one clear line
+    assert report(str(tmp_path / "missing.json")) == 2
+    assert "no reference file at" in capsys.readouterr().err
+    (tmp_path / "broken.json").write_text("{broken")
+    assert report(str(tmp_path / "broken.json")) == 2
+    assert "not valid JSON" in capsys.readouterr().err
+    assert report("none") == 0
+    assert "No reference scores used (--references none)" in capsys.readouterr().out

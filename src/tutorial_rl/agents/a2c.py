@@ -20,13 +20,15 @@ Variants and mitigations:
   whose gradient passes through ∂Φ/∂μ.
 - SE penalty (paper eq. (26)): the safeguard's reward r − α‖ũ − Φ(ũ)‖².
 - SP per-sample loss (paper eq. (28)): actor loss + α‖μθ(x) − Φ(x, μθ(x))‖² (on the mean).
-- SP penalty critic (paper eq. (31)): a second state-value critic V_pen(x) learns the discounted sum
-  of penalties −α‖ũ − Φ(ũ)‖²; the policy gradient uses Â + Â_pen, both by GAE. A state-value critic
-  of the penalty is the only form that fits A2C (it has no Q(x, ũ) for ∇ũ Q_pen). Because GAE is
-  linear in (r, V), Â + Â_pen equals the GAE of r − α‖ũ − u‖² under V + V_pen: the SE penalty's
-  update with the value function split into two networks. That is the paper's remark that the
-  distinction to SE-RL with penalties vanishes for state-value critics; the two runs agree in
-  expectation, not bit for bit (the split changes the value function's parameterisation).
+- SP penalty critic (paper eqs. (29)-(31)): for A2C this *is* the SE penalty, and this module
+  computes it as such. The paper (§7.2, §8.2.2) notes that the distinction vanishes for state-value
+  critics: V does not depend on the action, so a critic V_pen(x) of the discounted penalties −α‖ũ −
+  Φ(ũ)‖² added to the task critic V(x) is the state value of the penalised reward r − α‖ũ − Φ(ũ)‖²,
+  and GAE is linear in (r, V). A2C therefore learns one value network on r − α‖ũ − Φ(ũ)‖², with the
+  same loss and the same clipping as SE-RL with the reward penalty; with the same seed and α the
+  two produce bit-identical parameters (Lemma 1 extended; tests/test_agents.py). (An earlier
+  version of this course split V into two networks with separate losses; that is a different
+  parameterisation, our own and not the paper's, and it is no longer offered.)
 """
 
 from __future__ import annotations
@@ -105,11 +107,9 @@ class Rollout:
     unsafe_action: Tensor
     """ũ, the samples whose log-likelihood enters the loss"""
     advantage: Tensor
-    """Â (+ Â_pen with the penalty critic)"""
+    """Â (of the penalised reward with the penalty critic)"""
     returns: Tensor
     """targets of V"""
-    penalty_returns: Tensor | None = None
-    """targets of V_pen (penalty critic)"""
     A: Tensor | None = None
     b: Tensor | None = None
     safe_action: Tensor | None = None
@@ -137,9 +137,10 @@ class A2C:
         self.scale = ActionScale(action_space.low, action_space.high)
         hidden = tuple(config.hidden_sizes)
         self.actor = GaussianActor(obs_dim, self.scale, hidden, config.log_std_init)
+        # with the penalty critic this one network is V + V_pen (module docstring): a second
+        # network would draw its initial weights from the same generator and break Lemma 1
         self.critic = ValueNetwork(obs_dim, hidden)
-        self.penalty_critic = ValueNetwork(obs_dim, hidden) \
-            if safety.mitigation == "penalty-critic" else None
+        self.penalty_critic_on_reward = safety.mitigation == "penalty-critic"
         self.projected_mean = config.sp_log_likelihood == "projected-mean"
         self.needs_safe_sets = safety.mitigation == "per-sample-loss" or self.projected_mean
         self.params = [p for net in self.networks().values() for p in net.parameters()]
@@ -174,49 +175,43 @@ class A2C:
         return (dist.mean + dist.stddev * eps)[0].numpy().astype(np.float64)
 
     @torch.inference_mode()
-    def _values(self, obs: np.ndarray) -> tuple[float, float]:
-        x = torch.as_tensor(obs, dtype=torch.float32)[None]
-        pen = 0.0 if self.penalty_critic is None else float(self.penalty_critic(x)[0])
-        return float(self.critic(x)[0]), pen
+    def _value(self, obs: np.ndarray) -> float:
+        return float(self.critic(torch.as_tensor(obs, dtype=torch.float32)[None])[0])
 
     # ------------------------------------------------------------------ rollout
     def collect_rollout(self, env: ModeEnv, obs: np.ndarray, n_steps: int,
                         recorder: ProgressRecorder) -> tuple[Rollout, np.ndarray]:
         """Run the policy for ``n_steps`` steps and compute Â by GAE; returns the next x too."""
         c = self.config
-        keys = ("obs", "act", "rew", "done", "val", "pen", "vpen", "sets", "safe")
+        keys = ("obs", "act", "rew", "done", "val", "sets", "safe")
         data: dict[str, list[Any]] = {k: [] for k in keys}
         for _ in range(n_steps):
-            value, value_pen = self._values(obs)
+            value = self._value(obs)
             unsafe_action = self.select_action(obs, explore=True, safe_set=env.safe_set)
             step = env.step(unsafe_action)
             recorder.record(step, self.safety.weight)
-            reward, penalty = step.reward, -self.safety.weight * step.distance_sq  # paper eq. (29)
+            reward = step.reward
+            if self.penalty_critic_on_reward:
+                # r − α d², the very expression ProjectionSafeguard computes for SE-RL's penalty
+                # (paper eqs. (23) and (29)), so SE penalty and SP penalty critic agree bit for bit
+                reward = reward - self.safety.weight * step.distance_sq
             if step.truncated and not step.terminated:
                 # a time limit is not a terminal state: bootstrap with V(x_T) (as SB3 does)
-                v_end, vpen_end = self._values(step.obs)
-                reward += c.gamma * v_end
-                penalty += c.gamma * vpen_end
+                reward += c.gamma * self._value(step.obs)
             for key, item in zip(keys, (obs, unsafe_action, reward,
                                         float(step.terminated or step.truncated), value,
-                                        penalty, value_pen, step.safe_set, step.safe_action),
+                                        step.safe_set, step.safe_action),
                                  strict=True):
                 data[key].append(item)
             obs = env.reset() if step.terminated or step.truncated else step.obs
-        last_value, last_pen = self._values(obs)
+        last_value = self._value(obs)
 
         def tensor(key: str) -> Tensor:
             return torch.as_tensor(np.asarray(data[key]), dtype=torch.float32)
 
-        dones = tensor("done")
-        advantage, returns = compute_gae(tensor("rew"), tensor("val"), dones,
+        advantage, returns = compute_gae(tensor("rew"), tensor("val"), tensor("done"),
                                          torch.tensor(last_value), c.gamma, c.gae_lambda)
         rollout = Rollout(tensor("obs"), tensor("act"), advantage, returns)
-        if self.penalty_critic is not None:
-            adv_pen, rollout.penalty_returns = compute_gae(
-                tensor("pen"), tensor("vpen"), dones, torch.tensor(last_pen), c.gamma,
-                c.gae_lambda)
-            rollout.advantage = advantage + adv_pen  # paper eq. (31): Â + Â_pen
         if self.needs_safe_sets:
             A, b = pad_safe_sets(data["sets"])
             rollout.A, rollout.b = torch.from_numpy(A), torch.from_numpy(b)
@@ -242,13 +237,8 @@ class A2C:
         return loss
 
     def compute_loss_v(self, rollout: Rollout) -> Tensor:
-        """E(V(x) − R)² (+ E(V_pen(x) − R_pen)² with the penalty critic)."""
-        loss = (self.critic(rollout.obs) - rollout.returns).square().mean()
-        if self.penalty_critic is not None:
-            assert rollout.penalty_returns is not None
-            pen = self.penalty_critic(rollout.obs) - rollout.penalty_returns
-            loss = loss + pen.square().mean()
-        return loss
+        """E(V(x) − R)² (R: returns of r − α d² with the penalty critic, V then being V + V_pen)."""
+        return (self.critic(rollout.obs) - rollout.returns).square().mean()
 
     def update(self, rollout: Rollout) -> None:
         """One gradient step on L_pi + c_v L_V, clipped to ``max_grad_norm``."""
@@ -278,10 +268,7 @@ class A2C:
     # ------------------------------------------------------------------ persistence
     def networks(self) -> dict[str, nn.Module]:
         """Every network by name (what ``model.pt`` holds)."""
-        nets: dict[str, nn.Module] = {"actor": self.actor, "critic": self.critic}
-        if self.penalty_critic is not None:
-            nets["penalty_critic"] = self.penalty_critic
-        return nets
+        return {"actor": self.actor, "critic": self.critic}
 
     def state_dict(self) -> dict[str, Any]:
         """Parameters of every network."""

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
@@ -82,7 +83,8 @@ class SafetyConfig:
     mitigation: Mitigation = "none"
     """``penalty`` (SE: reward r − α‖ũ − Φ(ũ)‖², paper eq. (23)-(24)), ``per-sample-loss`` (SP:
     actor loss + α‖μ − Φ(μ)‖², paper eq. (27)-(28)), ``penalty-critic`` (SP: Q_pen on ũ, paper
-    eq. (29)-(31)) or ``none``"""
+    eq. (29)-(31); for A2C exactly the SE penalty, see :mod:`tutorial_rl.agents.a2c`) or
+    ``none``"""
     alpha: float | None = None
     """the weight α >= 0 of the mitigation; required with a mitigation, not allowed without"""
     projection_method: str = "exact"
@@ -258,9 +260,16 @@ class ProgressRecorder:
     :param total_steps: for the progress bar.
     :param progress_bar: draw a tqdm bar on stderr.
     :param desc: its label.
+    :param callback: called as ``callback(steps)`` after every ``callback_every``-th step (the
+        tuner evaluates the policy there and may stop the run by raising).
+    :param callback_every: steps between callbacks (> 0 when ``callback`` is given).
     """
 
-    def __init__(self, total_steps: int, progress_bar: bool = False, desc: str = "") -> None:
+    def __init__(self, total_steps: int, progress_bar: bool = False, desc: str = "",
+                 callback: Callable[[int], None] | None = None, callback_every: int = 0) -> None:
+        if callback is not None and callback_every <= 0:
+            raise ConfigError(f"callback_every must be > 0 with a callback; got {callback_every}")
+        self._callback, self._callback_every = callback, callback_every
         self.rows: list[dict[str, Any]] = []
         self.steps = 0
         self._start = time.perf_counter()
@@ -287,6 +296,8 @@ class ProgressRecorder:
             self._bar.update(1)
         if step.terminated or step.truncated:
             self._close_episode(complete=True)
+        if self._callback is not None and self.steps % self._callback_every == 0:
+            self._callback(self.steps)
 
     def _close_episode(self, complete: bool) -> None:
         self.rows.append({

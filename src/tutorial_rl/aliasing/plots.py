@@ -14,6 +14,7 @@ from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
@@ -21,6 +22,7 @@ from matplotlib.patches import Patch
 from tutorial_rl.aliasing.critics import one_thread
 from tutorial_rl.aliasing.experiment import SETTING_LABELS, SETTINGS, AliasingResult
 from tutorial_rl.aliasing.flat_lining import NormalDerivatives, values_along_ray
+from tutorial_rl.aliasing.long_horizon import LONG_HORIZON_LABELS, LongHorizonResult
 from tutorial_rl.plotting import (
     active_constraint_count,
     plot_jacobian_rank,
@@ -41,6 +43,8 @@ from tutorial_rl.style import (
 
 __all__ = [
     "plot_critic_surfaces",
+    "plot_epoch_sweep",
+    "plot_long_horizon",
     "plot_normal_derivatives",
     "plot_rank",
     "plot_setting",
@@ -226,4 +230,104 @@ def plot_normal_derivatives(result: AliasingResult, nd: NormalDerivatives, face:
     axes[1].set_ylabel("normal derivative (abs.)")
     axes[1].set_title("normal derivatives at every measured face", fontsize=TITLE_SIZE)
     axes[1].legend(fontsize=LEGEND_SIZE)
+    return axes
+
+
+_LONG_HORIZON_COLORS = {"sp_per_sample": "#c55a11", "sp_penalty_critic": "#548235",
+                        "se_penalty": "#2f5597"}
+
+
+def plot_long_horizon(result: LongHorizonResult, axes: Sequence[Axes] | None = None
+                      ) -> Sequence[Axes]:
+    """Chapter 7's long-horizon experiment (:mod:`tutorial_rl.aliasing.long_horizon`), two panels.
+
+    Left: the first action's safe set, the true penalised value task − α·(future penalties) of
+    the applied action Φ(ũ) (contours over ũ in the action box), and each setting's path ũ_t
+    (circle: start, square: end). Right: along u2 = 0, the task value, −α·(future penalties) and
+    their sum against the applied u1, with a vertical line where each setting's Φ(ũ_T) ended.
+    """
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=(11.5, 4.4), gridspec_kw={"width_ratios": [1, 1.3]})
+    sc, grid = result.scenario, result.grid
+    if grid.size == 0:
+        raise ValueError("plot_long_horizon needs the grid: run_long_horizon(grid_size > 0)")
+    ax = plot_safe_set(sc.A, sc.b, ax=axes[0], extent=(-1.5, 1.5, -1.5, 1.5),
+                       label=r"safe set $\mathcal{U}_s(x)$")
+    _box(ax)
+    g = np.linspace(-1, 1, grid.shape[0])
+    penalised = result.grid_task - result.grid_future
+    ax.contour(g, g, penalised, levels=14, colors="0.55", linewidths=0.7)
+    for setting, out in result.outcomes.items():
+        color = _LONG_HORIZON_COLORS[setting]
+        ax.plot(*out.path.T, color=color, marker=".", markersize=2.5, linewidth=1.1,
+                label=LONG_HORIZON_LABELS[setting])
+        ax.plot(*out.path[0], "o", color=color, markersize=6)
+        ax.plot(*out.path[-1], "s", color=color, markersize=5)
+    ax.set_xlabel(r"$\tilde u_1$ (acceleration towards the wall)")
+    ax.set_ylabel(r"$\tilde u_2$")
+    ax.set_title("paths of $\\tilde u$ over the true penalised value", fontsize=10)
+    ax.legend(fontsize=8, loc="lower left")
+    # the row u2 = 0, up to the face of the safe set (the projected grid repeats the face value)
+    row = int(np.argmin(np.abs(g)))
+    u1 = grid[row, :, 0]
+    keep = np.concatenate([[True], np.diff(u1) > 1e-9])
+    ax = axes[1]
+    ax.plot(u1[keep], result.grid_task[row, keep], color="0.2", label="task value")
+    ax.plot(u1[keep], -result.grid_future[row, keep], color="#7030a0",
+            label=r"$-\alpha\,\sum_{k\geq 1}\gamma^k d_k^2$ (future penalties)")
+    ax.plot(u1[keep], penalised[row, keep], color="black", linestyle="--",
+            label="task value + future penalties")
+    for setting, out in result.outcomes.items():
+        ax.axvline(out.applied[0], color=_LONG_HORIZON_COLORS[setting], linewidth=1.5,
+                   alpha=0.8, label=f"{LONG_HORIZON_LABELS[setting]} ends")
+    ax.set_xlabel(r"applied $u_1 = \Phi(\tilde u)_1$ (at $u_2 = 0$)")
+    ax.set_ylabel("discounted value (seeker reward units)")
+    ax.set_title("what today's acceleration costs later", fontsize=10)
+    low = min(penalised[row, keep].min(), -result.grid_future[row, keep].max())
+    ax.set_ylim(low - 0.55, None)  # room for the legend below the curves
+    ax.legend(fontsize=7.5, loc="lower left", ncol=2)
+    return axes
+
+
+def plot_epoch_sweep(frame: pd.DataFrame, best_safe_value: float | None = None,
+                     axes: Sequence[Axes] | None = None) -> Sequence[Axes]:
+    """Chapter 6's SE-critic epoch sweep (:mod:`tutorial_rl.aliasing.epoch_sweep`), two panels.
+
+    Left: the share of seeds whose SE-RL policy escaped into the safe set, and the median fit
+    RMSE of the SE critic (right axis), against the training epochs. Right: the true value of the
+    final applied action Φ(ũ_T) of every seed (dots; filled: escaped) with the per-epochs mean.
+    """
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=(11.5, 3.8))
+    g = frame.groupby("epochs")
+    epochs = np.asarray(sorted(frame["epochs"].unique()))
+    ax = axes[0]
+    ax.plot(epochs, g["escaped"].mean().to_numpy(), "o-", color=SAFE_COLOR,
+            label="share of seeds that escaped")
+    ax.set_xscale("log")
+    ax.set_ylim(-0.05, 1.05)
+    ax.set_xlabel("training epochs of the SE critic")
+    ax.set_ylabel("share of seeds whose ũ_T is safe")
+    twin = ax.twinx()
+    twin.plot(epochs, g["rmse"].median().to_numpy(), "s--", color="0.4",
+              label="median fit RMSE (right axis)")
+    twin.set_ylabel("fit RMSE")
+    handles = ax.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
+    ax.legend(handles=handles, fontsize=8, loc="center right")
+    ax = axes[1]
+    offsets = np.linspace(-0.08, 0.08, frame["seed"].nunique())
+    seed_index = {s: i for i, s in enumerate(sorted(frame["seed"].unique()))}
+    x = frame["epochs"].to_numpy() * np.exp(offsets[frame["seed"].map(seed_index).to_numpy()])
+    escaped = frame["escaped"].to_numpy(dtype=bool)
+    ax.scatter(x[escaped], frame["value"][escaped], color=SAFE_COLOR, s=22, label="escaped")
+    ax.scatter(x[~escaped], frame["value"][~escaped], facecolor="none", edgecolor=UNSAFE_COLOR,
+               s=22, label="trapped outside")
+    ax.plot(epochs, g["value"].mean().to_numpy(), color="0.2", linewidth=1, label="mean")
+    if best_safe_value is not None:
+        ax.axhline(best_safe_value, color="black", linestyle=":", linewidth=1,
+                   label="best safe value")
+    ax.set_xscale("log")
+    ax.set_xlabel("training epochs of the SE critic")
+    ax.set_ylabel(r"true value of $\Phi(\tilde u_T)$")
+    ax.legend(fontsize=8)
     return axes

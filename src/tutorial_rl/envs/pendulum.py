@@ -55,7 +55,10 @@ class PendulumEnv(RCISafeActions, gym.Env[np.ndarray, np.ndarray]):
     A pendulum (m = 1, l = 1, g = 9.81) must be held upright (θ = 0). Semi-implicit Euler with
     dt = 0.05 (the paper's "explicit Euler" as its code implements it):
     θ̇ <- θ̇ + dt (3g/(2l) sin θ + 3/(m l²) u), then θ <- θ + dt θ̇, then additive noise
-    w ~ U([-0.1, 0.1]²) on both states, drawn from ``self.np_random``. The safe set (an RCI set
+    w ~ U([-0.1, 0.1]²) on both states, drawn from ``self.np_random``. These are the coefficients
+    of a uniform rod (moment of inertia m l²/3 about the pivot), as in gym's Pendulum and in the
+    paper's code; the paper's eq. 53 writes the point-mass form g/l and 1/(m l²) instead. We follow
+    the code, whose results the paper reports. The safe set (an RCI set
     inside |θ| <= 2, |θ̇| <= 6.5, computed for the linearisation with the linearisation error
     and the noise bounded as disturbance) keeps the state recoverable under any noise.
 

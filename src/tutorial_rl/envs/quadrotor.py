@@ -73,7 +73,12 @@ class QuadrotorEnv(RCISafeActions, gym.Env[np.ndarray, np.ndarray]):
     x_eq = [0, 1, 0, 0, 0, 0]. Dynamics: ẍ = g θ + w0, z̈ = -g + K (u1 + u2) + w1,
     θ̈ = -d0 θ - d1 θ̇ + n0 (-u1 + u2) with K = 0.89/1.4, d0 = 70, d1 = 17, n0 = 55, g = 9.81,
     discretised exactly (zero-order hold on thrusts and disturbance, dt = 0.05); the model is
-    linear, so the discretisation is the simulator and the RCI set is exact for it. Disturbance
+    linear, so the discretisation is the simulator and the RCI set is exact for it. This is our
+    choice, not the paper's: its appendix A.8.2 discretises the same linear model with explicit
+    Euler (x+ = x + dt f(x, u, w)). The two differ most in the stiff attitude loop (poles of
+    θ̈ = -70 θ - 17 θ̇ at -7 and -10 1/s): its discrete poles are e^(-7 dt) = 0.705 and
+    e^(-10 dt) = 0.607 here, 1 - 7 dt = 0.65 and 1 - 10 dt = 0.50 under Euler. So states, safe
+    sets and returns are close to, not identical with, the paper's. Disturbance
     w ~ U([0, 0.08]²) on the accelerations, one-sided as in the paper's code, drawn from
     ``self.np_random``.
 

@@ -26,6 +26,11 @@ import numpy as np
 from tutorial_rl.agents.common import MITIGATIONS, MODES, ConfigError
 from tutorial_rl.experiments.commands import add_report_parser, add_sweep_parser
 from tutorial_rl.experiments.training import ALGOS, ENVS, RunConfig, evaluate, train
+from tutorial_rl.experiments.tune_commands import (
+    add_reference_parser,
+    add_tune_export_parser,
+    add_tune_parser,
+)
 from tutorial_rl.projection import METHODS
 
 __all__ = ["COMMANDS", "Command", "UsageError", "build_parser", "main"]
@@ -146,6 +151,10 @@ def build_parser() -> argparse.ArgumentParser:
     # Sweeps and reports over a whole experiment grid (chapter 8).
     add_sweep_parser(sub)
     add_report_parser(sub)
+    # Tuning the unsafe baselines and the reference controllers (chapter 8).
+    add_tune_parser(sub)
+    add_tune_export_parser(sub)
+    add_reference_parser(sub)
     return parser
 
 

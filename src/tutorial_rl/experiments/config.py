@@ -11,10 +11,13 @@ profile    what it is for
 =========  =====================================================================================
 ``ci``     seconds: TD3 on the pendulum, SE vanilla and SP penalty critic (α = 0.5), 2 seeds,
            400 steps, 2 evaluation episodes: 4 runs (tests and the book build)
-``quick``  the whole grid (588 runs) on 2-6 % of the paper's budgets: an estimated 0.8 h on 2
-           cores, 0.1 h on 16 (:func:`estimate_wall_time`); a smoke test of the pipeline, not
+``quick``  the whole grid (588 runs) on 0.8-20 % of the ``paper`` profile's budgets (TD3: 20 %
+           pendulum, 2 % quadrotor, 1 % seeker; A2C: 12 %, 1.2 %, 0.8 %): an estimated 0.8 h on
+           2 cores, 0.1 h on 16 (:func:`estimate_wall_time`); a smoke test of the pipeline, not
            a replication (the agents barely start learning)
-``paper``  the paper's grid and budgets (588 runs): an estimated 39 h on 2 cores,
+``paper``  the paper's grid (588 runs) at full budgets: TD3 10k / 50k / 100k steps on pendulum /
+           quadrotor / seeker, the budgets of the paper's public code; A2C 50k / 250k / 500k
+           (five times TD3's) are ours, not the paper's. An estimated 39 h on 2 cores,
            4.8 h on 16 (77 core-hours)
 =========  =====================================================================================
 
@@ -34,6 +37,7 @@ from typing import Any
 
 from tutorial_rl.agents.common import VALID_MITIGATIONS, ConfigError
 from tutorial_rl.experiments.training import ALGOS, ENVS, env_defaults
+from tutorial_rl.experiments.tuning import load_tuned
 from tutorial_rl.projection import METHODS
 
 __all__ = ["FILTER_KEYS", "PAPER_VARIANTS", "PROFILES", "VARIANTS", "ExperimentProfile",
@@ -155,6 +159,10 @@ class ExperimentProfile:
         default_factory=lambda: {"td3": {"learning_starts": 1_000}})
     """per-algorithm hyperparameter overrides, e.g. ``{"td3": {"batch_size": 64}}``; pinned here so
     that ``$TUTORIAL_RL_PROFILE`` cannot change a sweep"""
+    tuned: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """per-``"algo/env"`` hyperparameters tuned on the unsafe baseline (``tutorial-rl tune``; the
+    ``paper`` profile reads :data:`~tutorial_rl.experiments.tuning.TUNED_FILE`); ``agent``
+    overrides win over them"""
     projection_method: str = "exact"
     """projection backend (the paper used cvxpylayers; ``exact`` is ~300x faster, chapter 1)"""
     inject_failure: tuple[str, ...] = ()
@@ -178,9 +186,13 @@ class ExperimentProfile:
                             specs.append(RunSpec(
                                 key, env, algo, variant, mode, mitigation, alpha, seed,
                                 self.steps[f"{algo}/{env}"], self.eval_episodes, self.eval_seed,
-                                self.projection_method, dict(self.agent.get(algo, {})),
+                                self.projection_method, self.agent_overrides(algo, env),
                                 key in self.inject_failure))
         return specs
+
+    def agent_overrides(self, algo: str, env: str) -> dict[str, Any]:
+        """The hyperparameters a run of ``algo`` on ``env`` gets: tuned values, then ``agent``."""
+        return {**self.tuned.get(f"{algo}/{env}", {}), **self.agent.get(algo, {})}
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> ExperimentProfile:
         """A copy with ``overrides`` (``--set KEY=VALUE`` pairs) applied and validated.
@@ -271,10 +283,15 @@ def _validate(p: ExperimentProfile) -> None:
     missing = [c for c in cells if c not in p.steps]
     if missing:
         raise ProfileError(f"no training budget for {', '.join(missing)}")
-    for algo, overrides in p.agent.items():
+    for algo in p.agent:
         if algo not in ALGOS:
             raise _choice_error("agent algo", algo, ALGOS)
+    for cell in p.tuned:
+        if cell not in _PAPER_STEPS:
+            raise _choice_error("tuned key", cell, _PAPER_STEPS)
+    for algo in p.algos:
         for env in p.envs:  # the algorithm's own checks (TD3Config/A2CConfig.__post_init__)
+            overrides = p.agent_overrides(algo, env)
             base = env_defaults(env, algo)["agent"]
             names = [f.name for f in dataclasses.fields(base)]
             for name in overrides:
@@ -307,7 +324,8 @@ PROFILES: dict[str, ExperimentProfile] = {
         steps={"td3/pendulum": 2_000, "td3/quadrotor": 1_000, "td3/seeker": 1_000,
                "a2c/pendulum": 6_000, "a2c/quadrotor": 3_000, "a2c/seeker": 4_000},
         agent={"td3": {"learning_starts": 250}}),
-    "paper": ExperimentProfile(name="paper"),
+    # The paper's protocol: hyperparameters tuned on each unsafe baseline, used for every variant.
+    "paper": ExperimentProfile(name="paper", tuned=load_tuned()),
 }
 
 

@@ -1,151 +1,392 @@
-"""The paper's four findings, checked against a sweep's tables (Chapter 8,
+"""The paper's four findings, decided by stated tests on a sweep's per-seed scores (Chapter 8,
 chapters/08_experiments.py, "The four findings, one by one"; paper section 8).
 
-1. A2C: SE-RL and SP-RL without mitigation perform identically (Lemma 1).
+1. A2C: SE-RL and SP-RL without mitigation perform identically.
 2. TD3 without mitigation: SE-RL beats SP-RL on the quadrotor and the seeker.
-3. With mitigations, SP-RL (per-sample loss or penalty critic) matches or beats SE-RL with a
-   reward penalty.
-4. The penalty critic is the best variant on the balancing tasks (pendulum, quadrotor); the
-   per-sample loss is the best on the seeker.
+3. With mitigations, one of the improved SP-RL variants (per-sample loss, penalty critic) matches
+   or beats SE-RL with a reward penalty.
+4. The penalty critic is the best safeguarded variant on the balancing tasks (pendulum,
+   quadrotor); the per-sample loss is the best on the seeker.
 
-Each check returns one row per task × algorithm it concerns, with the numbers it used and a
-verdict: ``"holds"``, ``"does not hold"`` or ``"inconclusive"``. "Beats" means the IQM is higher
-*and* the two 95 % bootstrap intervals do not overlap; "matches" means the intervals overlap.
-Mitigated variants are compared at their best α (the paper's choice for its figure 4), which is
-the comparison the paper makes; it favours variants with several α to choose from, so a verdict
-on a finding that claims a mitigated variant wins is optimistic for that variant.
+The data of every test are the runs' scores (mean evaluation return, one per training seed); the
+tests are in :mod:`~tutorial_rl.experiments.inference`. The protocol, fixed before looking at any
+result:
+
+- **Finding 1** is true *by construction*: with a state-value critic and the log-likelihood of
+  the unsafe sample, the SE-RL and SP-RL updates of A2C coincide (Lemma 1, chapter 5), and the
+  package's runs share their random streams, so each seed must give the same score to the bit.
+  The check is the largest per-seed difference; a nonzero one is a bug, not a statistical result.
+- **Finding 2**: two-sided Mann-Whitney U test of SE-RL against SP-RL (vanilla TD3), effect size
+  Cliff's δ (> 0: SE-RL higher) and the IQM difference with a bootstrap 95 % interval. Verdict
+  "SE better" / "SP better" when the Holm-adjusted p < ``level`` (in the direction of δ),
+  otherwise "no significant difference".
+- **Finding 3**: on normalised scores (0 = zero action, 1 = reference controller; see
+  :mod:`~tutorial_rl.experiments.references`), an equivalence test (TOST with two one-sided
+  Mann-Whitney tests) with margin ±``margin`` = ±0.1, and the two-sided Mann-Whitney test.
+  "matches" only when equivalence is shown; otherwise "SP better" / "SE better" when the
+  difference is significant; otherwise "undecided". The margin is a tenth of the gap between doing
+  nothing and a competent controller: a difference below it would not change which method a
+  practitioner picks. It is fixed in task units, not fitted to the seed noise, and it is the
+  same for every task because normalised scores are comparable across tasks. Without reference
+  scores there is no margin, and "matches" cannot be reached.
+- **Finding 4**: the claimed variant must beat *every* other safeguarded variant (an
+  intersection-union test: each pairwise two-sided Mann-Whitney p < ``level`` with the claimed
+  variant higher; its p-value is the largest pairwise p, the one against the closest
+  competitor). "does not hold" when some competitor is significantly better (Bonferroni over the
+  competitors of the cell); otherwise "undecided". The unsafe baseline is no competitor.
+
+**Best-of-α selection.** The paper reports each mitigated variant at its best α, chosen on the
+same seeds it is then compared on: the winner's curse makes that comparison optimistic for the
+variants with several α (and, in finding 3, for the better of the two SP-RL mitigations). With
+``selection="split"`` (the default) every choice of a cell (α of each variant, which SP-RL
+mitigation) is made by the highest IQM on the *selection seeds*, the first half of the sorted
+seeds (0-2 of 0-6), and the test uses only the *test seeds* (3-6), for every variant of the
+comparison. The test seeds played no part in the choice, so the test is valid, at the price of
+fewer seeds: with 4 against 4 the smallest two-sided p a rank test can reach is 2/70 ≈ 0.029.
+A cell where nothing is chosen (vanilla variants, or a sweep that ran one α per variant chosen
+elsewhere) uses all seeds. ``selection="none"`` reproduces the paper's choice on all seeds; the
+rows say so, and their p-values are then optimistic. ``selection=[0, ..., 6]`` chooses on the
+given seeds and tests on every other seed: the design with the most power runs the grid on seeds
+0-6, then every safeguarded variant at its chosen α (:func:`~.selection.chosen_configs`) on
+fresh seeds 7-13.
+
+**Multiple comparisons.** Holm's step-down adjustment within each finding, over the cells
+(task × algorithm) it concerns, so that all the verdicts of one finding together keep a
+family-wise error rate of ``level``. The equivalence tests of finding 3 and the "does not hold"
+tests of finding 4 are separate families. Cells with fewer than :data:`MIN_SEEDS` seeds per
+sample are "undecided" with that reason and are not tested.
+
+Seeds are treated as independent samples, as in the paper and rliable, although variants run with
+the same seed share their initialisation and evaluation episodes.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
+from tutorial_rl.experiments.inference import (
+    cliffs_delta,
+    hodges_lehmann,
+    holm,
+    iqm_difference,
+    mann_whitney,
+    min_p_value,
+    tost_shift,
+)
+from tutorial_rl.experiments.references import Reference
+from tutorial_rl.experiments.selection import (
+    Selection,
+    choose_configs,
+    seed_span,
+)
 from tutorial_rl.experiments.stats import CONFIG
 
-__all__ = ["HOLDS", "INCONCLUSIVE", "NOT_HOLD", "best_per_variant", "check_findings",
-           "finding_1", "finding_2", "finding_3", "finding_4"]
+__all__ = ["CLAIMS", "COLUMNS", "DIFFER", "HOLDS", "IDENTICAL", "MATCHES", "MIN_SEEDS",
+           "NOT_HOLD", "NO_DIFFERENCE", "SE_BETTER", "SP_BETTER", "UNDECIDED", "check_findings",
+           "finding_1", "finding_2", "finding_3", "finding_4", "summarise"]
 
-HOLDS, NOT_HOLD, INCONCLUSIVE = "holds", "does not hold", "inconclusive"
+#: Verdicts (column ``verdict``).
+IDENTICAL, DIFFER = "identical (by construction)", "differ"
+SE_BETTER, SP_BETTER, NO_DIFFERENCE = "SE better", "SP better", "no significant difference"
+MATCHES, UNDECIDED = "matches", "undecided"
+#: Whether the verdict supports the paper's claim (column ``status``).
+HOLDS, NOT_HOLD = "holds", "does not hold"
+
+#: Fewest seeds per sample for a test (3 against 3: smallest two-sided p 0.1, one-sided 0.05).
+MIN_SEEDS = 3
 BALANCING_TASKS = ("pendulum", "quadrotor")
-COLUMNS = ["finding", "env", "algo", "claim", "evidence", "verdict"]
+SP_MITIGATIONS = ("sp-per-sample-loss", "sp-penalty-critic")
+SAFEGUARDED = ("se-vanilla", "se-penalty", "sp-vanilla", *SP_MITIGATIONS)
+#: The paper's four claims, in one line each (the rows' ``claim`` is per cell).
+CLAIMS = {1: "A2C: SE-RL and SP-RL (vanilla) identical",
+          2: "TD3 vanilla: SE-RL beats SP-RL on the quadrotor and the seeker",
+          3: "improved SP-RL matches or beats SE-RL with a reward penalty",
+          4: "penalty critic best on the balancing tasks, per-sample loss on the seeker"}
+#: Columns of a findings table. claim: the claim of that cell; verdict, status: above; test:
+#: what was tested on which configurations, and how they were chosen; seeds: the seeds tested
+#: (and those α was chosen on); n: sample sizes ("4 vs 4"); diff [diff_low, diff_high]: IQM of
+#: the side the claim favours (SE in 2, SP in 3, the claimed variant in 4) minus the other, with
+#: a 95 % bootstrap interval, in return units (finding 1: the largest per-seed |difference|);
+#: diff_norm: diff in normalised units (NaN without references); cliffs_delta: > 0 favours the
+#: claim's side; p, p_holm: the two-sided Mann-Whitney p, raw and Holm-adjusted (finding 4: the
+#: intersection-union p, i.e. the closest competitor's); p_equiv, p_equiv_holm: the TOST p of
+#: finding 3; evidence: the numbers in one line.
+COLUMNS = ["finding", "env", "algo", "claim", "verdict", "status", "test", "seeds", "n",
+           "diff", "diff_low", "diff_high", "diff_norm", "cliffs_delta", "p", "p_holm",
+           "p_equiv", "p_equiv_holm", "evidence"]
 
 
-def best_per_variant(final: pd.DataFrame) -> pd.DataFrame:
-    """One row per task × algorithm × variant of :func:`~.stats.final_performance`: the α with
-    the highest IQM (ties: the smallest α); vanilla variants have a single row already."""
-    order = final.sort_values(["env", "algo", "variant", "iqm", "alpha"],
-                              ascending=[True, True, True, False, True])
-    return order.groupby(["env", "algo", "variant"], sort=True).head(1).reset_index(drop=True)
+def summarise(findings: pd.DataFrame) -> pd.DataFrame:
+    """One row per finding of a :func:`check_findings` table: the claim and how many of its
+    cells hold, do not hold, or are undecided."""
+    counts = pd.crosstab(findings["finding"], findings["status"])
+    for status in (HOLDS, NOT_HOLD, UNDECIDED):
+        if status not in counts:
+            counts[status] = 0
+    claims = pd.Series({f: CLAIMS.get(f, "") for f in counts.index})
+    return pd.DataFrame({"claim": claims, "cells": counts.sum(axis=1), HOLDS: counts[HOLDS],
+                         NOT_HOLD: counts[NOT_HOLD], UNDECIDED: counts[UNDECIDED]}
+                        ).rename_axis("finding").reset_index()
 
 
-def _row(best: pd.DataFrame, env: str, algo: str, variant: str) -> pd.Series | None:
-    hit = best[(best["env"] == env) & (best["algo"] == algo) & (best["variant"] == variant)]
-    return None if hit.empty else hit.iloc[0]
+def _scores(cell: pd.DataFrame, config: str, seeds: Sequence[int]) -> np.ndarray:
+    rows = cell[(cell[CONFIG] == config) & cell["seed"].isin(seeds)]
+    return rows.sort_values("seed")["score"].to_numpy(float)
 
 
-def _fmt(row: pd.Series) -> str:
-    return f"{row[CONFIG]} {row['iqm']:.2f} [{row['ci_low']:.2f}, {row['ci_high']:.2f}]"
+def _scale(references: Mapping[str, Reference] | None, env: str) -> float:
+    ref = (references or {}).get(env)
+    return np.nan if ref is None else ref.controller - ref.zero
 
 
-def _overlap(a: pd.Series, b: pd.Series) -> bool:
-    return bool(a["ci_low"] <= b["ci_high"] and b["ci_low"] <= a["ci_high"])
+@dataclass
+class _Pair:
+    """A two-sample comparison of ``a`` against ``b`` (positive effects favour ``a``)."""
+
+    a: np.ndarray
+    b: np.ndarray
+    reps: int
+    seed: int
+
+    def __post_init__(self) -> None:
+        self.enough = min(self.a.size, self.b.size) >= MIN_SEEDS
+        self.n = f"{self.a.size} vs {self.b.size}"
+        if self.enough:
+            self.u, self.p, self.method = mann_whitney(self.a, self.b)
+            self.delta = cliffs_delta(self.a, self.b)
+            self.diff, self.low, self.high = iqm_difference(self.a, self.b, reps=self.reps,
+                                                            seed=self.seed)
+            self.min_p = min_p_value(self.a.size, self.b.size)
+
+    def too_few(self) -> str:
+        return f"too few seeds to test: {self.n} (need >= {MIN_SEEDS} each)"
+
+    def text(self, name_a: str, name_b: str) -> str:
+        return (f"IQM {name_a} − {name_b} = {self.diff:.3g} [{self.low:.3g}, {self.high:.3g}], "
+                f"Cliff's δ = {self.delta:+.2f}, U = {self.u:g}, {self.method} p = {self.p:.3g}")
 
 
-def _beats(a: pd.Series, b: pd.Series) -> bool:
-    """IQM higher and the 95 % intervals disjoint."""
-    return bool(a["iqm"] > b["iqm"] and not _overlap(a, b))
+def _row(finding: int, env: str, algo: str, claim: str, test: str, **values: object) -> dict:
+    return {"finding": finding, "env": env, "algo": algo, "claim": claim, "test": test,
+            **values}
 
 
-def finding_1(runs: pd.DataFrame, final: pd.DataFrame, atol: float = 1e-9) -> pd.DataFrame:
-    """A2C SE vanilla vs SP vanilla: identical per-seed scores (Lemma 1 with shared seeds).
+def _frame(rows: list[dict]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=COLUMNS)
 
-    Lemma 1 says the two learn the same policy in distribution; with the package's shared random
-    streams the same seed gives the same numbers, so the check compares seed by seed.
-    """
+
+def _design_note(min_p: float, tests: int, level: float, what: str = "p") -> str:
+    """Say so when no data of this size could pass: Holm multiplies the smallest p by the
+    number of tests, so a smallest attainable p above level / tests can never be significant."""
+    if min_p * tests < level:
+        return ""
+    return (f"undecidable at this n: smallest attainable {what} {min_p:.2g} × {tests} tests "
+            f"(Holm) >= {level:g}")
+
+
+def _pair_values(pair: _Pair, scale: float) -> dict:
+    if not pair.enough:
+        return {"n": pair.n}
+    return {"n": pair.n, "diff": pair.diff, "diff_low": pair.low, "diff_high": pair.high,
+            "diff_norm": pair.diff / scale, "cliffs_delta": pair.delta, "p": pair.p}
+
+
+def finding_1(runs: pd.DataFrame, atol: float = 1e-9) -> pd.DataFrame:
+    """A2C SE vanilla against SP vanilla: identical by construction (Lemma 1), checked as the
+    largest per-seed |score SE − score SP| over the seeds both have."""
     rows = []
-    best = best_per_variant(final)
     a2c = runs[runs["algo"] == "a2c"]
     for env in sorted(a2c["env"].unique()):
         cell = a2c[a2c["env"] == env]
         se = cell[cell["variant"] == "se-vanilla"].set_index("seed")["score"]
         sp = cell[cell["variant"] == "sp-vanilla"].set_index("seed")["score"]
-        seeds = se.index.intersection(sp.index)
-        if len(seeds) == 0:
+        seeds = sorted(se.index.intersection(sp.index))
+        if not seeds:
             continue
-        diff = float(np.max(np.abs(se[seeds].to_numpy() - sp[seeds].to_numpy())))
-        r_se, r_sp = _row(best, env, "a2c", "se-vanilla"), _row(best, env, "a2c", "sp-vanilla")
-        evidence = f"{len(seeds)} seeds, max |score SE − score SP| = {diff:.1e}"
-        if r_se is not None and r_sp is not None:
-            evidence += f"; IQM {r_se['iqm']:.2f} vs {r_sp['iqm']:.2f}"
-        rows.append({"finding": 1, "env": env, "algo": "a2c",
-                     "claim": "A2C: SE-RL and SP-RL (vanilla) identical",
-                     "evidence": evidence, "verdict": HOLDS if diff <= atol else NOT_HOLD})
-    return pd.DataFrame(rows, columns=COLUMNS)
+        diff = float(np.max(np.abs(se[seeds].to_numpy(float) - sp[seeds].to_numpy(float))))
+        same = diff <= atol
+        rows.append(_row(
+            1, env, "a2c", "A2C: SE-RL and SP-RL (vanilla) identical",
+            "per-seed equality, identical by construction (Lemma 1, shared random streams)",
+            verdict=IDENTICAL if same else DIFFER, status=HOLDS if same else NOT_HOLD,
+            seeds=seed_span(seeds), n=str(len(seeds)), diff=diff,
+            evidence=f"max over {len(seeds)} seeds of |score SE − score SP| = {diff:.1e}"
+                     + ("" if same else f" > {atol:g}: the implementation departs from "
+                                        "Lemma 1")))
+    return _frame(rows)
 
 
-def finding_2(final: pd.DataFrame, envs: tuple[str, ...] = ("quadrotor", "seeker")
-              ) -> pd.DataFrame:
-    """TD3 vanilla: SE-RL beats SP-RL (higher IQM, disjoint intervals) on ``envs``."""
-    best = best_per_variant(final)
-    rows = []
+def finding_2(runs: pd.DataFrame, envs: tuple[str, ...] = ("quadrotor", "seeker"),
+              references: Mapping[str, Reference] | None = None, level: float = 0.05,
+              reps: int = 2_000, seed: int = 0) -> pd.DataFrame:
+    """Vanilla TD3, SE-RL against SP-RL on ``envs``: two-sided Mann-Whitney U on all seeds,
+    Holm over the tasks; "SE better", "SP better" or "no significant difference"."""
+    rows, pairs = [], []
+    td3 = runs[runs["algo"] == "td3"]
     for env in envs:
-        se, sp = _row(best, env, "td3", "se-vanilla"), _row(best, env, "td3", "sp-vanilla")
-        if se is None or sp is None:
+        cell = td3[td3["env"] == env]
+        choice = choose_configs(cell, {"se": ["se-vanilla"], "sp": ["sp-vanilla"]})
+        if choice is None:
             continue
-        verdict = HOLDS if _beats(se, sp) else NOT_HOLD if _beats(sp, se) else INCONCLUSIVE
-        rows.append({"finding": 2, "env": env, "algo": "td3",
-                     "claim": "TD3 vanilla: SE-RL beats SP-RL",
-                     "evidence": f"{_fmt(se)} vs {_fmt(sp)}", "verdict": verdict})
-    return pd.DataFrame(rows, columns=COLUMNS)
-
-
-def finding_3(final: pd.DataFrame) -> pd.DataFrame:
-    """Best mitigated SP-RL (per-sample loss or penalty critic) matches or beats SE-RL with a
-    reward penalty: it holds unless SE + penalty beats the best SP variant outright."""
-    best = best_per_variant(final)
-    rows = []
-    for (env, algo), cell in best.groupby(["env", "algo"], sort=True):
-        se = _row(cell, env, algo, "se-penalty")
-        sps = [r for v in ("sp-per-sample-loss", "sp-penalty-critic")
-               if (r := _row(cell, env, algo, v)) is not None]
-        if se is None or not sps:
+        pair = _Pair(_scores(cell, choice.configs["se"], choice.test_seeds),
+                     _scores(cell, choice.configs["sp"], choice.test_seeds), reps, seed)
+        pairs.append(pair)
+        rows.append(_row(2, env, "td3", "TD3 vanilla: SE-RL beats SP-RL",
+                         "two-sided Mann-Whitney U, Holm over tasks",
+                         seeds=choice.seeds_text(), **_pair_values(pair, _scale(references, env))))
+    adjusted = holm([row.get("p", np.nan) for row in rows])
+    tests = int(np.sum(~np.isnan(adjusted)))
+    for row, pair, p_adj in zip(rows, pairs, adjusted, strict=True):
+        if not pair.enough:
+            row.update(verdict=UNDECIDED, status=UNDECIDED, evidence=pair.too_few())
             continue
-        sp = max(sps, key=lambda r: r["iqm"])
-        verdict = NOT_HOLD if _beats(se, sp) else HOLDS
-        how = "beats" if _beats(sp, se) else "matches" if verdict == HOLDS else "loses to"
-        rows.append({"finding": 3, "env": env, "algo": algo,
-                     "claim": "improved SP-RL matches or beats improved SE-RL",
-                     "evidence": f"{_fmt(sp)} {how} {_fmt(se)}", "verdict": verdict})
-    return pd.DataFrame(rows, columns=COLUMNS)
+        significant = p_adj < level
+        row["p_holm"] = p_adj
+        row["verdict"] = (SE_BETTER if pair.delta > 0 else SP_BETTER) if significant \
+            else NO_DIFFERENCE
+        row["status"] = {SE_BETTER: HOLDS, SP_BETTER: NOT_HOLD}.get(row["verdict"], UNDECIDED)
+        note = "" if significant else _design_note(pair.min_p, tests, level)
+        row["evidence"] = "; ".join(filter(None, [pair.text("SE", "SP")
+                                                  + f", Holm p = {p_adj:.3g}", note]))
+    return _frame(rows)
 
 
-def finding_4(final: pd.DataFrame) -> pd.DataFrame:
-    """The paper's winner per task (penalty critic on balancing tasks, per-sample loss on the
-    seeker) has the highest IQM among the safeguarded variants; "inconclusive" when it is not
-    the highest but its interval overlaps the winner's."""
-    best = best_per_variant(final)
-    best = best[best["variant"] != "unsafe"]
-    rows = []
-    for (env, algo), cell in best.groupby(["env", "algo"], sort=True):
-        claimed = "sp-penalty-critic" if env in BALANCING_TASKS else "sp-per-sample-loss"
-        mine = _row(cell, env, algo, claimed)
-        if mine is None:
+def finding_3(runs: pd.DataFrame, references: Mapping[str, Reference] | None = None,
+              margin: float = 0.1, selection: Selection = "split", level: float = 0.05,
+              reps: int = 2_000, seed: int = 0) -> pd.DataFrame:
+    """Best SP-RL mitigation against SE-RL with a reward penalty, per task × algorithm:
+    "matches" (TOST within ±``margin`` normalised), else "SP better" / "SE better" (two-sided
+    Mann-Whitney), else "undecided"; Holm over the cells for each of the two tests."""
+    rows, pairs, equiv = [], [], []
+    for (env, algo), cell in runs.groupby(["env", "algo"], sort=True):
+        choice = choose_configs(cell, {"sp": SP_MITIGATIONS, "se": ["se-penalty"]}, selection)
+        if choice is None:
             continue
-        top = cell.sort_values("iqm", ascending=False).iloc[0]
-        if top["variant"] == claimed:
-            verdict = HOLDS
+        sp_cfg, se_cfg = choice.configs["sp"], choice.configs["se"]
+        pair = _Pair(_scores(cell, sp_cfg, choice.test_seeds),
+                     _scores(cell, se_cfg, choice.test_seeds), reps, seed)
+        scale = _scale(references, env)
+        p_equiv, why = np.nan, ""
+        if not pair.enough:
+            why = pair.too_few()
+        elif np.isnan(scale):
+            why = f"no equivalence test: no reference scores for {env}"
         else:
-            verdict = INCONCLUSIVE if _overlap(mine, top) else NOT_HOLD
-        evidence = _fmt(mine) + ("" if verdict == HOLDS else f"; best is {_fmt(top)}")
-        rows.append({"finding": 4, "env": env, "algo": algo,
-                     "claim": f"{claimed} is the best variant", "evidence": evidence,
-                     "verdict": verdict})
-    return pd.DataFrame(rows, columns=COLUMNS)
+            ref = references[env]  # type: ignore[index]
+            sp_n, se_n = ref.normalise(pair.a), ref.normalise(pair.b)
+            p_equiv = tost_shift(sp_n, se_n, margin)
+            why = (f"shift SP − SE (Hodges-Lehmann, normalised) = "
+                   f"{hodges_lehmann(sp_n, se_n):+.3f}, TOST ±{margin:g} p = {p_equiv:.3g}")
+        pairs.append(pair)
+        equiv.append(p_equiv)
+        rows.append(_row(3, env, algo, "improved SP-RL matches or beats improved SE-RL",
+                         f"TOST ±{margin:g} normalised (equivalence) and two-sided Mann-Whitney "
+                         f"U, Holm over cells; {sp_cfg} vs {se_cfg} ({choice.note})",
+                         seeds=choice.seeds_text(), p_equiv=p_equiv, evidence=why,
+                         **_pair_values(pair, scale)))
+    p_adj = holm([row.get("p", np.nan) for row in rows])
+    e_adj = holm(equiv)
+    tests, e_tests = int(np.sum(~np.isnan(p_adj))), int(np.sum(~np.isnan(e_adj)))
+    for row, pair, pd_, pe in zip(rows, pairs, p_adj, e_adj, strict=True):
+        if not pair.enough:
+            row.update(verdict=UNDECIDED, status=UNDECIDED)
+            continue
+        row.update(p_holm=pd_, p_equiv_holm=pe)
+        if pe < level:
+            verdict = MATCHES
+        elif pd_ < level:
+            verdict = SP_BETTER if pair.delta > 0 else SE_BETTER
+        else:
+            verdict = UNDECIDED
+        row["verdict"] = verdict
+        row["status"] = {MATCHES: HOLDS, SP_BETTER: HOLDS, SE_BETTER: NOT_HOLD}.get(verdict,
+                                                                                  UNDECIDED)
+        notes = [] if verdict != UNDECIDED else [
+            _design_note(pair.min_p, tests, level),
+            "" if np.isnan(pe) else _design_note(
+                min_p_value(pair.a.size, pair.b.size, "greater"), e_tests, level, "TOST p")]
+        row["evidence"] = "; ".join(filter(None, [
+            pair.text("SP", "SE") + f", Holm p = {pd_:.3g}", row["evidence"]
+            + (f", Holm p = {pe:.3g}" if not np.isnan(pe) else ""), *notes]))
+    return _frame(rows)
 
 
-def check_findings(runs: pd.DataFrame, final: pd.DataFrame) -> pd.DataFrame:
-    """All four findings, one row per finding × task × algorithm it concerns."""
-    parts = [finding_1(runs, final), finding_2(final), finding_3(final), finding_4(final)]
-    return pd.concat([p for p in parts if not p.empty], ignore_index=True) if any(
-        not p.empty for p in parts) else pd.DataFrame(columns=COLUMNS)
+def finding_4(runs: pd.DataFrame, references: Mapping[str, Reference] | None = None,
+              selection: Selection = "split", level: float = 0.05, reps: int = 2_000,
+              seed: int = 0) -> pd.DataFrame:
+    """The paper's winner per task (penalty critic on the balancing tasks, per-sample loss on
+    the seeker) against every other safeguarded variant: "holds" only if it beats each of them
+    significantly (intersection-union test, Holm over cells); "does not hold" if one beats it."""
+    rows, worst, against = [], [], []
+    for (env, algo), cell in runs.groupby(["env", "algo"], sort=True):
+        claimed = "sp-penalty-critic" if env in BALANCING_TASKS else "sp-per-sample-loss"
+        others = [v for v in SAFEGUARDED if v != claimed and (cell["variant"] == v).any()]
+        choice = choose_configs(cell, {claimed: [claimed], **{v: [v] for v in others}},
+                                selection)
+        if choice is None or not others:
+            continue
+        mine = _scores(cell, choice.configs[claimed], choice.test_seeds)
+        pairs = {v: _Pair(mine, _scores(cell, choice.configs[v], choice.test_seeds), reps, seed)
+                 for v in others}
+        row = _row(4, env, algo, f"{claimed} is the best safeguarded variant",
+                   f"each pairwise two-sided Mann-Whitney U (intersection-union), Holm over "
+                   f"cells; {choice.configs[claimed]} vs {len(others)} variants ({choice.note})",
+                   seeds=choice.seeds_text())
+        if not all(p.enough for p in pairs.values()):
+            short = next(p for p in pairs.values() if not p.enough)
+            row.update(verdict=UNDECIDED, status=UNDECIDED, n=short.n, evidence=short.too_few())
+            rows.append(row)
+            worst.append(np.nan)
+            against.append(np.nan)
+            continue
+        # the closest competitor: one it does not beat, else the largest p; ties: the smallest
+        # effect, then the smallest IQM difference (the runner-up)
+        closest = max(others, key=lambda v: (pairs[v].delta <= 0, pairs[v].p, -pairs[v].delta,
+                                             -pairs[v].diff))
+        pair = pairs[closest]
+        p_holds = 1.0 if pair.delta <= 0 else pair.p
+        losing = [pairs[v].p for v in others if pairs[v].delta < 0]
+        p_against = min(1.0, len(others) * min(losing)) if losing else 1.0
+        row.update(_pair_values(pair, _scale(references, env)), p=p_holds, min_p=pair.min_p,
+                   evidence=f"closest: {choice.configs[closest]}; "
+                            + pair.text(claimed, closest))
+        rows.append(row)
+        worst.append(p_holds)
+        against.append(p_against)
+    adj, adj_against = holm(worst), holm(against)
+    tests = int(np.sum(~np.isnan(adj)))
+    for row, p_h, p_a in zip(rows, adj, adj_against, strict=True):
+        min_p = row.pop("min_p", np.nan)
+        if row.get("verdict") == UNDECIDED:
+            continue
+        verdict = HOLDS if p_h < level else NOT_HOLD if p_a < level else UNDECIDED
+        row.update(verdict=verdict, status=verdict, p_holm=p_h)
+        row["evidence"] += (f", Holm p = {p_h:.3g}; a competitor better: Bonferroni-Holm p = "
+                            f"{p_a:.3g}")
+        note = _design_note(min_p, tests, level) if verdict == UNDECIDED else ""
+        row["evidence"] += f"; {note}" if note else ""
+    return _frame(rows)
+
+
+def check_findings(runs: pd.DataFrame, references: Mapping[str, Reference] | None = None, *,
+                   selection: Selection = "split", level: float = 0.05, margin: float = 0.1,
+                   reps: int = 2_000, seed: int = 0) -> pd.DataFrame:
+    """All four findings on a table of runs (:func:`~.stats.load_runs`, or the ``runs`` table of
+    a committed report): one row per finding × task × algorithm it concerns, columns
+    :data:`COLUMNS`. ``references`` (:func:`~.references.load_references`) enable the
+    equivalence test of finding 3 and the normalised differences (``diff_norm``)."""
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1); got {level!r}")
+    missing = {"env", "algo", "variant", "alpha", CONFIG, "seed", "score"} - set(runs.columns)
+    if missing:
+        raise ValueError(f"runs lacks the columns {sorted(missing)} (use stats.load_runs)")
+    kw = {"level": level, "reps": reps, "seed": seed}
+    parts = [finding_1(runs), finding_2(runs, references=references, **kw),
+             finding_3(runs, references, margin=margin, selection=selection, **kw),
+             finding_4(runs, references, selection=selection, **kw)]
+    parts = [p for p in parts if not p.empty]
+    return pd.concat(parts, ignore_index=True) if parts else _frame([])

@@ -5,12 +5,15 @@ Each ``plot_*`` function draws one task × algorithm on a given matplotlib ``Axe
 :mod:`tutorial_rl.experiments.stats` and returns the axes; ``figure_*`` functions lay those out as
 a grid (rows: tasks, columns: algorithms) and return the ``Figure``. Nothing calls ``plt.show``.
 Colours: one per variant, SE-RL in blues, SP-RL in oranges/greens, so a variant looks the same in
-every figure of the chapter.
+every figure of the chapter. Given reference scores (:mod:`~tutorial_rl.experiments.references`),
+the performance figures draw the zero action and the reference controller as lines across the
+return axis, and the final-performance panels get a second axis in normalised units.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Literal
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -20,11 +23,12 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
 from tutorial_rl.experiments.config import VARIANTS
+from tutorial_rl.experiments.references import CONTROLLER_LABEL, ZERO_LABEL, Reference
 from tutorial_rl.experiments.stats import CONFIG
 from tutorial_rl.experiments.training import ALGOS, ENVS
 
-__all__ = ["VARIANT_COLORS", "best_configs", "figure_grid", "plot_final_performance",
-           "plot_interventions", "plot_training_curves"]
+__all__ = ["VARIANT_COLORS", "best_configs", "draw_references", "figure_grid",
+           "plot_final_performance", "plot_interventions", "plot_training_curves"]
 
 VARIANT_COLORS: dict[str, str] = {
     "se-vanilla": "#1f4e79", "se-penalty": "#5b9bd5",
@@ -59,6 +63,20 @@ def _color(variant: str) -> str:
     return VARIANT_COLORS.get(variant, "#000000")
 
 
+def draw_references(ax: Axes, references: Mapping[str, Reference] | None, env: str,
+                    axis: Literal["x", "y"] = "y") -> list:
+    """Lines at the zero action's and the reference controller's score of ``env`` across the
+    return axis (``axis``: the one that carries returns), labelled "zero action" and "reference
+    controller"; nothing where ``references`` has no entry for ``env``. Returns the lines."""
+    ref = (references or {}).get(env)
+    if ref is None:
+        return []
+    line = ax.axvline if axis == "x" else ax.axhline
+    return [line(ref.zero, color="0.45", ls=":", lw=1.3, label=ZERO_LABEL, zorder=1),
+            line(ref.controller, color="0.15", ls="--", lw=1.3, label=CONTROLLER_LABEL,
+                 zorder=1)]
+
+
 def best_configs(final: pd.DataFrame, env: str, algo: str) -> list[str]:
     """Config labels of one task × algorithm: every vanilla variant and the best α (highest IQM)
     of each mitigated one -- what the paper's figure 4 shows."""
@@ -69,10 +87,19 @@ def best_configs(final: pd.DataFrame, env: str, algo: str) -> list[str]:
     return sorted(best[CONFIG])
 
 
-def plot_final_performance(final: pd.DataFrame, env: str, algo: str,
-                           ax: Axes | None = None) -> Axes:
-    """IQM of the evaluation return per configuration (dot) with its 95 % bootstrap CI (bar)."""
+def plot_final_performance(final: pd.DataFrame, env: str, algo: str, ax: Axes | None = None,
+                           references: Mapping[str, Reference] | None = None) -> Axes:
+    """IQM of the evaluation return per configuration (dot) with its 95 % bootstrap CI (bar);
+    with ``references``, their lines and a top axis of normalised score (0 = zero action,
+    1 = reference controller). The lines carry labels but no legend here, which would hide
+    rows; :func:`figure_grid` adds one for the figure."""
     ax = ax or plt.gca()
+    lines = draw_references(ax, references, env, axis="x")
+    if lines:
+        ref = references[env]  # type: ignore[index]
+        top = ax.secondary_xaxis("top", functions=(
+            ref.normalise, lambda u: ref.zero + u * (ref.controller - ref.zero)))
+        top.set_xlabel("normalised", fontsize="small")
     cell = _ordered(_cell(final, env, algo))
     y = np.arange(len(cell))[::-1]
     for yi, row in zip(y, cell.itertuples(index=False), strict=True):
@@ -88,14 +115,17 @@ def plot_final_performance(final: pd.DataFrame, env: str, algo: str,
 
 def plot_training_curves(bands: pd.DataFrame, env: str, algo: str, ax: Axes | None = None,
                          configs: Sequence[str] | None = None,
-                         final: pd.DataFrame | None = None) -> Axes:
+                         final: pd.DataFrame | None = None,
+                         references: Mapping[str, Reference] | None = None) -> Axes:
     """Center (IQM or mean over seeds) of the smoothed training return against environment
     steps, with its bootstrap band (:func:`~tutorial_rl.experiments.stats.curve_bands`).
 
     :param configs: config labels to draw (default: all, or :func:`best_configs` of ``final``).
     :param final: a :func:`~tutorial_rl.experiments.stats.final_performance` table.
+    :param references: reference scores, drawn as horizontal lines (:func:`draw_references`).
     """
     ax = ax or plt.gca()
+    lines = draw_references(ax, references, env, axis="y")
     cell = _cell(bands, env, algo)
     if configs is None and final is not None:
         configs = best_configs(final, env, algo)
@@ -111,7 +141,7 @@ def plot_training_curves(bands: pd.DataFrame, env: str, algo: str, ax: Axes | No
     ax.xaxis.set_major_formatter(FuncFormatter(_steps_label))
     ax.set_ylabel("training return")
     ax.set_title(f"{algo.upper()} · {env}")
-    if len(cell):
+    if len(cell) or lines:
         ax.legend(fontsize="small")
     return ax
 
@@ -145,5 +175,11 @@ def figure_grid(table: pd.DataFrame, draw: Callable[..., Axes], title: str,
         for j, algo in enumerate(algos):
             draw(table, env, algo, ax=axes[i, j], **kwargs)
     fig.suptitle(title)
-    fig.tight_layout()
+    # reference lines of panels without a legend of their own: one legend for the figure
+    refs = {line.get_label(): line for ax in axes.flat if ax.get_legend() is None
+            for line in ax.get_lines() if line.get_label() in (ZERO_LABEL, CONTROLLER_LABEL)}
+    if refs:
+        fig.legend(list(refs.values()), list(refs), loc="lower center", ncol=len(refs),
+                   frameon=False, fontsize="small")
+    fig.tight_layout(rect=(0, 0.04 if refs else 0, 1, 1))
     return fig

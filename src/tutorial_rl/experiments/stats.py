@@ -21,17 +21,21 @@ from __future__ import annotations
 import json
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import pandas as pd
 import scipy.stats
 
-__all__ = ["CONFIG", "GROUP", "compute_cost", "curve_bands", "final_performance",
-           "interventions", "iqm", "load_curves", "load_failures", "load_runs",
-           "markdown_table", "significance"]
+if TYPE_CHECKING:
+    from tutorial_rl.experiments.references import Reference
+
+__all__ = ["CONFIG", "GROUP", "add_normalised", "aggregate_performance", "compute_cost",
+           "curve_bands", "final_performance", "interventions", "iqm", "load_curves",
+           "load_failures", "load_runs", "markdown_table", "normalised_performance",
+           "significance"]
 
 #: The columns that identify a configuration; ``config`` is its readable label.
 GROUP: list[str] = ["env", "algo", "variant", "alpha"]
@@ -120,40 +124,97 @@ def _groups(table: pd.DataFrame, by: list[str]) -> pd.core.groupby.DataFrameGrou
     return table.groupby(by, dropna=False, sort=True)
 
 
+def _iqm_interval(matrix: np.ndarray, reps: int, confidence: float, seed: int
+                  ) -> tuple[float, float, float]:
+    """IQM of a (runs × tasks) score matrix with rliable's stratified bootstrap interval (runs
+    resampled within each task); returns (iqm, low, high)."""
+    from rliable import library as rly
+    from rliable import metrics
+
+    # rliable draws its resampling indices from numpy's *global* generator (random_state
+    # only reaches arch), so seed that one and restore it: reproducible, no side effect
+    global_state = np.random.get_state()  # noqa: NPY002
+    np.random.seed(seed)  # noqa: NPY002
+    try:
+        with warnings.catch_warnings():  # arch warns about degenerate resamples of tiny n
+            warnings.simplefilter("ignore")
+            point, interval = rly.get_interval_estimates(
+                {"x": matrix}, lambda x: np.array([metrics.aggregate_iqm(x)]), reps=reps,
+                confidence_interval_size=confidence, random_state=np.random.RandomState(seed))
+    finally:
+        np.random.set_state(global_state)  # noqa: NPY002
+    return float(point["x"][0]), float(interval["x"][0, 0]), float(interval["x"][1, 0])
+
+
 def final_performance(runs: pd.DataFrame, reps: int = 5_000, confidence: float = 0.95,
-                      seed: int = 0) -> pd.DataFrame:
+                      seed: int = 0, column: str = "score") -> pd.DataFrame:
     """IQM of the scores per configuration with rliable's stratified bootstrap CI.
 
     Columns: GROUP, config, n (training seeds), iqm, ci_low, ci_high, mean, std. ``reps``
     bootstrap resamples (rliable's default, 50,000, takes ~5 s per configuration; 5,000 moves the
-    CI's ends by about 1 % of its width).
+    CI's ends by about 1 % of its width). ``column``: the score column (``score_norm`` for
+    normalised scores, :func:`add_normalised`).
     """
-    from rliable import library as rly
-    from rliable import metrics
-
     rows = []
     for values, group in _groups(runs, [*GROUP, CONFIG]):
-        scores = group["score"].to_numpy(dtype=float)
-        # rliable draws its resampling indices from numpy's *global* generator (random_state
-        # only reaches arch), so seed that one and restore it: reproducible, no side effect
-        global_state = np.random.get_state()  # noqa: NPY002
-        np.random.seed(seed)  # noqa: NPY002
-        try:
-            with warnings.catch_warnings():  # arch warns about degenerate resamples of tiny n
-                warnings.simplefilter("ignore")
-                point, interval = rly.get_interval_estimates(
-                    {"x": scores[:, None]},  # (runs × tasks): one task per configuration
-                    lambda x: np.array([metrics.aggregate_iqm(x)]), reps=reps,
-                    confidence_interval_size=confidence,
-                    random_state=np.random.RandomState(seed))
-        finally:
-            np.random.set_state(global_state)  # noqa: NPY002
+        scores = group[column].to_numpy(dtype=float)
+        # one task per configuration: (runs × 1), so the strata are trivial
+        point, low, high = _iqm_interval(scores[:, None], reps, confidence, seed)
         rows.append({**dict(zip([*GROUP, CONFIG], values, strict=True)), "n": len(scores),
-                     "iqm": float(point["x"][0]), "ci_low": float(interval["x"][0, 0]),
-                     "ci_high": float(interval["x"][1, 0]), "mean": float(np.mean(scores)),
+                     "iqm": point, "ci_low": low, "ci_high": high,
+                     "mean": float(np.mean(scores)),
                      "std": float(np.std(scores, ddof=1)) if len(scores) > 1 else 0.0})
     return pd.DataFrame(rows, columns=[*GROUP, CONFIG, "n", "iqm", "ci_low", "ci_high", "mean",
                                        "std"])
+
+
+def add_normalised(runs: pd.DataFrame, references: Mapping[str, Reference]) -> pd.DataFrame:
+    """``runs`` with a ``score_norm`` column: 0 = zero action, 1 = reference controller
+    (:func:`~tutorial_rl.experiments.references.normalise`)."""
+    from tutorial_rl.experiments.references import normalise
+
+    return runs.assign(score_norm=normalise(runs, dict(references)))
+
+
+def normalised_performance(runs: pd.DataFrame, references: Mapping[str, Reference],
+                           reps: int = 5_000, confidence: float = 0.95, seed: int = 0
+                           ) -> pd.DataFrame:
+    """Per configuration: the normalised IQM and its rliable CI, as columns iqm_norm,
+    ci_low_norm, ci_high_norm beside GROUP and config (merge it onto
+    :func:`final_performance`)."""
+    table = final_performance(add_normalised(runs, references), reps, confidence, seed,
+                              column="score_norm")
+    return table[[*GROUP, CONFIG, "iqm", "ci_low", "ci_high"]].rename(
+        columns={"iqm": "iqm_norm", "ci_low": "ci_low_norm", "ci_high": "ci_high_norm"})
+
+
+def aggregate_performance(runs: pd.DataFrame, references: Mapping[str, Reference],
+                          reps: int = 5_000, confidence: float = 0.95, seed: int = 0
+                          ) -> pd.DataFrame:
+    """Normalised IQM across the tasks per algorithm × configuration (same α on every task),
+    with rliable's *stratified* bootstrap CI: runs resampled within each task (Agarwal et al.
+    2021, the aggregate of their figure 1). A configuration enters only where it has the same
+    number of seeds on every task of the table (rliable's runs × tasks matrix).
+
+    Columns: algo, variant, alpha, config, tasks, n (runs per task), iqm_norm, ci_low_norm,
+    ci_high_norm.
+    """
+    table = add_normalised(runs, references)
+    envs = sorted(table["env"].unique())
+    rows = []
+    for (algo, variant, alpha, config), group in _groups(
+            table, ["algo", "variant", "alpha", CONFIG]):
+        per_task = [group.loc[group["env"] == e].sort_values("seed")["score_norm"].to_numpy(float)
+                    for e in envs]
+        sizes = {len(s) for s in per_task}
+        if len(sizes) != 1 or 0 in sizes:
+            continue  # missing on a task, or unequal seeds: no runs × tasks matrix
+        point, low, high = _iqm_interval(np.column_stack(per_task), reps, confidence, seed)
+        rows.append({"algo": algo, "variant": variant, "alpha": alpha, CONFIG: config,
+                     "tasks": len(envs), "n": sizes.pop(), "iqm_norm": point,
+                     "ci_low_norm": low, "ci_high_norm": high})
+    return pd.DataFrame(rows, columns=["algo", "variant", "alpha", CONFIG, "tasks", "n",
+                                       "iqm_norm", "ci_low_norm", "ci_high_norm"])
 
 
 def interventions(runs: pd.DataFrame) -> pd.DataFrame:

@@ -43,7 +43,7 @@ from tutorial_rl.agents.td3 import TD3, TD3Config
 from tutorial_rl.profile import by_profile, current_profile
 
 __all__ = ["ALGOS", "ENVS", "RESULT_FILES", "RunConfig", "RunResult", "env_defaults", "evaluate",
-           "is_complete", "train"]
+           "is_complete", "run_episodes", "train"]
 
 #: Short task names of the CLI and their gymnasium ids.
 ENVS: dict[str, str] = {"pendulum": "tutorial_rl/Pendulum-v0",
@@ -214,9 +214,12 @@ def _make(resolved: dict[str, Any], safety: SafetyConfig, agent_config: TD3Confi
     return ModeEnv(env, safety, track_safe_sets=track), agent
 
 
-def train(config: RunConfig) -> RunResult:
+def train(config: RunConfig, callback: Callable[[int, TD3 | A2C], None] | None = None,
+          callback_every: int = 0) -> RunResult:
     """Train one agent; write ``config.json``, ``progress.csv``, ``model.pt`` if ``config.out``.
 
+    :param callback: called as ``callback(steps, agent)`` every ``callback_every`` environment
+        steps (``tutorial-rl tune`` evaluates the policy there and prunes by raising).
     :raises ConfigError: invalid configuration or output directory (before anything runs).
     """
     safety, agent_config, resolved = _resolve(config)
@@ -234,7 +237,9 @@ def train(config: RunConfig) -> RunResult:
         env, agent = _make(resolved, safety, agent_config, resolved["seed"])
         bar = config.progress_bar if config.progress_bar is not None else _stderr_is_terminal()
         desc = f"{config.algo}-{safety.mode} {config.env} seed {resolved['seed']}"
-        recorder = ProgressRecorder(resolved["steps"], progress_bar=bar, desc=desc)
+        hook = None if callback is None else (lambda steps: callback(steps, agent))
+        recorder = ProgressRecorder(resolved["steps"], progress_bar=bar, desc=desc,
+                                    callback=hook, callback_every=callback_every)
         start = time.perf_counter()
         try:
             agent.learn(env, resolved["steps"], recorder, seed=resolved["seed"])
@@ -288,6 +293,38 @@ def load_agent(run_dir: str | Path) -> tuple[dict[str, Any], TD3 | A2C]:
     return resolved, agent
 
 
+def run_episodes(env: ModeEnv, act: Callable[[np.ndarray], np.ndarray], episodes: int,
+                 seed: int) -> dict[str, Any]:
+    """Run ``episodes`` episodes of the deterministic policy ``act`` in ``env`` and summarise them.
+
+    The first reset is seeded with ``seed``; later resets continue its random stream, so every
+    policy evaluated with the same seed meets the same start states (common random numbers).
+    Returns are the task's, without penalties; ``env`` is closed at the end.
+    """
+    returns, interventions, violations = [], [], []
+    obs = env.reset(seed=seed)
+    for _ in range(episodes):
+        total, n_int, n_vio, done = 0.0, 0, 0, False
+        while not done:
+            step = env.step(act(obs))
+            total += step.task_reward
+            n_int += step.intervened
+            n_vio += step.violation
+            done = step.terminated or step.truncated
+            obs = env.reset() if done else step.obs
+        returns.append(total)
+        interventions.append(n_int)
+        violations.append(n_vio)
+    env.env.close()
+    return {
+        "episodes": episodes, "seed": seed, "returns": returns,
+        "mean_return": float(np.mean(returns)), "std_return": float(np.std(returns)),
+        "interventions": int(sum(interventions)), "interventions_per_episode": interventions,
+        "constraint_violations": int(sum(violations)),
+        "constraint_violations_per_episode": violations,
+    }
+
+
 def evaluate(run_dir: str | Path, episodes: int = 10, seed: int = 0,
              write: bool = True) -> dict[str, Any]:
     """Run the deterministic policy of a finished run and summarise it.
@@ -306,31 +343,11 @@ def evaluate(run_dir: str | Path, episodes: int = 10, seed: int = 0,
     if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes <= 0:
         raise ConfigError(f"episodes must be a positive integer; got {episodes!r}")
     resolved, agent = load_agent(run_dir)
-    safety = agent.safety
     env = ModeEnv(gym.make(resolved["env_id"],
-                           termination_penalty=resolved["termination_penalty"]), safety)
-    returns, interventions, violations = [], [], []
-    obs = env.reset(seed=seed)
-    for _ in range(episodes):
-        total, n_int, n_vio, done = 0.0, 0, 0, False
-        while not done:
-            step = env.step(agent.select_action(obs, explore=False))
-            total += step.task_reward
-            n_int += step.intervened
-            n_vio += step.violation
-            done = step.terminated or step.truncated
-            obs = env.reset() if done else step.obs
-        returns.append(total)
-        interventions.append(n_int)
-        violations.append(n_vio)
-    env.env.close()
-    result = {
-        "run_dir": str(run_dir), "episodes": episodes, "seed": seed, "returns": returns,
-        "mean_return": float(np.mean(returns)), "std_return": float(np.std(returns)),
-        "interventions": int(sum(interventions)), "interventions_per_episode": interventions,
-        "constraint_violations": int(sum(violations)),
-        "constraint_violations_per_episode": violations,
-    }
+                           termination_penalty=resolved["termination_penalty"]), agent.safety)
+    result = {"run_dir": str(run_dir),
+              **run_episodes(env, lambda obs: agent.select_action(obs, explore=False), episodes,
+                             seed)}
     if write:
         _write_json(Path(run_dir) / "evaluation.json", result)
     return result

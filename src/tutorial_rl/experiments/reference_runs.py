@@ -1,0 +1,78 @@
+"""Evaluate the reference controllers behind the safeguard (``tutorial-rl reference``).
+
+The zero action and each task's reference controller (:mod:`tutorial_rl.controllers`) act through
+the same projection safeguard as the SE-RL agents, with the evaluation protocol of the ``paper``
+profile: 10 episodes from the evaluation seed 1,000,000, the same start states every agent of the
+grid meets. The result, ``results/reference/reference.json``, is what ``tutorial-rl report`` draws
+as reference lines and normalises scores with (0 = zero action, 1 = reference controller)::
+
+    {env: {"zero": {"mean": ..., "returns": [...]},
+           "controller": {"name": "lqr", "mean": ..., "returns": [...]}}}
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+
+from tutorial_rl.agents.common import ConfigError, ModeEnv, SafetyConfig
+from tutorial_rl.controllers import CONTROLLERS, controller_policy, zero_policy
+from tutorial_rl.experiments.training import ENVS, env_defaults, run_episodes
+from tutorial_rl.provenance import invocations, provenance, write_json_atomic
+
+__all__ = ["evaluate_references", "write_references"]
+
+
+def evaluate_references(env: str, episodes: int = 10, seed: int = 1_000_000) -> dict[str, Any]:
+    """Returns of the zero action and the reference controller of ``env`` behind the safeguard.
+
+    Each entry also counts interventions and constraint violations (the latter must be 0).
+    """
+    if env not in ENVS:
+        raise ConfigError(f"unknown env {env!r}; valid envs: {', '.join(ENVS)}")
+    if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes <= 0:
+        raise ConfigError(f"episodes must be a positive integer; got {episodes!r}")
+    penalty = env_defaults(env, "td3")["termination_penalty"]
+    entry: dict[str, Any] = {}
+    for name, label in (("zero", "zero"), ("controller", CONTROLLERS[env])):
+        task = gym.make(ENVS[env], termination_penalty=penalty)
+        shape = task.action_space.shape
+        assert shape is not None
+        act = zero_policy(int(shape[0])) if name == "zero" else controller_policy(env)
+        result = run_episodes(ModeEnv(task, SafetyConfig("se", "none")), act, episodes, seed)
+        entry[name] = {"name": label, "mean": result["mean_return"], "returns": result["returns"],
+                       "interventions": result["interventions"],
+                       "constraint_violations": result["constraint_violations"]}
+    return entry
+
+
+def write_references(out: str | Path, envs: Sequence[str], episodes: int = 10,
+                     seed: int = 1_000_000, command: str = "") -> dict[str, Any]:
+    """Evaluate ``envs`` and merge them into ``out/reference.json`` (other tasks are kept), with
+    ``out/provenance.json`` recording this invocation and every earlier one."""
+    out = Path(out)
+    path = out / "reference.json"
+    record = provenance(command or "tutorial-rl reference", 0.0, envs=list(envs),
+                        episodes=episodes, seed=seed)
+    start = time.perf_counter()
+    existing: dict[str, Any] = {}
+    if path.is_file():
+        try:
+            existing = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{path} is not valid JSON ({exc}); move it away to rewrite it") \
+                from exc
+    for env in envs:
+        existing[env] = {**evaluate_references(env, episodes, seed), "episodes": episodes,
+                         "seed": seed}
+    write_json_atomic(path, existing)
+    earlier = invocations(out)
+    write_json_atomic(out / "provenance.json",
+                      {**record, "wall_time_s": round(time.perf_counter() - start, 2),
+                       "previous_invocations": earlier})
+    return existing

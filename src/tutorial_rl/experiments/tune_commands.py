@@ -1,0 +1,131 @@
+"""``tutorial-rl tune``, ``tune-export`` and ``reference``: tuning the unsafe baselines and the
+reference controllers every score is read against (Chapter 8)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+from typing import Any
+
+from tutorial_rl.experiments.training import ALGOS, ENVS
+
+__all__ = ["add_reference_parser", "add_tune_export_parser", "add_tune_parser"]
+
+
+def _command(args: argparse.Namespace, names: tuple[str, ...]) -> str:
+    """The command line that reproduces ``args`` (for provenance; works in-process too)."""
+    words = ["tutorial-rl", args.command]
+    for name in names:
+        value = getattr(args, name)
+        if value is not None:
+            text = ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+            words += [f"--{name.replace('_', '-')}", text]
+    return shlex.join(words)
+
+
+def _seeds(text: str) -> tuple[int, ...]:
+    try:
+        seeds = tuple(int(s) for s in text.split(",") if s.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") \
+            from None
+    if len(seeds) < 1 or any(s < 0 for s in seeds):
+        raise argparse.ArgumentTypeError(f"expected seeds >= 0, got {text!r}")
+    return seeds
+
+
+def add_tune_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """``tutorial-rl tune --env E --algo A --trials N``."""
+    from tutorial_rl.experiments.tuning import DEFAULT_STORAGE, TUNING_SEEDS
+
+    p = subparsers.add_parser(
+        "tune", help="tune the unsafe baseline's hyperparameters with Optuna (resumable)",
+        description="Run or resume the Optuna study ALGO-ENV until it has --trials finished "
+                    "trials. Several processes (or machines sharing --storage) may run the same "
+                    "command at once.")
+    p.add_argument("--env", required=True, choices=list(ENVS), help="task")
+    p.add_argument("--algo", required=True, choices=list(ALGOS), help="algorithm")
+    p.add_argument("--trials", required=True, type=int,
+                   help="finished (complete or pruned) trials the study should reach")
+    p.add_argument("--storage", default=DEFAULT_STORAGE,
+                   help=f"Optuna storage URL (default {DEFAULT_STORAGE}); a shared RDB URL such "
+                        "as postgresql://... distributes one study over machines")
+    p.add_argument("--steps", type=int, default=None,
+                   help="training steps per seed (default: the study's tuning budget)")
+    p.add_argument("--seeds", type=_seeds, default=TUNING_SEEDS,
+                   help="training seeds of every trial (default %(default)s)")
+    p.add_argument("--timeout", type=float, default=None,
+                   help="stop starting trials after this many seconds")
+    p.add_argument("--sampler-seed", type=int, default=None, help="seed of the TPE sampler")
+    p.set_defaults(run=_run_tune)
+    return p
+
+
+def _run_tune(args: argparse.Namespace) -> int:
+    from tutorial_rl.experiments.tuning import run_study
+
+    summary = run_study(args.algo, args.env, args.trials, args.storage, args.steps, args.seeds,
+                        args.timeout, args.sampler_seed,
+                        command=_command(args, ("env", "algo", "trials", "storage", "steps",
+                                                "seeds", "timeout", "sampler_seed")))
+    best = summary.get("best_value")
+    print(f"study {summary['study']}: {summary['finished_before']} -> "
+          f"{summary['finished_after']} finished trials in {summary['wall_time_s']:.0f} s; "
+          + ("no complete trial yet" if best is None else
+             f"best value {best:.2f} with {json.dumps(summary['best_params'])}"))
+    return 0
+
+
+def add_tune_export_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """``tutorial-rl tune-export``: the tuned file the ``paper`` profile reads."""
+    from tutorial_rl.experiments.tuning import DEFAULT_STORAGE, TUNED_FILE
+
+    p = subparsers.add_parser(
+        "tune-export", help="write every study's best parameters to the file the paper profile "
+                            "reads")
+    p.add_argument("--storage", default=DEFAULT_STORAGE, help="Optuna storage URL")
+    p.add_argument("--out", default=str(TUNED_FILE), help="JSON file (default: the package's)")
+    p.set_defaults(run=_run_tune_export)
+    return p
+
+
+def _run_tune_export(args: argparse.Namespace) -> int:
+    from tutorial_rl.experiments.tuning import export_tuned
+
+    tuned = export_tuned(args.storage, args.out)
+    for cell, entry in tuned.items():
+        print(f"{cell}: best {entry['best_value']:.2f} (trial {entry['best_trial']}, "
+              f"{entry['complete_trials']} complete, {entry['pruned_trials']} pruned) "
+              f"{json.dumps(entry['agent'])}")
+    print(f"wrote {len(tuned)} tuned cells -> {args.out}")
+    return 0
+
+
+def add_reference_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """``tutorial-rl reference --env E --episodes N --seed S``."""
+    p = subparsers.add_parser(
+        "reference", help="evaluate the zero action and the reference controller behind the "
+                          "safeguard; write reference.json")
+    p.add_argument("--env", default="all", choices=["all", *ENVS], help="task (default: all)")
+    p.add_argument("--episodes", type=int, default=10, help="episodes (default 10)")
+    p.add_argument("--seed", type=int, default=1_000_000,
+                   help="first reset's seed (default 1000000: the paper profile's)")
+    p.add_argument("--out", default="results/reference", help="folder of reference.json")
+    p.set_defaults(run=_run_reference)
+    return p
+
+
+def _run_reference(args: argparse.Namespace) -> int:
+    from tutorial_rl.experiments.reference_runs import write_references
+
+    envs = list(ENVS) if args.env == "all" else [args.env]
+    command = _command(args, ("env", "episodes", "seed", "out"))
+    data = write_references(args.out, envs, args.episodes, args.seed, command=command)
+    for env in envs:
+        zero, ctrl = data[env]["zero"], data[env]["controller"]
+        print(f"{env}: zero action {zero['mean']:.2f}, {ctrl['name']} {ctrl['mean']:.2f} "
+              f"(constraint violations {zero['constraint_violations']}, "
+              f"{ctrl['constraint_violations']})")
+    print(f"-> {args.out}/reference.json")
+    return 0
