@@ -65,7 +65,10 @@ def book(chromium: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
     if existing is not None:
         return existing
     out = tmp_path_factory.mktemp("book")
-    env = {**os.environ, "TUTORIAL_RL_PROFILE": "ci", "MPLBACKEND": "Agg"}
+    # The kernels must draw inline PNGs as in `make book`: an inherited MPLBACKEND=Agg (as test
+    # runs often set) would make every plt.show() in the chapters silently draw nothing.
+    env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}
+    env["TUTORIAL_RL_PROFILE"] = "ci"
     jupyter_book = Path(sys.executable).with_name("jupyter-book")
     result = subprocess.run(
         [str(jupyter_book), "build", str(ROOT), "--path-output", str(out), "-W", "-n",
@@ -102,6 +105,7 @@ def test_maths_rendered_and_figures_numbered_per_chapter(reports: dict) -> None:
         facts = report.facts
         number = int(name[:2])
         assert facts["mjx"] > 0 and facts["mjx"] >= facts["maths"], name
+        assert facts["images"] > 0, f"{name}: no figure at all (were the kernels' plots dropped?)"
         assert facts["captions"], f"{name}: no figure captions"
         for caption in facts["captions"]:
             assert caption.startswith(f"Fig. {number}."), f"{name}: caption {caption[:40]!r}"

@@ -186,17 +186,17 @@ def plot_rank(result: AliasingResult, ax: Axes | None = None,
     counts = active_constraint_count(np.array(probes), s.A, s.b)
     ax.scatter(*vertices.T, color="white", edgecolor="black", zorder=4, s=25)
     centre = vertices.mean(0)
-    labelled: list[np.ndarray] = []
-    min_gap = 0.08 * (extent[1] - extent[0])  # closer vertices share one label (no overlaps)
+    # a compact number per vertex (labels like "2 active" overlapped at close vertices), and one
+    # note that says what the numbers are
     for v, c in zip(vertices, counts, strict=True):
-        if any(np.linalg.norm(v - w) < min_gap for w in labelled):
-            continue
         if extent[0] < v[0] < extent[1] and extent[2] < v[1] < extent[3]:
-            labelled.append(v)
             away = (v - centre) / np.linalg.norm(v - centre)
-            ax.annotate(f"{c} active", v, textcoords="offset points", xytext=tuple(14 * away),
+            ax.annotate(f"{c}", v, textcoords="offset points", xytext=tuple(11 * away),
                         fontsize=SMALL_SIZE, ha="center", va="center", color="black",
-                        bbox={"boxstyle": "round,pad=0.15", "fc": "white", "alpha": 0.8})
+                        bbox={"boxstyle": "circle,pad=0.2", "fc": "white", "alpha": 0.85})
+    ax.text(0.02, 0.02, "numbers: constraints active at each vertex", transform=ax.transAxes,
+            fontsize=SMALL_SIZE, color="black",
+            bbox={"boxstyle": "round,pad=0.2", "fc": "white", "alpha": 0.85})
     return ax
 
 
