@@ -17,6 +17,10 @@ it is what the sweep uses). Stable-Baselines3 is a benchmark-only dependency (``
 -e '.[bench]'``), never imported by the package::
 
     python benchmarks/training.py [--envs pendulum,quadrotor,seeker] [--repeats 5] [--skip-sb3]
+        [--out results/update-cost]
+
+With ``--out`` the update-cost table is also written to ``OUT/update_cost.json`` with its
+provenance: the one measurement chapters 5 and 8 quote (``load_result("update-cost")``).
 """
 
 from __future__ import annotations
@@ -24,7 +28,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -33,6 +39,7 @@ import torch
 from tutorial_rl.agents import TD3, ModeEnv, ProgressRecorder, SafetyConfig, TD3Config
 from tutorial_rl.agents.safe_layer import violates
 from tutorial_rl.experiments.training import ENVS, env_defaults
+from tutorial_rl.provenance import provenance, write_json_atomic, write_provenance
 
 TARGET_SP_RATIO = 1.3
 
@@ -147,7 +154,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sb3-repeats", type=int, default=3)
     parser.add_argument("--skip-sb3", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=None,
+                        help="folder for update_cost.json and provenance.json")
     args = parser.parse_args(argv)
+    start, record = time.perf_counter(), provenance(sys.argv, 0.0)
     envs = args.envs.split(",")
     torch.set_num_threads(1)
     print(f"torch {torch.__version__}, torch.set_num_threads(1) for every measurement; "
@@ -157,14 +167,18 @@ def main(argv: list[str] | None = None) -> None:
           f"target SP/SE <= {TARGET_SP_RATIO}")
     print(f"{'task':<11}{'SE ms':>8}{'SP ms':>8}{'SP/SE':>7}{'ok':>5}{'projected':>17}"
           f"{'cvxpylayers ms':>16}{'cvx/SE':>8}")
+    costs = {}
     for env in envs:
-        r = update_cost(env, args)
+        r = costs[env] = update_cost(env, args)
         ok = "yes" if r["ratio"] <= TARGET_SP_RATIO else "NO"
         share = f"{r['target_share']:.0%} / {r['actor_share']:.0%}"
         cvx = f"{r['cvx_ms']:>16.1f}{r['cvx_ratio']:>7.1f}x" if "cvx_ms" in r else ""
         print(f"{env:<11}{r['se_ms']:>8.2f}{r['sp_ms']:>8.2f}{r['ratio']:>6.2f}x{ok:>5}"
               f"{share:>17}{cvx}", flush=True)
     print("(projected: share of a minibatch's target / policy actions outside their safe set)")
+    if args.out is not None:
+        write_json_atomic(args.out / "update_cost.json", costs)
+        write_provenance(args.out, record, time.perf_counter() - start)
 
     if args.skip_sb3:
         return

@@ -11,7 +11,7 @@
 # ---
 
 # %% [markdown]
-# # 1. Projecting actions onto a safe set
+# # Projecting actions onto a safe set
 #
 # A projection safeguard takes the action $\tilde u$ an agent proposes and returns the closest
 # action $u$ that is known to be safe. Everything else in this course (where the safeguard sits,
@@ -30,12 +30,22 @@
 # 5. use `tutorial_rl.projection.project_polytope`, the fast exact projection the rest of the
 #    course trains with, and check it against a differentiable-optimization reference.
 # ```
+#
+# ```{admonition} Run this chapter
+# :class: seealso
+# This page shows the chapter as it ran when the book was built. To run it yourself, get
+# {{ repository_link }}, run `make lab` (it installs everything into `.venv` and opens
+# JupyterLab), and open `chapters/01_projection.py` as a notebook (right click, *Open With → Notebook*).
+# Every cell can be edited and re-run there, and the interactive widgets respond.
+# ```
 
 # %%
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from IPython.display import HTML
 
+from tutorial_rl.players import projection_player
 from tutorial_rl.plotting import (
     active_constraint_count,
     plot_jacobian_rank,
@@ -90,7 +100,7 @@ safe = project_polytope(proposals, A, b)
 for proposed, projected in zip(proposals, safe, strict=True):
     print(f"{proposed.numpy()} -> {projected.numpy().round(4)}")
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Six proposed actions ũ (red) and their projections u = Φ(ũ) (teal). A safe proposal is returned unchanged; an unsafe one moves to the nearest point of the safe set, on a face or at a vertex.", "name": "fig-projection-examples"}, "image": {"alt": "A pentagon-shaped safe action set with six proposed actions, each joined by an arrow to its projection"}}
 fig, ax = plt.subplots(figsize=(5.5, 5.5))
 plot_projection(A.numpy(), b.numpy(), proposals.numpy(), ax=ax, extent=(-2.6, 2.6, -2.6, 2.6))
 ax.set_title("Proposed actions and their projections")
@@ -168,7 +178,7 @@ images = project_polytope(cone_samples, A, b)
 print(f"{len(cone_samples)} distinct proposals, spread of their projections: "
       f"{(images - vertex).abs().max().item():.2e}")
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Action aliasing. Left: 500 different proposals in the normal cone of a vertex all project onto that one vertex. Right: every proposal on the normal ray of a face projects onto the same point of the face.", "name": "fig-aliasing-cones"}, "image": {"alt": "Two panels: a wedge of red proposals beyond a vertex collapsing onto the vertex, and a ray of proposals above a face collapsing onto one point"}}
 fig, axes = plt.subplots(1, 2, figsize=(10, 4.8))
 extent = (-2.6, 3.4, -2.6, 3.4)
 plot_safe_set(A.numpy(), b.numpy(), ax=axes[0], extent=extent)
@@ -239,7 +249,7 @@ for name, point in points.items():
 # strip per face (rank 1, the face's normal cone swept along the face) and one wedge per vertex
 # (rank 0). For this pentagon the rank-0 wedges cover a large part of the plane around the set:
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "The rank of the Jacobian ∂Φ/∂ũ over the action plane: 2 inside the set, 1 in the strips facing a face, 0 in the wedges facing a vertex. A policy in the safeguard (SP-RL) whose proposal lies in a rank-0 wedge receives no gradient at all.", "name": "fig-jacobian-rank"}, "image": {"alt": "The action plane coloured by the rank of the projection's Jacobian: the pentagon, strips beside its faces and wedges at its vertices"}}
 fig, ax = plt.subplots(figsize=(6, 5))
 plot_jacobian_rank(A.numpy(), b.numpy(), ax=ax, extent=(-3.5, 3.5, -3.5, 3.5), resolution=250)
 ax.set_title(r"Rank of $\partial\Phi/\partial\tilde u$ over the action plane")
@@ -251,7 +261,7 @@ plt.show()
 # Equation {eq}`eq-jacobian` needs a locally constant active set, and on the boundaries between
 # the coloured regions above it is not: $\Phi$ is piecewise affine and has kinks there, where no
 # classical derivative exists. A library still has to return *some* matrix, and a careful reader
-# should ask which (the first objection of the paper's review). The package's rule is:
+# should ask which. The package's rule is:
 #
 # - among all candidate active sets (at most $m$ linearly independent rows) whose affine
 #   projection is feasible and closest to $\tilde u$, it takes the **smallest**; a remaining tie
@@ -304,7 +314,7 @@ for name, point in boundary_cases.items():
 # The two settings share their optimal value function (the paper's Theorem 1, chapter 5), but
 # their gradients differ exactly by the Jacobian above.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Where the safeguard sits. SE-RL: the environment applies Φ, and the critic learns Q(x, ũ) on the proposals. SP-RL: Φ is the policy's last layer, the critic learns Q(x, u) on safe actions, and the policy gradient passes through ∂Φ/∂ũ.", "name": "fig-placement"}, "image": {"alt": "Block diagram of the two placements of the projection: inside the environment and as the last layer of the policy"}}
 plot_safeguard_placement()
 plt.tight_layout()
 plt.show()
@@ -359,19 +369,28 @@ print("constraints active per sample:", np.bincount(active_constraint_count(batc
 #
 # ## Try it
 #
-# The widget moves a proposed action with two sliders and redraws its projection, the normal cone
-# at the projection, the active constraints and the Jacobian's rank. It needs a running kernel
-# (`make lab`); the static figure below shows the three cases it lets you explore.
+# In a running chapter (`make lab`), a widget moves a proposed action with two sliders and redraws
+# its projection, the normal cone at the projection, the active constraints and the Jacobian's
+# rank. On this page the player below takes the proposal once around the set for you (press play
+# or step through it), and the static figure after it shows the three cases side by side.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Player: a proposal ũ travels around the safe set. Watch the projection stick to a vertex while ũ sweeps through the vertex's normal cone (rank 0), slide along a face while ũ faces it (rank 1), and coincide with ũ inside the set (rank 2).", "name": "fig-projection-player"}}
+angles = np.linspace(0, 2 * np.pi, 36, endpoint=False)
+radius = 1.7 + 0.8 * np.cos(3 * angles)
+HTML(projection_player(A.numpy(), b.numpy(), radius[:, None] * np.stack([np.cos(angles), np.sin(angles)], axis=1)))
+
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "The three cases the interactive widget explores: a proposal inside the set (Jacobian of rank 2), facing a face (rank 1) and facing a vertex (rank 0).", "name": "fig-projection-cases"}, "image": {"alt": "Three panels with one proposal each: inside the set, above a face, beyond a vertex"}}
 fig, axes = plt.subplots(1, 3, figsize=(13, 4.4))
 for ax, (title, point) in zip(axes, {"inside: rank 2": [0.5, -0.5], "facing a face: rank 1": [0.2, 2.1], "facing a vertex: rank 0": [2.6, 1.0]}.items(), strict=False):
     plot_projection(A.numpy(), b.numpy(), np.array([point]), ax=ax, extent=(-2.6, 2.6, -2.6, 2.6))
     ax.set_title(title)
+for ax in axes[1:]:
+    ax.get_legend().remove()  # one legend for the three panels
 plt.tight_layout()
 plt.show()
 
-# %%
+# %% tags=["remove-cell"]
+# Live readers only (the static page shows the player above): two sliders move the proposal.
 from tutorial_rl.widgets import projection_widget
 
 projection_widget(A.numpy(), b.numpy())

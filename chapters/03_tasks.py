@@ -11,7 +11,7 @@
 # ---
 
 # %% [markdown]
-# # 3. Three safety-critical tasks
+# # Three safety-critical tasks
 #
 # The paper evaluates SE-RL and SP-RL on three tasks {cite:p}`markgraf2026safeguard`. Two are
 # *stabilization* tasks, a pendulum and a 2-D quadrotor, where staying safe and doing the task
@@ -30,6 +30,14 @@
 # 3. wrap any task in `ProjectionSafeguard` and read what it reports (`unsafe_action`,
 #    `safe_action`, `intervened`, `projection_distance`);
 # 4. use the wrapped tasks with any RL library, and know what the safeguard costs per step.
+# ```
+#
+# ```{admonition} Run this chapter
+# :class: seealso
+# This page shows the chapter as it ran when the book was built. To run it yourself, get
+# {{ repository_link }}, run `make lab` (it installs everything into `.venv` and opens
+# JupyterLab), and open `chapters/03_tasks.py` as a notebook (right click, *Open With → Notebook*).
+# Every cell can be edited and re-run there, and the interactive widgets respond.
 # ```
 
 # %%
@@ -52,6 +60,7 @@ from tutorial_rl.task_plots import (
     plot_safe_interval,
     plot_safety_counts,
     plot_seeker_map,
+    quadrotor_filmstrip,
     rollout,
     seconds_per_step,
 )
@@ -125,9 +134,11 @@ pendulum = rollout(TASKS["pendulum"], steps=200, seed=1, render=True)
 print(f"return {pendulum.rewards.sum():.1f}, interventions {pendulum.interventions} "
       f"of {len(pendulum.rewards)} steps, violations {pendulum.violations.sum()}")
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Six frames of a pendulum episode under uniformly random torques behind the safeguard; the orange bar is the applied torque. The pendulum never falls.", "name": "fig-pendulum-filmstrip"}, "image": {"alt": "Six snapshots of an inverted pendulum staying near upright"}}
 filmstrip(pendulum.frames, count=6, title="Pendulum, random policy behind the safeguard")
 plt.show()
+
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Player: the first 80 steps of the same episode (press play, or step through with the buttons).", "name": "fig-pendulum-episode-player"}, "image": {"alt": "Animation of the pendulum episode"}}
 HTML(animation_html(pendulum.frames[:80], fps=20))
 
 # %% [markdown]
@@ -136,10 +147,10 @@ HTML(animation_html(pendulum.frames[:80], fps=20))
 # one side of zero. Behind the safeguard every proposed torque outside the interval is replaced by
 # the nearest end of the interval:
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Left: the safe torque interval along the episode, with the proposed (random) and applied torques; the safeguard replaces every proposal outside the interval by its nearest end. Right: the trajectory in the phase plane never leaves the RCI set.", "name": "fig-pendulum-interval"}, "image": {"alt": "Left, a band of safe torques over time with proposed and applied torques; right, the pendulum's trajectory inside its RCI set"}}
 fig, axes = plt.subplots(1, 2, figsize=(13, 3.8), gridspec_kw={"width_ratios": [2.2, 1]})
 plot_safe_interval(pendulum, ax=axes[0])
-axes[0].set_title("Safe torque interval along the episode")
+axes[0].set_title("Safe torque interval along the episode", loc="left")
 plot_zonotope(load_rci("pendulum").set, ax=axes[1], alpha=0.3, label="RCI set")
 axes[1].plot(pendulum.observations[:, 0], pendulum.observations[:, 1], ".-", color="0.3",
              markersize=2, linewidth=0.6, label="trajectory")
@@ -163,19 +174,21 @@ quadrotor = rollout(TASKS["quadrotor"], steps=200, seed=2, render=True)
 print(f"return {quadrotor.rewards.sum():.1f}, interventions {quadrotor.interventions} "
       f"of {len(quadrotor.rewards)} steps, violations {quadrotor.violations.sum()}")
 
-# %% tags=["hide-input"]
-filmstrip(quadrotor.frames, count=6, title="2-D quadrotor, random policy behind the safeguard")
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Six steps of a 2-D quadrotor episode under random thrusts behind the safeguard, each drawn in a window of ±0.8 m around the vehicle: body (blue), rotor thrusts (orange arrows, longer is stronger), hover target (green cross), ground (black). It drifts and tilts but never crashes.", "name": "fig-quadrotor-filmstrip"}, "image": {"alt": "Six snapshots of a planar quadrotor"}}
+quadrotor_filmstrip(quadrotor, count=6, title="2-D quadrotor, random policy behind the safeguard")
 plt.show()
+
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "The quadrotor's safe set of normalised thrust pairs (u₁, u₂) at five steps of the episode: it changes shape and position with the state, but is never empty.", "name": "fig-quadrotor-safe-along"}, "image": {"alt": "Five polygons of safe thrust pairs at five time steps"}}
 plot_safe_actions_along(quadrotor, steps=[0, 40, 80, 120, 160])
-plt.suptitle(r"Safe (normalised) thrust pairs $(a_1, a_2)$ at five steps of the episode")
+plt.suptitle(r"Safe (normalised) thrust pairs $(u_1, u_2)$ at five steps of the episode")
 plt.tight_layout()
 plt.show()
 
 # %% [markdown]
 # ## The seeker
 #
-# The seeker is a point mass that accelerates in two directions, $|a_i| \le 1$, with $v \leftarrow
-# v + a$ and $p \leftarrow p + v$ every step. It cannot stop at once, so a safe action is one after
+# The seeker is a point mass that accelerates in two directions, $|u_i| \le 1$, with $v \leftarrow
+# v + u$ and $p \leftarrow p + v$ every step. It cannot stop at once, so a safe action is one after
 # which it *can still stop* before every wall and obstacle. The environment builds that set from
 # the box the agent sweeps while braking at full deceleration: an action is safe if, after it, the
 # braking box of the next state stays inside the walls and on the far side of a tangent line to
@@ -197,7 +210,7 @@ seeker = rollout(TASKS["seeker"], policy=go_to_goal, steps=100, seed=12, render=
 print(f"{len(seeker.rewards)} steps, return {seeker.rewards.sum():.1f}, "
       f"interventions {seeker.interventions}, violations {seeker.violations.sum()}")
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "The seeker heading greedily for the goal behind the safeguard. Left: walls, obstacles, goal and the path taken. Right: the safe accelerations at three steps, cut by an obstacle's halfspace whenever the agent comes close.", "name": "fig-seeker"}, "image": {"alt": "Map of the seeker task with its path, and three polygons of safe accelerations"}}
 fig = plt.figure(figsize=(13, 4.2))
 map_ax = fig.add_subplot(1, 4, 1)
 plot_seeker_map(seeker.observations[0], ax=map_ax, trajectory=seeker.observations[:, 0:2])
@@ -206,6 +219,8 @@ steps = np.linspace(0, len(seeker.rewards) - 1, 3).round().astype(int).tolist()
 plot_safe_actions_along(seeker, steps=steps, axes=[fig.add_subplot(1, 4, i) for i in (2, 3, 4)])
 plt.tight_layout()
 plt.show()
+
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Player: the seeker episode step by step.", "name": "fig-seeker-player"}, "image": {"alt": "Animation of the seeker episode"}}
 HTML(animation_html(seeker.frames, fps=8))
 
 # %% [markdown]
@@ -241,7 +256,7 @@ for row in live_rows:
 # `python -m tutorial_rl.safety_check --steps 100000 --out results/safety` and is loaded here
 # with its provenance:
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Uniformly random actions for 10⁵ steps per task: constraint violations without the safeguard, none with it (from results/safety, provenance printed below).", "name": "fig-safety-counts"}, "image": {"alt": "Bar chart of constraint violations per task with and without the safeguard"}}
 full = load_result("safety")
 plot_safety_counts(full.data)
 plt.title("Uniformly random actions: constraint violations")
@@ -263,7 +278,7 @@ for row in full.data:
 # action space), projects the agent's action onto it with `project_polytope`, and passes the safe
 # action on. The action space the agent sees is unchanged, so any library that trains on a
 # gymnasium environment trains on the wrapped one: this is SE-RL, the safeguard in the
-# environment. With `penalty=α` the reward becomes $r - \alpha\lVert \tilde a - a\rVert^2$, the
+# environment. With `penalty=α` the reward becomes $r - \alpha\lVert \tilde u - u\rVert^2$, the
 # SE-RL mitigation of chapter 7.
 
 # %%
@@ -375,7 +390,7 @@ for name, env_id in TASKS.items():
 # ```{exercise}
 # :label: ex-penalty
 # Step a `ProjectionSafeguard(..., penalty=0.5)` environment with an unsafe action and check that
-# the reward is the unwrapped reward minus $0.5\,\lVert \tilde a - a\rVert^2$, where both actions
+# the reward is the unwrapped reward minus $0.5\,\lVert \tilde u - u\rVert^2$, where both actions
 # are taken from `info`.
 # ```
 #

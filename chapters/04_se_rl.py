@@ -11,7 +11,7 @@
 # ---
 
 # %% [markdown]
-# # 4. Safeguarding the environment (SE-RL)
+# # Safeguarding the environment (SE-RL)
 #
 # The simplest way to use a projection safeguard in reinforcement learning is to hide it. The agent
 # proposes an action $\tilde u$; before the action reaches the system, the safeguard replaces it by
@@ -37,6 +37,14 @@
 # 5. train TD3 in SE mode with `train(RunConfig(...))`, read its `progress.csv`, and check that it
 #    never violated a constraint.
 # ```
+#
+# ```{admonition} Run this chapter
+# :class: seealso
+# This page shows the chapter as it ran when the book was built. To run it yourself, get
+# {{ repository_link }}, run `make lab` (it installs everything into `.venv` and opens
+# JupyterLab), and open `chapters/04_se_rl.py` as a notebook (right click, *Open With → Notebook*).
+# Every cell can be edited and re-run there, and the interactive widgets respond.
+# ```
 
 # %%
 import tempfile
@@ -56,7 +64,7 @@ from tutorial_rl.agents.plots import (
     safe_interval,
 )
 from tutorial_rl.experiments.training import RunConfig, env_defaults, evaluate, train
-from tutorial_rl.profile import by_profile, current_profile
+from tutorial_rl.profile import by_profile
 
 # %% [markdown]
 # ## The modified MDP
@@ -171,46 +179,43 @@ from tutorial_rl.profile import by_profile, current_profile
 # 3. Send $\tilde u$ to the environment; observe $r$, $x'$ and whether $x'$ is terminal, $d$.
 #    *(`ModeEnv.step`)*
 # 4. Store $(x, \tilde u, r, x', d)$ in the buffer. *(`store`)*
-# 5. Sample a minibatch and form the smoothed target action $\tilde a' = \operatorname{clip}(
+# 5. Sample a minibatch and form the smoothed target action $\tilde u' = \operatorname{clip}(
 #    \mu_{\theta'}(x') + \operatorname{clip}(\varepsilon', -c, c))$, $\varepsilon' \sim
 #    \mathcal N(0, \tilde\sigma^2)$. *(`target_actions`)*
 # 6. Regress both critics on the clipped double-Q target $y = r + \gamma (1 - d) \min_i
-#    Q_{\phi_i'}(x', \tilde a')$: minimise $\sum_i (Q_{\phi_i}(x, \tilde u) - y)^2$.
+#    Q_{\phi_i'}(x', \tilde u')$: minimise $\sum_i (Q_{\phi_i}(x, \tilde u) - y)^2$.
 #    *(`compute_loss_q`)*
 # 7. Every `policy_delay` steps: take an actor step on $-Q_{\phi_1}(x, \mu_\theta(x))$, i.e. along
 #    {eq}`eq-se-dpg` *(`compute_loss_pi`)*, and move the targets, $\theta' \leftarrow (1 - \tau)
 #    \theta' + \tau\theta$, $\phi_i' \leftarrow (1 - \tau)\phi_i' + \tau\phi_i$. *(`update`)*
 #
-# The package's `TD3` class has one method per step, with these names. The book shows them
-# straight from the tested source. The loop over environment steps:
+# The package's `TD3` class has one method per step, with these names; the algorithm below is the
+# loop of `TD3.learn` written out, with the method that does each line on its right:
 #
-# ```{literalinclude} ../src/tutorial_rl/agents/td3.py
-# :pyobject: TD3.learn
+# ````{prf:algorithm} TD3 with the safeguard in the environment (SE-RL)
+# :label: alg-td3-se
+#
+# ```text
+# for t = 1, ..., T:                                 TD3.learn
+#   ũ ← clip(μθ(x) + ε), ε ~ N(0, σ²)                select_action
+#       (uniformly random before learning_starts)
+#   environment applies u = Φ(x, ũ); r, x', d        ModeEnv.step
+#   add (x, ũ, r, x', d) to the replay buffer        store
+#   sample a minibatch                               update
+#   ũ' ← clip(μθ'(x') + clip(ε', −c, c))             target_actions
+#   y ← r + γ (1 − d) min_i Qφi'(x', ũ')             compute_loss_q
+#   φi ← φi − η ∇ Σ (Qφi(x, ũ) − y)²  (i = 1, 2)
+#   every policy_delay steps:
+#     θ ← θ + η ∇θ mean Qφ1(x, μθ(x))  (no ∂Φ/∂ũ)    compute_loss_pi
+#     θ' ← (1 − τ)θ' + τθ, φi' ← (1 − τ)φi' + τφi    update
 # ```
+# ````
 #
-# Steps 5 and 6, the target action and the critic loss:
-#
-# ```{literalinclude} ../src/tutorial_rl/agents/td3.py
-# :pyobject: TD3.target_actions
-# ```
-#
-# ```{literalinclude} ../src/tutorial_rl/agents/td3.py
-# :pyobject: TD3.compute_loss_q
-# ```
-#
-# Step 7, the actor loss. In SE-RL (and without a safeguard) $u = \mu_\theta(x)$ and no mitigation
-# is active, so only the line `loss = -self.critic.q1(batch.obs, u).mean()` matters; the other
-# branches are SP-RL's (next chapter) and the mitigations' (chapter 7):
-#
-# ```{literalinclude} ../src/tutorial_rl/agents/td3.py
-# :pyobject: TD3.compute_loss_pi
-# ```
-#
-# and the update that puts them together. `safe_actions` is the identity outside SP-RL:
-#
-# ```{literalinclude} ../src/tutorial_rl/agents/td3.py
-# :pyobject: TD3.update
-# ```
+# Only two lines know about the safeguard: the environment applies $\Phi$, and the buffer stores
+# the proposal $\tilde u$, so the critic learns $Q_{SE}(x, \tilde u)$ and the actor's gradient is
+# {eq}`eq-se-dpg`, with no Jacobian. Without a safeguard the algorithm is plain TD3; the next
+# chapter changes the lines that store and differentiate, not the loop. The whole class is in
+# `src/tutorial_rl/agents/td3.py`, one method per line of the box.
 #
 # ## How SE mode is implemented
 #
@@ -273,7 +278,7 @@ with tempfile.TemporaryDirectory() as tmp:
     print("files of the run:", sorted(p.name for p in result.run_dir.iterdir()))
     progress = read_progress(result.run_dir)
     evaluation = evaluate(result.run_dir, episodes=5, seed=100, write=False)
-print(f"profile {current_profile()}: {steps} steps in {result.wall_time:.1f} s")
+print(f"{steps:,} training steps in {result.wall_time:.1f} s")
 print(f"training: {sum(r['interventions'] for r in progress)} interventions, "
       f"{sum(r['constraint_violations'] for r in progress)} constraint violations")
 print(f"evaluation of μθ over {evaluation['episodes']} episodes: mean return "
@@ -281,7 +286,7 @@ print(f"evaluation of μθ over {evaluation['episodes']} episodes: mean return "
       f"{evaluation['interventions_per_episode']}, "
       f"constraint violations {evaluation['constraint_violations']}")
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "TD3 with the safeguard in the environment on the pendulum: episode return, safeguard interventions and constraint violations per training episode. The return climbs, interventions fall, and violations stay at zero from the first step.", "name": "fig-se-progress"}, "image": {"alt": "Training curves of return, interventions and violations per episode"}}
 axes = plot_progress(progress, label="TD3, SE-RL", color=MODE_COLORS["se"])
 axes[0].legend(fontsize=8)
 axes[0].figure.suptitle(f"TD3 in SE mode on the pendulum ({steps} steps, seed 0)", y=1.02)
@@ -299,11 +304,11 @@ plt.show()
 # ## What the SE critic has learned on unsafe actions
 #
 # The trained critic can be evaluated at any action, safe or not. Drawn over the whole action box
-# at two states where only one sign of torque is safe, $Q_1(x, a)$ should by
+# at two states where only one sign of torque is safe, $Q_1(x, \tilde u)$ should by
 # {eq}`eq-se-q-invariance` be flat outside $\mathcal U_s(x)$, the shaded interval: every
 # proposal beyond the interval's end is applied as that end.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "The trained SE critic Q₁(x, ũ) over the whole action range at two states where only one sign of torque is safe (shaded interval): outside the interval it should be flat, since every proposal beyond an end is applied as that end.", "name": "fig-se-critic-slices"}, "image": {"alt": "Two curves of the critic's value against the proposed torque, with the safe interval shaded"}}
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
 for ax, state in zip(axes, ([0.0, 1.0], [0.0, -1.0]), strict=True):
     env.env.unwrapped.state = np.array(state)

@@ -11,7 +11,7 @@
 # ---
 
 # %% [markdown]
-# # 5. Safeguarding the policy (SP-RL)
+# # Safeguarding the policy (SP-RL)
 #
 # The previous chapter hid the safeguard in the environment. This chapter moves it into the agent:
 # the projection becomes the **last layer of the policy**, $\pi(x) = \Phi(x, \mu_\theta(x))$, a
@@ -32,10 +32,18 @@
 # 2. derive the deterministic SP-RL policy gradient through $\partial\Phi/\partial\tilde u$ and
 #    connect it to the zero-gradient problem of chapter 1;
 # 3. state the unbiased stochastic SP-RL gradient with the unsafe sample's log-likelihood, prove
-#    that A2C's SE-RL and SP-RL updates are identical (Lemma 1), and see it bit for bit;
+#    that A2C's SE-RL and SP-RL updates are identical (the paper's Lemma 1), and see it bit for bit;
 # 4. explain why the projected-mean variant and TD3 break that equivalence;
 # 5. state Theorem 1 (SE-RL and SP-RL share the optimal value function) and its proof idea;
 # 6. train TD3 unsafe, in SE and in SP mode and say what SP-RL costs per update.
+# ```
+#
+# ```{admonition} Run this chapter
+# :class: seealso
+# This page shows the chapter as it ran when the book was built. To run it yourself, get
+# {{ repository_link }}, run `make lab` (it installs everything into `.venv` and opens
+# JupyterLab), and open `chapters/05_sp_rl.py` as a notebook (right click, *Open With → Notebook*).
+# Every cell can be edited and re-run there, and the interactive widgets respond.
 # ```
 
 # %%
@@ -61,7 +69,8 @@ from tutorial_rl.agents.plots import (
 )
 from tutorial_rl.agents.safe_layer import project, violates
 from tutorial_rl.experiments.training import RunConfig, evaluate, train
-from tutorial_rl.profile import by_profile, current_profile
+from tutorial_rl.profile import by_profile
+from tutorial_rl.results import load_result
 
 # %% [markdown]
 # ## The safe policy and its critic
@@ -80,11 +89,11 @@ from tutorial_rl.profile import by_profile, current_profile
 # $Q_{SE}(x, \tilde u)$ of chapter 4, trained on proposals.
 #
 # The critic's bootstrap target must then evaluate the next *safe* action too. In TD3 the
-# smoothed target action $\tilde a' = \operatorname{clip}(\mu_{\theta'}(x') + \varepsilon')$ is
+# smoothed target action $\tilde u' = \operatorname{clip}(\mu_{\theta'}(x') + \varepsilon')$ is
 # projected with the safe set of the **next** state:
 #
 # $$
-# y = r + \gamma (1 - d) \min_{i = 1, 2} Q_{\phi_i'}\big(x', \Phi(x', \tilde a')\big).
+# y = r + \gamma (1 - d) \min_{i = 1, 2} Q_{\phi_i'}\big(x', \Phi(x', \tilde u')\big).
 # $$ (eq-sp-target)
 #
 # Without the projection the target would query $Q_{SP}$ at unsafe actions, where it has never
@@ -94,7 +103,7 @@ from tutorial_rl.profile import by_profile, current_profile
 #
 # A TD3 update draws old transitions $(x, u, r, x', d)$ from the buffer, in any order, long after
 # they were collected. For each of them it needs $\Phi(x, \mu_\theta(x))$ (the actor's action,
-# below) and $\Phi(x', \tilde a')$ in {eq}`eq-sp-target`: projections onto $\mathcal U_s(x)$ and
+# below) and $\Phi(x', \tilde u')$ in {eq}`eq-sp-target`: projections onto $\mathcal U_s(x)$ and
 # $\mathcal U_s(x')$, sets that change with the state. The environment can only describe the safe
 # set of its *current* state (`safe_action_set()` takes no state argument, and for a real system
 # there is no way to rewind it), so the halfspaces $(A, b)$ of both sets are recorded when the
@@ -163,9 +172,9 @@ with tempfile.TemporaryDirectory() as tmp:
               f"{sum(r['constraint_violations'] for r in rows):4d} constraint violations; "
               f"evaluation: mean return {evaluation['mean_return']:7.2f}, "
               f"violations {evaluation['constraint_violations']}")
-print(f"profile {current_profile()}: {steps} steps per run")
+print(f"{steps:,} training steps per run")
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "TD3 on the pendulum without a safeguard, with it in the environment (SE) and in the policy (SP), same seed: episode return, interventions and constraint violations per episode. Without it, violations go on until the end; with it, in either place, there is none.", "name": "fig-mode-comparison"}, "image": {"alt": "Training curves of return, interventions and violations for three agents"}}
 fig = plot_mode_comparison({mode: result.progress for mode, result in td3.items()})
 fig.suptitle(f"TD3 on the pendulum, {steps} steps, seed 0", y=1.02)
 fig.axes[0].set_ylim(bottom=max(fig.axes[0].get_ylim()[0], -160))
@@ -203,7 +212,7 @@ print(f"proposals outside U_s(x): {violates(proposal, batch.A, batch.b).float().
 # SP critic only inside the safe interval. Outside it, the SP critic is an extrapolation that is
 # never used: the actor evaluates it at $\Phi(x, \mu_\theta(x))$.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "The SE and the SP critic at the same state. The SE critic was trained on proposals across the whole action range; the SP critic only on safe actions, so outside the shaded safe interval it is an extrapolation that the actor never uses.", "name": "fig-se-sp-critics"}, "image": {"alt": "Two curves of critic value against torque, SE-RL and SP-RL, with the safe interval shaded"}}
 env = gym.make("tutorial_rl/Pendulum-v0")
 env.reset(seed=0)
 env.unwrapped.state = np.array([0.0, 1.0])
@@ -246,7 +255,7 @@ plt.show()
 #
 # With a state-value critic, the consequence is striking.
 #
-# ```{prf:lemma} SE-RL and SP-RL A2C coincide
+# ```{prf:lemma} SE-RL and SP-RL A2C coincide; Lemma 1 of the paper
 # :label: lem-a2c-equivalence
 # Let an actor-critic algorithm with a stochastic policy $\pi_\theta(\tilde u \mid x)$ over unsafe
 # actions and a state-value critic $V_\psi(x)$ estimate its advantages by GAE. In SE-RL, use the
@@ -269,17 +278,34 @@ plt.show()
 # optimizer state give the same parameters at iteration $k + 1$.
 # ```
 #
-# The proof uses the state-value critic in an essential way: a critic $Q(x, a)$ would be evaluated
+# The proof uses the state-value critic in an essential way: a critic $Q(x, \cdot)$ of the action would be evaluated
 # at $\tilde u$ in SE-RL and at $u$ in SP-RL, and the two would part at the first update. The
 # package is written so that the lemma holds to the last bit, not only in exact arithmetic: both
 # modes run one code path, draw one normal sample per step in the same order, and apply the same
-# $\Phi$ at acting time:
+# $\Phi$ at acting time. The package's `A2C`, line by line with its methods:
 #
-# ```{literalinclude} ../src/tutorial_rl/agents/a2c.py
-# :pyobject: A2C.select_action
+# ````{prf:algorithm} A2C with the safeguard in the environment or in the policy
+# :label: alg-a2c
+#
+# ```text
+# repeat until the step budget is spent:             A2C.learn
+#   for t = 1, ..., n:                               collect_rollout
+#     ũ_t ← μθ(x_t) + σθ ⊙ ε_t, one ε_t ~ N(0, I)    select_action
+#     the system receives u_t = Φ(x_t, ũ_t)
+#       (SE: the environment projects,
+#        SP: the policy's last layer)
+#     observe r_t, x_{t+1}; keep (x_t, ũ_t, r_t)
+#   Â_t ← GAE(r, V_ψ), R̂_t ← Â_t + V_ψ(x_t)          compute_gae
+#   one gradient step on                             update
+#     L = −mean log N(ũ_t; μθ(x_t), σθ²) Â_t         compute_loss_pi
+#         + c_v mean (V_ψ(x_t) − R̂_t)²               compute_loss_v
 # ```
+# ````
 #
-# ### Lemma 1, live
+# Nothing in the box depends on the mode except who applies $\Phi$, and that does not change
+# $u_t$: this is the lemma's proof, as code.
+#
+# ### The paper's Lemma 1, live
 #
 # Train A2C in SE mode and in SP mode from the same seed and compare every parameter tensor:
 
@@ -340,11 +366,8 @@ print(td3_table.groupby("network", sort=False).agg(
 # The Jacobian is back, and with it the zero-gradient problem: a mean in a vertex cone (for the
 # pendulum, any mean outside the safe interval) receives no gradient from the policy loss, only
 # $\sigma$ does. SE-RL has no such factor, so the two no longer coincide. The package implements
-# the variant in `A2C.distribution` (the `projected_mean` branch):
-#
-# ```{literalinclude} ../src/tutorial_rl/agents/a2c.py
-# :pyobject: A2C.distribution
-# ```
+# the variant in `A2C.distribution`, whose `projected_mean` branch replaces the centre
+# $\mu_\theta(x)$ of the normal distribution by `project(mean, A, b, ...)`, the SP layer above.
 #
 # The same seed and budget as the Lemma 1 run, with `sp_log_likelihood="projected-mean"`:
 
@@ -362,7 +385,7 @@ print(pd.DataFrame(parameter_table(a2c["se"].agent, projected_mean.agent)).to_st
 # Lemma 1 is about one algorithm family. The paper's first result is about the problem itself:
 # whatever the algorithm, SE-RL and SP-RL aim at the same target.
 #
-# ```{prf:theorem} SE-RL and SP-RL share the optimal value function
+# ```{prf:theorem} SE-RL and SP-RL share the optimal value function; Theorem 1 of the paper
 # :label: thm-same-optimum
 # Let $V_{SE}^\star$ be the optimal value function of the SE-RL MDP {eq}`eq-se-mdp`, optimising
 # over policies $\pi(\tilde u \mid x)$ on the action box $\mathcal U$, and $V_{SP}^\star$ that of
@@ -404,11 +427,21 @@ print(pd.DataFrame(parameter_table(a2c["se"].agent, projected_mean.agent)).to_st
 # reported computational overhead of SP-RL comes from. This package uses the exact batched
 # projection of chapter 1 instead (`projection_method="exact"`, the default; `"cvxpylayers"` is
 # available as the reference). `benchmarks/training.py` times TD3 update steps of warmed-up SE and
-# SP agents side by side; when this chapter was written it measured, on a 2-core CPU with one
-# torch thread, an SP/SE update-time ratio of about 1.4 (pendulum) to 1.6 (seeker) with the exact
-# projection and of about 70 to 160 with `cvxpylayers`. Run
-# `python benchmarks/training.py --skip-sb3` for the figures on your machine. A quick version of
-# the same measurement with the agents trained above (a few updates, so only indicative):
+# SP agents side by side. Its committed measurement, the one this book quotes (chapter 8 too), was
+# taken on a busy 2-core CPU with one torch thread:
+
+# %%
+update_cost = load_result("update-cost")
+print(update_cost.describe())
+for env, r in update_cost.data.items():
+    print(f"{env:>9}: SP/SE time per TD3 update {r['ratio']:.2f}x with the exact projection, "
+          f"{r['cvx_ratio']:.0f}x with cvxpylayers")
+
+# %% [markdown]
+# That is an SP/SE ratio of 1.3 to 1.65 with the exact projection and of about 50 to 90 with
+# `cvxpylayers`. Run `python benchmarks/training.py --skip-sb3` for the figures on your machine. A
+# quick version of the same measurement with the agents trained above (a few updates, so only
+# indicative):
 
 # %%
 torch.set_num_threads(1)
@@ -430,8 +463,8 @@ for name, seconds in timings.items():
     print(f"{name:>16}: {seconds * 1e3:7.2f} ms per update, {seconds / timings['SE']:6.1f}x SE")
 
 # %% [markdown]
-# A factor of one and a half makes SP-RL experiments as affordable as SE-RL ones; a factor of a
-# hundred turns a ten-minute run into a day. That gap, not a property of SP-RL itself, is what
+# A factor of one and a half makes SP-RL experiments as affordable as SE-RL ones; a factor of
+# fifty to ninety turns a ten-minute run into a working day or more. That gap, not a property of SP-RL itself, is what
 # made SP-RL expensive in practice.
 #
 # ## Summary
@@ -485,7 +518,7 @@ for name, seconds in timings.items():
 # The first difference is what is *stored*: SE-RL stores $\tilde u$, SP-RL stores $u = \Phi(x,
 # \tilde u)$, so the very first critic update regresses $Q_{\phi}(x, \tilde u)$ in one run and
 # $Q_\phi(x, u)$ in the other, on the first minibatch that contains an intervention. The target
-# $y$ differs as well ($\tilde a'$ versus $\Phi(x', \tilde a')$ in {eq}`eq-sp-target`), and the
+# $y$ differs as well ($\tilde u'$ versus $\Phi(x', \tilde u')$ in {eq}`eq-sp-target`), and the
 # actor gradient differs by the Jacobian. Once the parameters differ, the actions differ too.
 # ```
 #

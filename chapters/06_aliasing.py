@@ -11,7 +11,7 @@
 # ---
 
 # %% [markdown]
-# # 6. Action aliasing
+# # Action aliasing
 #
 # A projection maps a whole cone of unsafe actions onto one safe action (chapter 1). This chapter
 # follows that fact into learning. With the safeguard in the environment (SE-RL) the critic must
@@ -32,6 +32,14 @@
 # 4. say precisely which matrix `tutorial_rl` returns as $\partial\Phi/\partial\tilde u$ at a
 #    boundary point, how that differs from what `cvxpylayers` returns, and why it matters little.
 # ```
+#
+# ```{admonition} Run this chapter
+# :class: seealso
+# This page shows the chapter as it ran when the book was built. To run it yourself, get
+# {{ repository_link }}, run `make lab` (it installs everything into `.venv` and opens
+# JupyterLab), and open `chapters/06_aliasing.py` as a notebook (right click, *Open With → Notebook*).
+# Every cell can be edited and re-run there, and the interactive widgets respond.
+# ```
 
 # %%
 import time
@@ -39,6 +47,7 @@ import time
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from IPython.display import HTML
 
 from tutorial_rl.aliasing import (
     SETTING_LABELS,
@@ -47,19 +56,20 @@ from tutorial_rl.aliasing import (
     compare_jacobians,
     is_on_boundary,
     normal_derivatives,
-    quadrotor_scenario,
     run_all,
-    se_critic_sweep,
 )
+from tutorial_rl.aliasing.epoch_sweep import load_sweep, summarise
 from tutorial_rl.aliasing.plots import (
     plot_critic_surfaces,
+    plot_epoch_sweep,
     plot_normal_derivatives,
     plot_rank,
     plot_settings,
 )
+from tutorial_rl.players import aliasing_player
 from tutorial_rl.plotting import polygon_vertices
-from tutorial_rl.profile import by_profile, current_profile
 from tutorial_rl.projection import project_polytope, projection_jacobian
+from tutorial_rl.results import load_result, results_dir
 
 torch.set_default_dtype(torch.float64)
 torch.set_num_threads(1)  # tiny tensors: one thread is fastest and is not slowed by a busy machine
@@ -84,7 +94,7 @@ torch.set_num_threads(1)  # tiny tensors: one thread is fastest and is not slowe
 #    u))$; the **SP critic** on the safe actions, $Q_{SP}(u) \approx V(u)$, $u = \Phi(\tilde u)$.
 # 3. **Policy.** The deterministic policy is a free tensor $\tilde u$, started outside the safe
 #    set and moved by 50 gradient-ascent steps on the learned objective. That gradient is exactly
-#    the action factor of the deterministic policy gradient of DESIGN §3: $\nabla_{\tilde u}
+#    the action factor of the deterministic policy gradients of chapters 4 and 5: $\nabla_{\tilde u}
 #    Q_{SE}(\tilde u)$ for SE-RL and $\tfrac{\partial\Phi}{\partial\tilde u}^{\!\top}\nabla_u
 #    Q_{SP}(u)\big|_{u=\Phi(\tilde u)}$ for SP-RL.
 #
@@ -98,10 +108,10 @@ torch.set_num_threads(1)  # tiny tensors: one thread is fastest and is not slowe
 # Two scenarios, both from the course's environments: a **quadrotor** state in which task and
 # safety are aligned (the best action is safe), and a **seeker** state with an obstacle between
 # the agent and its goal, moving towards it, so that the best action is unsafe. Sizes come from
-# the profile (`ci` in the built book: fewer samples and epochs than `full`).
+# the profile: the built book fits the critics with fewer samples and epochs than a full run.
 
 # %%
-print("profile:", current_profile(), "|", ExperimentConfig())
+print(ExperimentConfig())
 start = time.time()
 results = run_all()
 print(f"both scenarios, all six settings: {time.time() - start:.1f} s")
@@ -123,7 +133,7 @@ for name, result in results.items():
 # active at once (the seeker's inner vertex has a very narrow wedge, because its two constraints
 # are almost parallel).
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "The two fixed states of the experiment: rank of ∂Φ/∂ũ over the action box (dotted) for the quadrotor (left) and the seeker (right). The wedge-shaped rank-0 regions at the vertices are where SP-RL gets no gradient.", "name": "fig-scenario-rank"}, "image": {"alt": "Two maps of the Jacobian rank around the safe action sets of the quadrotor and seeker states"}}
 fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
 for ax, (name, result) in zip(axes, results.items(), strict=True):
     plot_rank(result, ax=ax, extent=(-2.2, 2.2, -2.2, 2.2))
@@ -139,7 +149,7 @@ plt.show()
 # $p_{SE}(x' \mid x, \tilde u) = p(x' \mid x, \Phi(x, \tilde u))$ and
 # $r_{SE}(x, \tilde u) = r(x, \Phi(x, \tilde u))$.
 #
-# ```{prf:lemma} Flat-lining critic (Lemma 2 of the paper)
+# ```{prf:lemma} Flat-lining critic; Lemma 2 of the paper
 # :label: lem-flat-lining
 # Let $u$ be a point of the boundary of the convex safe set $\mathcal U_s(x)$, $N(u)$ its normal
 # cone, and $\tilde u \in u + N(u)$ an unsafe action in it. Then for every policy $\pi$
@@ -169,13 +179,30 @@ plt.show()
 # has interior, the function is constant on an open set and its gradient is zero there.
 # ```
 #
+# **With exact critics SE-RL and SP-RL follow the same gradient.** The proof shows more than the
+# lemma states: $Q^\pi_{SE}(x, \tilde u) = Q^\pi_{SE}(x, \Phi(x, \tilde u))$ for *every* $\tilde u$,
+# and on safe actions the SE-MDP is the original MDP, so $Q^\pi_{SE}(x, u) = Q_{SP}(x, u)$, the
+# critic SP-RL learns on safe actions. Wherever $\Phi$ is differentiable, the chain rule gives
+#
+# $$
+# \nabla_{\tilde u} Q^\pi_{SE}(x, \tilde u) = J^\top \nabla_u Q_{SP}(x, u), \qquad u = \Phi(x,
+# \tilde u),\; J = \partial\Phi/\partial\tilde u ,
+# $$ (eq-alias-same-gradient)
+#
+# which is exactly SP-RL's policy gradient through the projection layer. The flat-lining critic of
+# SE-RL and the rank-deficient Jacobian of SP-RL are one phenomenon seen from two sides: the
+# normal components that $J^\top$ deletes. The two differ only through what is *fitted*: SE-RL's
+# critic has to learn the composition $Q_{SP}\circ\Phi$ on unsafe actions, kinks included (and
+# may smooth them, as measured below), while SP-RL's critic learns $Q_{SP}$ on safe actions and
+# the exact $J$ is applied to it. (Exercise {ref}`ex-alias-se-gradient-face` works through a face.)
+#
 # The lemma is about the *exact* value function. The figure shows it for the quadrotor: the true
 # value of the raw action (left) keeps changing outside the band; the target the SE critic has to
 # learn (second) is exactly constant along every normal, with straight contour lines leaving the
 # band at right angles; the fitted SE critic (third) is close to it; the SP critic (right) was
 # only ever trained on safe actions and says nothing meaningful outside them.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Lemma 2 of the paper for the quadrotor state: the value of the raw action (left) keeps changing outside the safe set; the target of the SE critic (second) is constant along every normal; the fitted SE critic (third) is close to it; the SP critic (right) is meaningless outside the set.", "name": "fig-critic-surfaces"}, "image": {"alt": "Four contour plots of critic values over the action plane"}}
 plot_critic_surfaces(results["quadrotor"])
 plt.tight_layout()
 plt.show()
@@ -187,11 +214,15 @@ plt.show()
 # cones of its vertices, the policy action $\tilde u_t$ (red) and the applied action
 # $\Phi(\tilde u_t)$ (blue) over the 50 steps, and the best safe action (black cross).
 
-# %% tags=["hide-input"]
-for name, result in results.items():
-    axes = plot_settings(result, settings=("none", "se", "sp"))
-    axes[0].figure.suptitle(result.scenario.description, y=0.98)
-    plt.show()
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Fixed-state experiment, quadrotor: 50 gradient steps on the objective of each setting (contours). Red: the policy's proposal ũ; blue: the applied action Φ(ũ); black cross: the best safe action.", "name": "fig-settings-quadrotor"}, "image": {"alt": "Three panels with contours, the safe set, normal cones and the paths of the proposal and applied action"}}
+axes = plot_settings(results["quadrotor"], settings=("none", "se", "sp"))
+axes[0].figure.suptitle(results["quadrotor"].scenario.description, y=0.98)
+plt.show()
+
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Fixed-state experiment, seeker: the same three settings as in the previous figure.", "name": "fig-settings-seeker"}, "image": {"alt": "Three panels with contours, the safe set, normal cones and the paths of the proposal and applied action"}}
+axes = plot_settings(results["seeker"], settings=("none", "se", "sp"))
+axes[0].figure.suptitle(results["seeker"].scenario.description, y=0.98)
+plt.show()
 
 # %%
 print(f"{'':>9} {'setting':>14}  {'final ũ':>16}  {'applied Φ(ũ)':>16}  ũ safe?  Φ on boundary?  true value (best safe)")
@@ -277,7 +308,7 @@ for name, result in results.items():
     print(f"{'':>11}unsafe-action critic mean |d/dn Q_raw| = {np.abs(nd.raw).mean():.3f}, mean |grad Q_raw| = {nd.raw_norm.mean():.3f}")
     print(f"{'':>11}ratio mean |d/dn Q_SE| / mean |grad Q_raw| = {nd.ratio:.3f}")
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "How flat is a fitted SE critic? The derivative of the fitted critics along the normal of each edge, at distance t outside the set: the exact SE target has zero normal derivative there, the fitted SE critic keeps a small slope near the boundary.", "name": "fig-normal-derivatives"}, "image": {"alt": "Normal derivatives of the fitted critics against the distance from the boundary"}}
 nd_quad = normal_derivatives(results["quadrotor"])
 plot_normal_derivatives(results["quadrotor"], nd_quad)
 plt.tight_layout()
@@ -288,30 +319,37 @@ plt.show()
 # flat: its normal derivative is about an order of magnitude below the unsafe-action critic's
 # gradient, largest right next to the boundary (where the kink is rounded off) and small further
 # out. Whether that residual slope matters depends on how good the fit is. Re-fitting only the SE
-# critic with fewer or more training epochs, from two seeds each, and re-running SE-RL:
+# critic with six numbers of training epochs, from six seeds each (1,024 samples, the `ci` size),
+# and re-running SE-RL takes about ten minutes, so the book loads the committed sweep
+# (`python -m tutorial_rl.aliasing.epoch_sweep --out results/aliasing-epochs`, provenance below):
 
 # %%
-sweep = se_critic_sweep(quadrotor_scenario(),
-                        epochs=tuple(by_profile(ci=(100, 2000), full=(100, 300, 700, 2000))),
-                        seeds=tuple(by_profile(ci=(0, 1), full=(0, 1, 2, 3))),
-                        config=ExperimentConfig(grid_size=5))
-print(f"{'epochs':>7} {'seed':>5} {'fit RMSE':>9} {'ratio':>7}  {'ũ ends safe?':>12}  true value of Φ(ũ_T)")
-for run in sweep:
-    print(f"{run.epochs:>7} {run.seed:>5} {run.rmse:9.3f} {run.ratio:7.3f}  {run.inside!s:>12}  {run.value:.3f}")
+epoch_sweep = load_sweep(results_dir() / "aliasing-epochs")
+print(load_result("aliasing-epochs", "provenance.json").describe())
+print(summarise(epoch_sweep).round(3).to_string())
+
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "SE-RL on the quadrotor state with SE critics fitted for 100 to 2,000 epochs, six seeds each (results/aliasing-epochs). Left: the share of seeds whose policy escaped into the safe band (green) falls as the fit error (grey, right axis) falls. Right: the true value of the final applied action per seed (filled: escaped; open: trapped on the boundary) against the best safe value (dotted).", "name": "fig-aliasing-epoch-sweep"}, "image": {"alt": "Left: share of escaped seeds and fit error against training epochs; right: final true value per seed against epochs"}}
+plot_epoch_sweep(epoch_sweep, best_safe_value=results["quadrotor"].best_safe_value)
+plt.tight_layout()
+plt.show()
 
 # %% [markdown]
 # A poorly fitted critic (large RMSE, large residual normal slope) lets the policy creep over the
 # boundary into the band, where the critic's gradient is the true one again, and the policy finds
 # the best action; a well fitted critic is flat enough outside the band to trap the policy, as
-# {prf:ref}`lem-flat-lining` predicts for the exact one. So the flat-lining critic is a problem
-# of *good* SE critics, and training longer makes it worse. The zero-gradient problem of SP-RL
+# {prf:ref}`lem-flat-lining` predicts for the exact one. In the sweep all six seeds escape after
+# 100 or 200 epochs, three of six after 400, one after 700 and after 1,000, none after 2,000, and
+# the mean true value of the applied action falls from about 1.0 to 0.44 with them. So in this
+# state the flat-lining critic is a problem of *good* SE critics: the longer the critic is
+# trained, the more often the policy is trapped. (One state, one step size; the full tasks of
+# chapter 8 test the consequence in closed loop.) The zero-gradient problem of SP-RL
 # does not care about the critic at all. This asymmetry is the paper's explanation of why vanilla
 # SE-RL is a strong baseline while vanilla SP-RL with deterministic policies often fails to
 # converge (chapter 8 tests it on the full tasks).
 #
 # ## Which Jacobian at a boundary point?
 #
-# The review of the paper raised a fair objection: $\Phi$ is not differentiable where the active
+# A careful reader will object: $\Phi$ is not differentiable where the active
 # set changes, exactly at the boundaries between the regions of the rank map above, so "the
 # Jacobian" there needs a definition. Here is the package's, precisely.
 #
@@ -440,14 +478,19 @@ for name, result in results.items():
 #
 # The widget picks a scenario and any of the six settings (the three mitigations are the subject
 # of chapter 7) and draws the objective, the safe set, the normal cones and the trajectory. It needs
-# a running kernel; the static figure shows all six settings for the seeker.
+# a running kernel; on this page the player below steps through every scenario and setting, and
+# the static figure shows all six settings for the seeker at once.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Player: the fixed-state experiment, one frame per scenario and setting. Compare where the proposal ũ (red) and the applied action Φ(ũ) (blue) end up with the best safe action (black cross).", "name": "fig-aliasing-player"}}
+HTML(aliasing_player(results))
+
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "All six settings for the seeker state, the static companion of the widget: the top row without mitigation, the bottom row with the three mitigations of chapter 7.", "name": "fig-all-settings"}, "image": {"alt": "Six panels of the fixed-state experiment for the seeker"}}
 axes = plot_settings(results["seeker"])
 axes[0].figure.suptitle("seeker: all six settings (chapter 7 explains the lower row)", y=0.99)
 plt.show()
 
-# %%
+# %% tags=["remove-cell"]
+# Live readers only (the static page shows the player above): choose a scenario and a setting.
 from tutorial_rl.widgets import aliasing_widget
 
 aliasing_widget(results)

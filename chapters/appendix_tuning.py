@@ -31,6 +31,14 @@
 #    hyperparameter importances;
 # 4. tell which hyperparameters of the `paper` profile were tuned and which are defaults.
 # ```
+#
+# ```{admonition} Run this chapter
+# :class: seealso
+# This page shows the chapter as it ran when the book was built. To run it yourself, get
+# {{ repository_link }}, run `make lab` (it installs everything into `.venv` and opens
+# JupyterLab), and open `chapters/appendix_tuning.py` as a notebook (right click, *Open With →
+# Notebook*). Every cell can be edited and re-run there.
+# ```
 
 # %%
 import matplotlib.pyplot as plt

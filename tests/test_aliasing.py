@@ -293,3 +293,106 @@ def test_widget_builds(results) -> None:
 
     assert isinstance(aliasing_widget(results), widgets.VBox)
     plt.close("all")
+
+
+# ------------------------------------------------------------------ long-horizon penalties (ch. 7)
+LONG_HORIZON_SEEDS = (0, 1, 2)
+#: Three inside the safe set's interior or facing its face u1 = 0.45 or its vertex (0.45, 1).
+DECOMPOSITION_POINTS = np.array([[0.0, 0.0], [0.2, -0.4], [0.9, 0.0], [0.9, -0.5], [0.8, 1.25],
+                                 [1.0, 1.2]])
+
+
+@pytest.fixture(scope="module")
+def long_horizon() -> dict:
+    """The long-horizon experiment at the ``ci`` sizes for three seeds (a few seconds each)."""
+    from tutorial_rl.aliasing import LongHorizonConfig, run_long_horizon
+
+    return {seed: run_long_horizon(config=LongHorizonConfig(n_samples=256, epochs=500, seed=seed),
+                                   grid_size=9 if seed == 0 else 0)
+            for seed in LONG_HORIZON_SEEDS}
+
+
+def test_approach_scenario_trades_task_against_future_penalties() -> None:
+    from tutorial_rl.aliasing import approach_scenario
+
+    s = approach_scenario()
+    # the first action's safe set ends at the braking distance u1 = 0.45, inside the box
+    assert np.allclose(s.project(np.array([[1.0, 0.0], [1.0, 2.0]])).numpy(),
+                       [[0.45, 0.0], [0.45, 1.0]], atol=1e-5)
+    u1 = np.linspace(-0.2, 0.45, 14)
+    task, future, interventions = s.rollout(np.stack([u1, 0 * u1], -1))
+    assert np.all(np.diff(task) > 0)  # accelerating helps the task ...
+    assert np.all(np.diff(future) > -1e-12) and future[-1] > 2 * future[0]  # ... and costs later
+    assert np.all(interventions > 0)
+    again = s.rollout(np.stack([u1, 0 * u1], -1))
+    assert all(np.array_equal(a, b) for a, b in zip(again, (task, future, interventions),
+                                                     strict=True))
+
+
+@pytest.mark.parametrize("seed", LONG_HORIZON_SEEDS)
+def test_penalty_critic_sees_the_future_penalties_the_per_sample_loss_misses(long_horizon,
+                                                                               seed: int) -> None:
+    out = long_horizon[seed].outcomes
+    psl, penc, se = out["sp_per_sample"], out["sp_penalty_critic"], out["se_penalty"]
+    assert psl.applied[0] > 0.449  # up to the face: the fastest safe approach
+    for mitigated in (penc, se):
+        assert mitigated.applied[0] < 0.0  # braked today
+        assert mitigated.future_penalty < 0.6 * psl.future_penalty
+        assert mitigated.penalised > psl.penalised + 0.15
+        assert mitigated.task < psl.task  # the price of braking early: the trade α sets
+    # the penalty critic and the SE penalty follow the same gradient (eq-mit-same-gradient)
+    assert abs(penc.penalised - se.penalised) < 0.05
+
+
+def test_fitted_penalty_critic_follows_the_gradient_decomposition(long_horizon) -> None:
+    from tutorial_rl.aliasing import decomposition_check
+
+    result = long_horizon[0]
+    c = decomposition_check(result, DECOMPOSITION_POINTS)
+    assert c["rank"].tolist() == [2, 2, 1, 1, 0, 0]
+    # the immediate part is exactly −2α(ũ − Φ): zero inside, the full pull outside
+    assert np.all(c["immediate"][:2] == 0)
+    assert np.all(np.linalg.norm(c["immediate"][2:], axis=1) > 1.5)
+    # the predicted long-term part Jᵀ∇F lies in range(J) exactly (zero at the vertex)
+    assert np.allclose(c["predicted"][4:], 0.0, atol=1e-12)
+    predicted = c["immediate"] + c["predicted"]
+    error = np.linalg.norm(c["gradient"] - predicted, axis=1) / np.linalg.norm(predicted, axis=1)
+    assert np.all(error[2:] < 0.2)  # outside: the fitted gradient is the decomposition's
+    # inside: the fitted gradient is the long-term part, in the direction of Jᵀ∇F (braking)
+    long_term, jf = c["long_term"][:2], c["predicted"][:2]
+    norms = np.linalg.norm(long_term, axis=1) * np.linalg.norm(jf, axis=1)
+    cosine = (long_term * jf).sum(1) / norms
+    assert np.all(cosine > 0.9) and np.all(jf[:, 0] < 0)
+    # the fitted long-term part leaks little outside range(J) (exact critics: none)
+    leak = c["normal"][2:] / np.linalg.norm(c["immediate"][2:], axis=1)
+    assert np.all(leak < 0.15)
+
+
+def test_long_horizon_figure_draws(long_horizon) -> None:
+    from tutorial_rl.aliasing.plots import plot_long_horizon
+
+    axes = plot_long_horizon(long_horizon[0])
+    assert len(axes) == 2 and len(axes[1].get_lines()) == 6
+    plt.close("all")
+    with pytest.raises(ValueError, match="grid"):
+        plot_long_horizon(long_horizon[1])
+
+
+def test_epoch_sweep_writes_reads_and_draws(tmp_path) -> None:
+    from tutorial_rl.aliasing.epoch_sweep import load_sweep, run_sweep, summarise
+    from tutorial_rl.aliasing.plots import plot_epoch_sweep
+    from tutorial_rl.provenance import invocations
+
+    small = ExperimentConfig(n_samples=128, grid_size=5)
+    written = run_sweep(tmp_path / "sweep", epochs=(10, 20), seeds=(0,), config=small)
+    frame = load_sweep(tmp_path / "sweep")
+    assert frame.equals(written) and len(frame) == 2
+    assert set(frame.columns) == {"epochs", "seed", "rmse", "ratio", "escaped", "value"}
+    table = summarise(frame)
+    assert table["seeds"].tolist() == [1, 1] and table.index.tolist() == [10, 20]
+    record = invocations(tmp_path / "sweep")[-1]
+    assert record["epochs"] == [10, 20] and record["config"]["n_samples"] == 128
+    assert len(plot_epoch_sweep(frame, best_safe_value=1.0)) == 2
+    plt.close("all")
+    with pytest.raises(FileNotFoundError, match="epoch_sweep"):
+        load_sweep(tmp_path / "missing")

@@ -89,3 +89,14 @@ def test_figures_draw_without_error() -> None:
     axes = plot_safeguard_placement()
     assert [a.get_title() for a in axes][0].startswith("SE-RL")
     plt.close("all")
+
+
+def test_story_figure_has_three_panels_and_a_rank_colourbar() -> None:
+    from tutorial_rl.plotting import plot_story
+
+    axes = plot_story()
+    fig = axes[0].figure
+    assert len(axes) == 3
+    assert len(fig.axes) == 4  # three panels and the rank colourbar
+    assert fig.axes[3].get_ylabel().startswith("rank of")
+    plt.close(fig)

@@ -8,7 +8,7 @@ import scipy.linalg
 
 from tutorial_rl import systems
 from tutorial_rl.sets import Zonotope
-from tutorial_rl.sets.rci import RCISetInfeasibleError, certificate_violations, compute_rci, main
+from tutorial_rl.sets.rci import RCISetInfeasibleError, certificate_violations, compute_rci
 from tutorial_rl.sets.rci_systems import (
     LATERAL,
     VERTICAL,
@@ -17,6 +17,7 @@ from tutorial_rl.sets.rci_systems import (
     direction_template,
     load_rci,
     load_rci_file,
+    main,
     pendulum_model_error,
     save_rci,
 )
@@ -210,12 +211,12 @@ def test_bad_arguments_are_named() -> None:
 
 
 def test_cli_module_runs_cleanly(tmp_path) -> None:
-    """``python -m tutorial_rl.sets.rci`` (the documented command) works without warnings."""
+    """``python -m tutorial_rl.sets.rci_systems`` (the documented command) runs warning-free."""
     import subprocess
     import sys
 
     out = subprocess.run(
-        [sys.executable, "-W", "error::RuntimeWarning", "-m", "tutorial_rl.sets.rci",
+        [sys.executable, "-W", "error::RuntimeWarning", "-m", "tutorial_rl.sets.rci_systems",
          "--system", "pendulum", "--out", str(tmp_path)],
         capture_output=True, text=True, check=True)
     assert "volume ratio" in out.stdout and out.stderr == ""

@@ -67,3 +67,16 @@ def test_greedy_goal_policy_and_step_timer() -> None:
     record = rollout("tutorial_rl/Seeker-v0", policy=greedy_goal_policy, steps=100, seed=12)
     assert record.violations.sum() == 0 and record.interventions > 0
     assert 0 < seconds_per_step(gym.make("tutorial_rl/Pendulum-v0"), steps=20) < 1
+
+
+def test_quadrotor_filmstrip_draws_each_step_to_scale() -> None:
+    from tutorial_rl.task_plots import quadrotor_filmstrip
+
+    record = rollout("tutorial_rl/Quadrotor2D-v0", steps=12, seed=0)
+    axes = quadrotor_filmstrip(record, count=3)
+    for ax, t in zip(axes, (0, 6, 11), strict=True):
+        x, z = record.observations[t, 0], record.observations[t, 1]
+        assert np.allclose(np.mean(ax.get_xlim()), x) and np.allclose(np.mean(ax.get_ylim()), z)
+        assert ax.get_title().startswith(f"step {t},")
+    assert axes[0].get_ylabel() == "z (m)"
+    plt.close("all")

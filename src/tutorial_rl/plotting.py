@@ -21,11 +21,14 @@ from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Polygon
 
 from tutorial_rl.projection import active_set, project_polytope, projection_jacobian
 from tutorial_rl.sets.polygon import ordered_vertices
-
-SAFE_COLOR = "#4c9f70"
-UNSAFE_COLOR = "#d1495b"
-CONE_COLOR = "#edae49"
-PROJECTION_COLOR = "#00798c"
+from tutorial_rl.style import (
+    ANNOTATION_SIZE,
+    CONE_COLOR,
+    PROJECTION_COLOR,
+    SAFE_COLOR,
+    UNSAFE_COLOR,
+    legend,
+)
 
 
 def polygon_vertices(A: np.ndarray, b: np.ndarray, tol: float = 1e-9) -> np.ndarray:
@@ -128,8 +131,9 @@ def plot_projection(
                     arrowprops={"arrowstyle": "->", "color": "0.3", "linewidth": 1.2})
         if show_cone:
             plot_normal_cone(ax, A, b, projected, length=max(extent[1] - extent[0], 1.0))
-    ax.scatter(*u.T, color=UNSAFE_COLOR, zorder=3, label=r"proposed $\tilde u$")
-    ax.scatter(*safe.T, color=PROJECTION_COLOR, zorder=4, label=r"safe $u = \Phi(\tilde u)$")
+    # the safe action is a larger disc underneath, so a safe proposal (u = ũ) shows both
+    ax.scatter(*safe.T, s=80, color=PROJECTION_COLOR, zorder=3, label=r"safe $u = \Phi(\tilde u)$")
+    ax.scatter(*u.T, s=25, color=UNSAFE_COLOR, zorder=4, label=r"proposed $\tilde u$")
     _dedupe_legend(ax)
     return ax
 
@@ -216,11 +220,41 @@ def plot_safeguard_placement(axes: Sequence[Axes] | None = None) -> Sequence[Axe
         ax.text(left + 3.15, 2.55, f"what the agent calls the {group}", ha="center",
                 color=UNSAFE_COLOR)
         critic_sees = r"critic sees $\tilde u$" if group_index else r"critic sees $u$"
-        ax.text(5.0, 2.95, critic_sees, ha="center", fontsize=9, color="0.3")
+        ax.text(5.0, 2.95, critic_sees, ha="center", fontsize=ANNOTATION_SIZE, color="0.3")
     return axes
 
 
 def _dedupe_legend(ax: Axes) -> None:
-    handles, labels = ax.get_legend_handles_labels()
-    unique = dict(zip(labels, handles, strict=True))
-    ax.legend(unique.values(), unique.keys(), loc="upper left", fontsize=8, framealpha=0.9)
+    legend(ax, loc="upper left")
+
+
+def plot_story(axes: Sequence[Axes] | None = None) -> Sequence[Axes]:
+    """The course in one figure (the book's introduction): safeguard, aliasing, blind spots.
+
+    (a) proposals and their projections onto a pentagon; (b) a vertex's normal cone collapsing
+    onto one action; (c) the rank of ``dΦ/dũ``, zero in the vertex cones, where SP-RL gets no
+    gradient and the SE-RL critic must be flat.
+    """
+    A = np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.0, -1.0], [1.0, 1.0]])
+    b = np.array([1.5, 1.2, 1.5, 1.5, 2.0])
+    extent = (-2.6, 3.4, -2.6, 3.4)
+    if axes is None:
+        _, axes = plt.subplots(1, 3, figsize=(15, 4.8), layout="constrained")
+    proposals = np.array([[0.3, -0.4], [2.6, 0.2], [0.0, 2.4], [2.6, 2.2], [-2.2, -2.1]])
+    plot_projection(A, b, proposals, ax=axes[0], extent=extent)
+    axes[0].set_title("(a) the safeguard: u = Φ(ũ), the nearest safe action")
+    vertex = np.array([1.5, 0.5])
+    plot_safe_set(A, b, ax=axes[1], extent=extent)
+    plot_normal_cone(axes[1], A, b, vertex, length=4)
+    rng = np.random.default_rng(0)
+    cone = vertex + rng.uniform(0, 1.6, size=(300, 2)) @ A[[0, 4]]
+    axes[1].scatter(*cone.T, s=5, color=UNSAFE_COLOR, alpha=0.5, label="300 proposals ũ")
+    axes[1].scatter(*vertex, s=70, color=PROJECTION_COLOR, zorder=4, label="their one u")
+    legend(axes[1], loc="lower left")
+    axes[1].set_title("(b) action aliasing: a whole cone of ũ, one u")
+    plot_jacobian_rank(A, b, ax=axes[2], extent=extent, resolution=160)
+    axes[2].annotate("rank 0: SP-RL gets no gradient,\nthe SE-RL critic must be flat",
+                     xy=(2.7, 0.9), xytext=(-2.4, 2.7), color="white", fontsize=ANNOTATION_SIZE,
+                     arrowprops={"arrowstyle": "->", "color": "white"})
+    axes[2].set_title("(c) rank of ∂Φ/∂ũ: where learning goes blind")
+    return axes

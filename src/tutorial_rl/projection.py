@@ -1,7 +1,8 @@
 """Batched closest-point projection of actions onto polytopes {v : A v <= b}.
 
 The safeguard of the course is Φ(ũ) = argmin_v ‖v − ũ‖² subject to A v <= b (Chapter 1,
-chapters/01_projection.py, eq. (1)-(3); DESIGN.md §3 and §6). Two implementations share one API:
+chapters/01_projection.py, "The projection is a quadratic program"). Two implementations share
+one API:
 
 ``method="exact"`` (default)
     Plain batched torch, no solver and no Python loop over the batch. The projection has an active
@@ -322,8 +323,8 @@ def _project_cvxpylayers(u: Tensor, A: Tensor, b: Tensor) -> Tensor:
 def project_polytope(u: Tensor, A: Tensor, b: Tensor, method: str = "exact") -> Tensor:
     """Closest point Φ(u) = argmin_v ‖v − u‖² s.t. A v <= b, batched and differentiable.
 
-    See Chapter 1 (chapters/01_projection.py), eq. (1)-(3), and DESIGN.md §3 (projection
-    safeguard, sensitivity) and §6 (reference and fast path).
+    See Chapter 1 (chapters/01_projection.py): the projection as a quadratic program, its
+    KKT conditions and Jacobian, and the fast exact method checked against the reference.
 
     :param u: actions, shape [B, m] (or [m], then the result is [m]).
     :param A: constraint matrix, [k, m] (one polytope for the whole batch) or [B, k, m].
@@ -352,8 +353,9 @@ def project_polytope(u: Tensor, A: Tensor, b: Tensor, method: str = "exact") -> 
 def active_set(u: Tensor, A: Tensor, b: Tensor) -> Tensor:
     """Active constraints [B, k] (bool) chosen by the exact method, with its tie-breaking.
 
-    Chapter 1 (chapters/01_projection.py), eq. (1)-(3); DESIGN.md §3. Rows of a degenerate vertex
-    that are not needed (e.g. a third line through a 2-D vertex) are not reported as active.
+    Chapter 1 (chapters/01_projection.py), KKT conditions and normal cone. Rows of a degenerate
+    vertex that are not needed (e.g. a third line through a 2-D vertex) are not reported as
+    active.
     """
     u2, A3, b2, squeeze = check_inputs(u, A, b)
     rows = _select(u2, A3, b2)
@@ -366,7 +368,7 @@ def active_set(u: Tensor, A: Tensor, b: Tensor) -> Tensor:
 def projection_jacobian(u: Tensor, A: Tensor, b: Tensor) -> Tensor:
     """Exact Jacobian dΦ/du = I − A_Sᵀ(A_S A_Sᵀ)⁻¹A_S, shape [B, m, m] (or [m, m]).
 
-    Chapter 1 (chapters/01_projection.py), eq. (3); DESIGN.md §3 (sensitivity, paper A.2). Its
+    Chapter 1 (chapters/01_projection.py), "The Jacobian of the projection" (the paper's A.2). Its
     rank is m − |S|: m inside the set, m − 1 on a face, 0 at a vertex (action aliasing). Agrees with
     autograd through :func:`project_polytope` (same active set and tie-breaking).
     """
@@ -384,9 +386,10 @@ def projection_jacobian(u: Tensor, A: Tensor, b: Tensor) -> Tensor:
 def is_feasible(u: Tensor, A: Tensor, b: Tensor, atol: float | None = None) -> Tensor:
     """Whether A u <= b + atol holds row-wise, per batch element: BoolTensor [B] (or scalar).
 
-    Chapter 1 (chapters/01_projection.py), eq. (1); DESIGN.md §3. With ``atol=None`` the tolerance
-    of row i is rtol · (1 + ‖a_i‖ ‖u‖∞ + |b_i|), rtol = max(1e-9, 100 · eps) of the inputs' dtype
-    (1.2e-5 for float32), so outputs of :func:`project_polytope` pass in their own dtype.
+    Chapter 1 (chapters/01_projection.py), the safe set {v : A v <= b}. With ``atol=None`` the
+    tolerance of row i is rtol · (1 + ‖a_i‖ ‖u‖∞ + |b_i|), rtol = max(1e-9, 100 · eps) of the
+    inputs' dtype (1.2e-5 for float32), so outputs of :func:`project_polytope` pass in their own
+    dtype.
     """
     u2, A3, b2, squeeze = check_inputs(u, A, b, check_empty_rows=False)
     dtype = torch.promote_types(torch.promote_types(u.dtype, A.dtype), b.dtype)

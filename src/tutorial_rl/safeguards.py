@@ -1,10 +1,11 @@
 """The SE-RL safeguard: project every action onto the current safe action set.
 
 Chapter 3 (chapters/03_tasks.py) wraps the three tasks with :class:`ProjectionSafeguard` and shows
-:func:`random_policy_safety` as a figure; DESIGN.md §3 states the safeguard
-Φ(x, ũ) = argmin_u ‖u − ũ‖² s.t. u ∈ U_s(x) and the penalty r − α‖ũ − Φ(x, ũ)‖² (eq. 23-24), §5 the
-tasks. The projection itself is :func:`tutorial_rl.projection.project_polytope`; this module only
-decides when to call it and what to do when there is nothing to project onto.
+:func:`random_policy_safety` as a figure; the paper states the safeguard
+Φ(x, ũ) = argmin_u ‖u − ũ‖² s.t. u ∈ U_s(x) and the penalty r − α‖ũ − Φ(x, ũ)‖² (paper
+eq. (23)-(24)), chapter 3 the tasks. The projection itself is
+:func:`tutorial_rl.projection.project_polytope`; this module only decides when to call it and
+what to do when there is nothing to project onto.
 
 An environment is safeguardable when its unwrapped env has ``safe_action_set() -> (A, b)`` (the
 polytope {u : A u <= b} of safe actions in the current state, inside the action box) and,
@@ -87,7 +88,7 @@ def least_violating_action(
 
 
 class ProjectionSafeguard(gym.Wrapper[Any, np.ndarray, Any, np.ndarray]):
-    """SE-RL safeguard: ``step(ũ)`` runs ``env.step(Φ(x, ũ))`` (DESIGN.md §3; Chapter 3).
+    """SE-RL safeguard: ``step(ũ)`` runs ``env.step(Φ(x, ũ))`` (Chapter 3).
 
     The action space stays the environment's, so any agent can use the wrapped env unchanged.
     Each step reads ``env.unwrapped.safe_action_set()`` for the current state and projects the
@@ -101,7 +102,7 @@ class ProjectionSafeguard(gym.Wrapper[Any, np.ndarray, Any, np.ndarray]):
     All actions, the safe set and the fallback are in the coordinates of the action space (the
     normalised box [-1, 1]^m for the course environments; the environment maps the safe action to
     physical units itself and reports it as ``info["physical_action"]``). The reward is
-    ``r − penalty · ‖ũ − u‖²`` (the SE-RL mitigation, DESIGN.md §3 eq. 23-24), with the distance in
+    ``r − penalty · ‖ũ − u‖²`` (the SE-RL mitigation, paper eq. (23)-(24)), with the distance in
     those (normalised) units: for the pendulum 1 unit is 8 N m, for the quadrotor 0.88090 per
     rotor. ``info`` gains ``unsafe_action`` (ũ), ``safe_action`` (u), ``projection_distance``
     (‖ũ − u‖, normalised units), ``intervened``

@@ -15,12 +15,21 @@ from typing import Any
 import gymnasium as gym
 import matplotlib.pyplot as plt
 import numpy as np
-from matplotlib import animation
 from matplotlib.axes import Axes
 from matplotlib.patches import Circle
 
-from tutorial_rl.plotting import SAFE_COLOR, UNSAFE_COLOR, plot_safe_set
+from tutorial_rl.players import frames_player
+from tutorial_rl.plotting import plot_safe_set
 from tutorial_rl.safeguards import ProjectionSafeguard
+from tutorial_rl.style import (
+    CONE_COLOR,
+    LEGEND_SIZE,
+    PROJECTION_COLOR,
+    SAFE_COLOR,
+    SMALL_SIZE,
+    TITLE_SIZE,
+    UNSAFE_COLOR,
+)
 
 Policy = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 
@@ -118,28 +127,63 @@ def filmstrip(frames: Sequence[np.ndarray], count: int = 6, axes: Sequence[Axes]
         _, axes = plt.subplots(1, count, figsize=(2.0 * count, 2.3))
     for ax, i in zip(axes, index, strict=True):
         ax.imshow(frames[i])
-        ax.set_title(f"step {i}", fontsize=9)
+        ax.set_title(f"step {i}", fontsize=TITLE_SIZE)
         ax.axis("off")
     if title:
         axes[0].figure.suptitle(title)
     return axes
 
 
-def animation_html(frames: Sequence[np.ndarray], fps: int = 10, every: int = 1) -> str:
-    """A self-contained HTML/JavaScript animation of the frames (works in the static book)."""
-    fig, ax = plt.subplots(figsize=(2.6, 2.6))
-    ax.axis("off")
-    image = ax.imshow(frames[0])
-    shown = list(frames[::every])
+def animation_html(frames: Sequence[np.ndarray], fps: int = 10, every: int = 1,
+                   alt: str = "Animation of the episode, one rendered frame per step") -> str:
+    """A self-contained HTML/JavaScript player of the frames (works offline in the static book).
 
-    def update(i: int) -> list[Any]:
-        image.set_data(shown[i])
-        return [image]
+    See :func:`tutorial_rl.players.frames_player`; ``alt`` describes what the frames show.
+    """
+    return frames_player(frames, alt=alt, fps=fps, every=every, size=2.6)
 
-    anim = animation.FuncAnimation(fig, update, frames=len(shown), interval=1000 / fps, blit=True)
-    html = anim.to_jshtml(default_mode="loop")
-    plt.close(fig)
-    return html
+
+def quadrotor_filmstrip(record: Rollout, count: int = 6, axes: Sequence[Axes] | None = None,
+                        radius: float = 0.8, title: str = "") -> Sequence[Axes]:
+    """``count`` evenly spaced steps of a 2-D quadrotor episode, each drawn large and to scale.
+
+    Each panel is a window of ``radius`` metres around the quadrotor, in world coordinates
+    ``x`` (m) and ``z`` (m): the body (blue), the two rotor thrusts as arrows along the thrust
+    direction, scaled by the applied normalised thrust (orange), the hover target (green cross),
+    the ground, and the tilt θ in the title. The rendered frames of the environment show the
+    whole arena, where the vehicle is only a few pixels wide.
+    """
+    from tutorial_rl.systems.quadrotor import QuadrotorParameters
+
+    target = QuadrotorParameters().equilibrium_state[:2]
+    index = np.linspace(0, len(record.applied_actions) - 1, count).round().astype(int)
+    if axes is None:
+        _, axes = plt.subplots(1, count, figsize=(2.5 * count, 2.9), sharey=False,
+                               layout="constrained")
+    for ax, t in zip(axes, index, strict=True):
+        x, z, theta = (record.observations[t, k] for k in (0, 1, 4))
+        centre = np.array([x, z])
+        axis = 0.3 * np.array([np.cos(theta), -np.sin(theta)])
+        up = np.array([np.sin(theta), np.cos(theta)])
+        ax.plot(*np.stack([centre - axis, centre + axis]).T, color=PROJECTION_COLOR, linewidth=4,
+                solid_capstyle="round")
+        for end, thrust in ((centre + axis, record.applied_actions[t, 0]),
+                            (centre - axis, record.applied_actions[t, 1])):
+            length = 0.08 + 0.3 * (thrust + 1) / 2  # normalised thrust in [-1, 1]
+            ax.annotate("", xy=end + length * up, xytext=end,
+                        arrowprops={"arrowstyle": "-|>", "color": CONE_COLOR, "linewidth": 2})
+        ax.plot(*target, "+", color=SAFE_COLOR, markersize=12, markeredgewidth=2)
+        ax.axhline(0.0, color="0.4", linewidth=2)
+        ax.set_xlim(x - radius, x + radius)
+        ax.set_ylim(z - radius, z + radius)
+        ax.set_aspect("equal")
+        ax.set_title(f"step {t}, θ = {theta:+.2f} rad", fontsize=TITLE_SIZE)
+        ax.set_xlabel("x (m)")
+        ax.tick_params(labelsize=SMALL_SIZE)
+    axes[0].set_ylabel("z (m)")
+    if title:
+        axes[0].figure.suptitle(title)
+    return axes
 
 
 def plot_seeker_map(observation: np.ndarray, ax: Axes | None = None,
@@ -185,8 +229,8 @@ def plot_safe_actions_along(
                     arrowprops={"arrowstyle": "->", "color": "0.3"})
         ax.scatter(*record.proposed_actions[t], color=UNSAFE_COLOR, zorder=3, label="proposed")
         ax.scatter(*record.applied_actions[t], color="#00798c", zorder=4, label="applied")
-        ax.set_title(f"step {t}", fontsize=10)
-    axes[0].legend(fontsize=7, loc="lower left")
+        ax.set_title(f"step {t}", fontsize=TITLE_SIZE)
+    axes[0].legend(fontsize=LEGEND_SIZE, loc="lower left")
     return axes
 
 
@@ -205,10 +249,13 @@ def plot_safe_interval(record: Rollout, ax: Axes | None = None) -> Axes:
                     label="safe actions")
     ax.plot(t, record.proposed_actions[:, 0], ".", color=UNSAFE_COLOR, markersize=4,
             label="proposed")
-    ax.plot(t, record.applied_actions[:, 0], ".", color="#00798c", markersize=4, label="applied")
+    ax.plot(t, record.applied_actions[:, 0], ".", color=PROJECTION_COLOR, markersize=4,
+            label="applied")
     ax.set_xlabel("step")
     ax.set_ylabel("normalised action")
-    ax.legend(fontsize=8, loc="upper right", ncols=3)
+    # above the axes, not over the data (the proposals fill the whole action range)
+    ax.legend(fontsize=LEGEND_SIZE, loc="lower right", bbox_to_anchor=(1.0, 1.0), ncols=3,
+              frameon=False)
     return ax
 
 
@@ -227,10 +274,10 @@ def plot_safety_counts(rows: Sequence[dict[str, Any]], ax: Axes | None = None) -
                        if r["env_id"] == task and r["safeguard"] == safeguard) for task in tasks]
         bars = ax.bar(np.arange(len(tasks)) + offset, values, width, color=color,
                       label="with safeguard" if safeguard else "without safeguard")
-        ax.bar_label(bars, labels=[f"{v:,}" for v in values], fontsize=8)
+        ax.bar_label(bars, labels=[f"{v:,}" for v in values], fontsize=SMALL_SIZE)
     ax.set_xticks(np.arange(len(tasks)), [t.split("/")[-1] for t in tasks])
     steps = rows[0]["steps"]
     ax.set_ylabel(f"constraint violations in {steps:,} steps")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=LEGEND_SIZE)
     ax.margins(y=0.15)
     return ax

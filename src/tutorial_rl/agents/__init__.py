@@ -1,6 +1,6 @@
 """RL agents of the course: TD3 and A2C, each in the modes unsafe, SE-RL and SP-RL.
 
-Chapter 4 (chapters/04_se_rl.py) and Chapter 5 (chapters/05_sp_rl.py); DESIGN.md §3.
+Chapter 4 (chapters/04_se_rl.py) and Chapter 5 (chapters/05_sp_rl.py).
 
 - :mod:`~tutorial_rl.agents.td3`         TD3 (deterministic policy, twin critics)
 - :mod:`~tutorial_rl.agents.a2c`         A2C with GAE (Gaussian policy, state-value critic)

@@ -1,6 +1,6 @@
 """A2C (Mnih et al. 2016) with GAE (Schulman et al. 2015), in SE-RL or SP-RL.
 
-Chapter 4 (chapters/04_se_rl.py) and Chapter 5 (chapters/05_sp_rl.py); DESIGN.md §3. Pseudocode,
+Chapter 4 (chapters/04_se_rl.py) and Chapter 5 (chapters/05_sp_rl.py). Pseudocode,
 step names as in this module:
 
     repeat until T environment steps:
@@ -18,13 +18,13 @@ Variants and mitigations:
 - SP projected mean (paper A.5, Chen et al. 2021; ``sp_log_likelihood="projected-mean"``): sample
   ũ ~ N(Φ(x, μθ(x)), σ²), the environment receives Φ(x, ũ), the loss uses log N(ũ; Φ(x, μθ), σ²),
   whose gradient passes through ∂Φ/∂μ.
-- SE penalty (eq. 26): the safeguard's reward r − α‖ũ − Φ(ũ)‖².
-- SP per-sample loss (eq. 28): actor loss + α‖μθ(x) − Φ(x, μθ(x))‖² (on the mean).
-- SP penalty critic (eq. 29-31): for A2C this *is* the SE penalty, and this module computes it as
-  such. The paper (§7.2, §8.2.2) notes that the distinction vanishes for state-value critics: V
-  does not depend on the action, so a critic V_pen(x) of the discounted penalties −α‖ũ − Φ(ũ)‖²
-  added to the task critic V(x) is the state value of the penalised reward r − α‖ũ − Φ(ũ)‖², and
-  GAE is linear in (r, V). A2C therefore learns one value network on r − α‖ũ − Φ(ũ)‖², with the
+- SE penalty (paper eq. (26)): the safeguard's reward r − α‖ũ − Φ(ũ)‖².
+- SP per-sample loss (paper eq. (28)): actor loss + α‖μθ(x) − Φ(x, μθ(x))‖² (on the mean).
+- SP penalty critic (paper eqs. (29)-(31)): for A2C this *is* the SE penalty, and this module
+  computes it as such. The paper (§7.2, §8.2.2) notes that the distinction vanishes for state-value
+  critics: V does not depend on the action, so a critic V_pen(x) of the discounted penalties −α‖ũ −
+  Φ(ũ)‖² added to the task critic V(x) is the state value of the penalised reward r − α‖ũ − Φ(ũ)‖²,
+  and GAE is linear in (r, V). A2C therefore learns one value network on r − α‖ũ − Φ(ũ)‖², with the
   same loss and the same clipping as SE-RL with the reward penalty; with the same seed and α the
   two produce bit-identical parameters (Lemma 1 extended; tests/test_agents.py). (An earlier
   version of this course split V into two networks with separate losses; that is a different
@@ -63,7 +63,7 @@ class A2CConfig:
     :func:`tutorial_rl.experiments.training.env_defaults`)."""
 
     hidden_sizes: tuple[int, ...] = (128, 128)
-    """hidden layer widths of actor and critics ([32, 32] for the pendulum, DESIGN.md §5)"""
+    """hidden layer widths of actor and critics ([32, 32] for the pendulum, paper A.8)"""
     learning_rate: float = 7e-4
     """Adam step size"""
     n_steps: int = 16
@@ -198,7 +198,7 @@ class A2C:
             reward = step.reward
             if self.penalty_critic_on_reward:
                 # r − α d², the very expression ProjectionSafeguard computes for SE-RL's penalty
-                # (eq. 23 and eq. 29), so SE penalty and SP penalty critic agree bit for bit
+                # (paper eqs. (23) and (29)), so SE penalty and SP penalty critic agree bit for bit
                 reward = reward - self.safety.weight * step.distance_sq
             if step.truncated and not step.terminated:
                 # a time limit is not a terminal state: bootstrap with V(x_T) (as SB3 does)
@@ -225,7 +225,7 @@ class A2C:
 
     # ------------------------------------------------------------------ losses and update
     def compute_loss_pi(self, rollout: Rollout) -> Tensor:
-        """−E[log πθ(ũ|x) Â] (+ the per-sample loss on the mean, eq. 28)."""
+        """−E[log πθ(ũ|x) Â] (+ the per-sample loss on the mean, paper eq. (28))."""
         dist, mean = self.distribution(rollout.obs, rollout.A, rollout.b, rollout.safe_action)
         advantage = rollout.advantage
         if self.config.normalize_advantage and advantage.numel() > 1:

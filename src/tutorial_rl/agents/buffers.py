@@ -1,14 +1,14 @@
 """Experience storage: TD3's replay buffer, A2C's rollout and generalised advantage estimation.
 
 Chapter 4 (chapters/04_se_rl.py) and Chapter 5 (chapters/05_sp_rl.py). What a transition holds
-depends on the mode (DESIGN.md §3):
+depends on the mode:
 
 - SE-RL and unsafe: (x, ũ, r, x', done): the critic learns Q(x, ũ) on the *unsafe* action.
 - SP-RL: (x, u, r, x', done) with the *safe* action u = Φ(x, ũ), plus the halfspaces (A, b) of
   U_s(x) and (A', b') of U_s(x'), because the actor projects μθ(x) onto U_s(x) and TD3's target
   projects μθ'(x') onto U_s(x'). A known safe point of U_s(x') is stored too: it bounds how far
   any projection can move, which lets :mod:`tutorial_rl.agents.safe_layer` skip far-away rows.
-- SP-RL with the penalty critic: also ũ and the penalty α‖ũ − u‖² (eq. 29).
+- SP-RL with the penalty critic: also ũ and the penalty α‖ũ − u‖² (paper eq. (29)).
 
 Storage is preallocated numpy (a ring buffer, no Python objects per transition); a batch is drawn
 with one index array and converted with ``torch.from_numpy``: no per-sample Python work.
@@ -98,7 +98,7 @@ class Batch(NamedTuple):
     unsafe_action: Tensor | None = None
     """ũ, [B, m] (SP-RL penalty critic)"""
     penalty: Tensor | None = None
-    """−α‖ũ − Φ(x, ũ)‖², [B] (SP-RL penalty critic, eq. 29)"""
+    """−α‖ũ − Φ(x, ũ)‖², [B] (SP-RL penalty critic, paper eq. (29))"""
     A: Tensor | None = None
     """U_s(x) rows, [B, k, m] float64, or [k, m] when all states share them (SP-RL)"""
     b: Tensor | None = None
@@ -206,11 +206,12 @@ class ReplayBuffer:
 def compute_gae(
     rewards: Tensor, values: Tensor, dones: Tensor, last_value: Tensor, gamma: float, lam: float
 ) -> tuple[Tensor, Tensor]:
-    """Generalised advantage estimation (Schulman et al. 2015, eq. 16) over one rollout.
+    """Generalised advantage estimation (Schulman et al. 2015, their eq. 16) over one rollout.
 
-    Â_t = Σ_l (γλ)^l δ_{t+l} with δ_t = r_t + γ V(x_{t+1}) − V(x_t) (eq. 10), cut at episode ends.
+    Â_t = Σ_l (γλ)^l δ_{t+l} with δ_t = r_t + γ V(x_{t+1}) − V(x_t) (their eq. 10),
+    cut at episode ends.
     Chapter 4 and 5: it is computed from the *safe* transition in both SE-RL and SP-RL, which is
-    why A2C's updates coincide in both (Lemma 1, DESIGN.md §3).
+    why A2C's updates coincide in both (Lemma 1 of the paper, Chapter 5).
 
     :param rewards: r_t, [T] (time-limit ends already carry the bootstrap γ V(x_T), see A2C).
     :param values: V(x_t), [T].

@@ -2,7 +2,7 @@
 and progress recording.
 
 Chapter 4 (chapters/04_se_rl.py) and Chapter 5 (chapters/05_sp_rl.py). The three modes differ in
-*what the learner sees*, not in what the environment receives (DESIGN.md §3):
+*what the learner sees*, not in what the environment receives:
 
 ========  ==========================================  ========================================
 mode      environment receives                        the learner stores / differentiates
@@ -52,8 +52,9 @@ Mode = Literal["unsafe", "se", "sp"]
 Mitigation = Literal["none", "penalty", "per-sample-loss", "penalty-critic"]
 MODES: tuple[str, ...] = get_args(Mode)
 MITIGATIONS: tuple[str, ...] = get_args(Mitigation)
-#: The valid (mode, mitigation) pairs: SE-RL penalises the reward (eq. 23-24), SP-RL adds a loss
-#: (eq. 27-28) or a penalty critic (eq. 29-31); the unsafe baseline has nothing to mitigate.
+#: The valid (mode, mitigation) pairs: SE-RL penalises the reward (paper eq. (23)-(24)), SP-RL
+#: adds a loss (paper eq. (27)-(28)) or a penalty critic (paper eq. (29)-(31)); the unsafe
+#: baseline has nothing to mitigate.
 VALID_MITIGATIONS: dict[str, tuple[str, ...]] = {
     "unsafe": ("none",),
     "se": ("none", "penalty"),
@@ -71,7 +72,7 @@ def _valid_pairs() -> str:
 
 @dataclass(frozen=True)
 class SafetyConfig:
-    """Which safeguard integration and which action-aliasing mitigation (DESIGN.md §3).
+    """Which safeguard integration and which action-aliasing mitigation.
 
     Validated on construction: an invalid combination raises :class:`ConfigError` naming the
     valid ones.
@@ -81,8 +82,10 @@ class SafetyConfig:
     """``unsafe`` (no safeguard), ``se`` (safe environment, Chapter 4) or ``sp`` (safe policy,
     Chapter 5)"""
     mitigation: Mitigation = "none"
-    """``penalty`` (SE: reward r − α‖ũ − Φ(ũ)‖², eq. 23-24), ``per-sample-loss`` (SP: actor loss
-    + α‖μ − Φ(μ)‖², eq. 27-28), ``penalty-critic`` (SP: Q_pen on ũ, eq. 29-31) or ``none``"""
+    """``penalty`` (SE: reward r − α‖ũ − Φ(ũ)‖², paper eq. (23)-(24)), ``per-sample-loss`` (SP:
+    actor loss + α‖μ − Φ(μ)‖², paper eq. (27)-(28)), ``penalty-critic`` (SP: Q_pen on ũ, paper
+    eq. (29)-(31); for A2C exactly the SE penalty, see :mod:`tutorial_rl.agents.a2c`) or
+    ``none``"""
     alpha: float | None = None
     """the weight α >= 0 of the mitigation; required with a mitigation, not allowed without"""
     projection_method: str = "exact"
@@ -138,7 +141,7 @@ class EnvStep:
     obs: np.ndarray
     """x' (the final observation at an episode end; the next reset is not done here)"""
     reward: float
-    """the reward the agent learns from (SE penalty mitigation: already penalised, eq. 23)"""
+    """the reward the agent learns from (SE penalty: already penalised, paper eq. (23))"""
     task_reward: float
     """the task's reward without any penalty: what progress.csv reports"""
     terminated: bool

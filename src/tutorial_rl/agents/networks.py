@@ -2,7 +2,7 @@
 
 Chapter 4 (chapters/04_se_rl.py) and Chapter 5 (chapters/05_sp_rl.py) build TD3 and A2C from these
 blocks. Every network takes and returns actions in the units of the environment's action space,
-because the safe action set U_s(x) = {u : A u <= b} and the projection Φ(x, ũ) of DESIGN.md §3 are
+because the safe action set U_s(x) = {u : A u <= b} and the projection Φ(x, ũ) of Chapter 1 are
 given in them. The course's environments already use normalised actions in [-1, 1] (their
 ``ACTION_MAP``), where :class:`ActionScale` is the identity; it keeps the agents correct for any
 bounded ``Box`` (e.g. thrusts in newtons) and the networks' inputs and outputs well conditioned.
@@ -73,7 +73,7 @@ class DeterministicActor(nn.Module):
     """μθ(x) = center + half_width · tanh(MLP(x)): TD3's policy, always inside the action box.
 
     It is the *unsafe* policy ũ = μθ(x): SE-RL (Chapter 4) sends it to the safeguarded environment,
-    SP-RL (Chapter 5) adds the projection Φ(x, μθ(x)) as the last layer (DESIGN.md §3).
+    SP-RL (Chapter 5) adds the projection Φ(x, μθ(x)) as the last layer.
     """
 
     def __init__(self, obs_dim: int, scale: ActionScale, hidden: Sequence[int]) -> None:

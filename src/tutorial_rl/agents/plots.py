@@ -28,6 +28,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from torch import nn
 
+from tutorial_rl.style import LEGEND_SIZE, MODE_COLORS, TITLE_SIZE
+
 __all__ = [
     "METRICS",
     "MODE_COLORS",
@@ -39,8 +41,6 @@ __all__ = [
     "safe_interval",
 ]
 
-#: One colour per mode (the unsafe baseline grey, SE-RL blue, SP-RL orange).
-MODE_COLORS: dict[str, str] = {"unsafe": "#7f7f7f", "se": "#1f4e79", "sp": "#c55a11"}
 
 #: The per-episode columns of ``progress.csv`` drawn by :func:`plot_progress`, with axis labels.
 METRICS: tuple[tuple[str, str], ...] = (
@@ -111,7 +111,7 @@ def plot_progress(rows: Sequence[Row], axes: Sequence[Axes] | None = None,
         if faint and len(values):
             ax.plot(steps, _rolling_mean(values, window), color=line.get_color(), linewidth=2,
                     label=label)
-        ax.set_title(title, fontsize=10)
+        ax.set_title(title, fontsize=TITLE_SIZE)
         ax.set_xlabel("environment step")
         ax.grid(alpha=0.3)
     return axes
@@ -131,7 +131,7 @@ def plot_mode_comparison(runs: Mapping[str, Sequence[Row]], axes: Sequence[Axes]
     palette = {**MODE_COLORS, **(colors or {})}
     for label, rows in runs.items():
         plot_progress(rows, axes, label=label, color=palette.get(label), window=window)
-    axes[0].legend(fontsize=8)
+    axes[0].legend(fontsize=LEGEND_SIZE)
     figure = axes[0].figure
     assert isinstance(figure, Figure)
     return figure

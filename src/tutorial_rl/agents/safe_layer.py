@@ -1,6 +1,6 @@
 """The SP-RL projection layer Φ(x, ũ) and the penalty terms of the mitigations.
 
-Chapter 5 (chapters/05_sp_rl.py) adds Φ as the policy's last layer (DESIGN.md §3):
+Chapter 5 (chapters/05_sp_rl.py) adds Φ as the policy's last layer:
 
     u = Φ(x, ũ) = argmin_v ‖v − ũ‖²  s.t.  A(x) v <= b(x),      ∂Φ/∂ũ = I − A_Sᵀ(A_S A_Sᵀ)⁻¹A_S,
 
@@ -20,8 +20,8 @@ and each call has a fixed cost of ~0.5 ms):
    of u, so rows whose halfspace contains that whole ball cannot be active and are dropped;
 4. :func:`project_many`: several batches (TD3's target actions and μθ(x)) share one call.
 
-The penalty helpers implement α‖ũ − Φ(x, ũ)‖² of eq. 24 (SE-RL reward penalty, Chapter 4), eq.
-27-28 (SP-RL per-sample loss) and eq. 29 (SP-RL penalty critic reward).
+The penalty helpers implement α‖ũ − Φ(x, ũ)‖² of paper eq. (24) (SE-RL reward penalty, Chapter 4),
+paper eq. (27)-(28) (SP-RL per-sample loss) and paper eq. (29) (SP-RL penalty critic reward).
 """
 
 from __future__ import annotations
@@ -143,7 +143,7 @@ def drop_inactive_rows(
 def project(
     u: Tensor, A: Tensor, b: Tensor, method: str = "exact", safe_point: Tensor | None = None
 ) -> Tensor:
-    """Φ(x, u) for a batch, differentiable with respect to u (Chapter 5; DESIGN.md §3).
+    """Φ(x, u) for a batch, differentiable with respect to u (Chapter 5).
 
     :param u: actions [B, m] (the safe set's units), typically μθ(x) with autograd attached.
     :param A: safe-set rows [B, k, m], or [k, m] shared by the batch (float64; padding rows
@@ -234,7 +234,7 @@ def squared_distance(unsafe: Tensor, safe: Tensor) -> Tensor:
 
 
 def per_sample_loss(alpha: float, mean: Tensor, projected_mean: Tensor) -> Tensor:
-    """SP-RL per-sample loss α · E‖μθ(x) − Φ(x, μθ(x))‖² (eq. 27-28; Chapter 5).
+    """SP-RL per-sample loss α · E‖μθ(x) − Φ(x, μθ(x))‖² (paper eq. (27)-(28); Chapter 5).
 
     Added to the actor loss (on the mean for A2C). Its gradient 2α(μ − Φ(μ)) points from the safe
     set to μ whatever Φ's Jacobian is, so it pulls μ back even from a vertex cone, where the
@@ -244,5 +244,5 @@ def per_sample_loss(alpha: float, mean: Tensor, projected_mean: Tensor) -> Tenso
 
 
 def penalty_reward(alpha: float, unsafe: Tensor, safe: Tensor) -> Tensor:
-    """The penalty −α‖ũ − Φ(x, ũ)‖² (eq. 24 and 29): SE-RL's reward term, SP-RL's Q_pen reward."""
+    """The penalty −α‖ũ − Φ(x, ũ)‖² (paper eqs. (24), (29)): SE-RL reward, SP-RL Q_pen reward."""
     return -alpha * squared_distance(unsafe, safe)

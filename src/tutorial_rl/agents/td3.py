@@ -1,23 +1,24 @@
 """TD3 (Fujimoto et al. 2018), safeguarded in the environment (SE-RL) or in the policy (SP-RL).
 
 Chapter 4 (chapters/04_se_rl.py) trains it in SE-RL, Chapter 5 (chapters/05_sp_rl.py) in SP-RL;
-DESIGN.md §3 has the formulas. Pseudocode, step names as in this module:
+the chapters have the formulas. Pseudocode, step names as in this module:
 
     for t in 1..T:
         ũ = μθ(x) + ε  (uniform at random before ``learning_starts``)          select_action
         the environment receives u = Φ(x, ũ) (SE, SP) or ũ (unsafe)           ModeEnv.step
         store (x, a, r, x', d): a = ũ (SE, unsafe) or u (SP, + U_s(x), U_s(x'))  store
-        sample a minibatch; ã' = μθ'(x') + clipped noise                       target_actions
-        SP only: project ã' onto U_s(x') and μθ(x) onto U_s(x)                 safe_actions
+        sample a minibatch; ũ' = μθ'(x') + clipped noise                       target_actions
+        SP only: project ũ' onto U_s(x') and μθ(x) onto U_s(x)                 safe_actions
         critic step on compute_loss_q (SP penalty critic: compute_loss_pen)    update
         every ``policy_delay`` steps: actor step on compute_loss_pi, Polyak-average the targets
 
 - SE-RL: Q(x, ũ) learns on unsafe actions, ∇θJ = E[∇θμ ∇ũ Q(x, ũ)].
 - SP-RL: Q(x, u) learns on safe actions; target actions Φ(x', μθ'(x') + ε') are projected onto
   U_s(x'); ∇θJ = E[∇θμ ∂Φ/∂ũ ∇u Q(x, u)|u=Φ(x, μθ(x))], through the projection's Jacobian.
-- SP per-sample loss (eq. 27): actor loss + α‖μθ(x) − Φ(x, μθ(x))‖².
-- SP penalty critic (eq. 29-30): twin critics Q_pen(x, ũ) learn E[Σ γ^t (−α‖ũ_t − Φ(ũ_t)‖²)] on
-  unsafe actions with unsafe target actions; the actor maximises Q(x, Φ(μ)) + Q_pen(x, μ).
+- SP per-sample loss (paper eq. (27)): actor loss + α‖μθ(x) − Φ(x, μθ(x))‖².
+- SP penalty critic (paper eq. (29)-(30)): twin critics Q_pen(x, ũ) learn
+  E[Σ γ^t (−α‖ũ_t − Φ(ũ_t)‖²)] on unsafe actions with unsafe target actions; the actor
+  maximises Q(x, Φ(μ)) + Q_pen(x, μ).
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ class TD3Config:
     :func:`tutorial_rl.experiments.training.env_defaults`)."""
 
     hidden_sizes: tuple[int, ...] = (128, 128)
-    """hidden layer widths of actor and critics ([32, 32] for the pendulum, DESIGN.md §5)"""
+    """hidden layer widths of actor and critics ([32, 32] for the pendulum, paper A.8)"""
     learning_rate: float = 1e-3
     """Adam step size of actor and critics"""
     buffer_size: int = 1_000_000
@@ -175,7 +176,7 @@ class TD3:
     def store(self, obs: np.ndarray, step: EnvStep) -> None:
         """Add a transition with the action the critic learns on: ũ (unsafe, SE) or u (SP)."""
         action = step.safe_action if self.sp else step.unsafe_action
-        penalty = -self.safety.weight * step.distance_sq  # eq. 29: Q_pen's reward
+        penalty = -self.safety.weight * step.distance_sq  # paper eq. (29): Q_pen's reward
         self.buffer.add(obs, action, step.reward, step.obs, step.terminated,
                         unsafe_action=step.unsafe_action, penalty=penalty,
                         safe_set=step.safe_set, next_safe_set=step.next_safe_set,
@@ -184,7 +185,7 @@ class TD3:
     # ------------------------------------------------------------------ losses
     @torch.no_grad()
     def target_actions(self, batch: Batch, noise: Tensor | None = None) -> Tensor:
-        """Smoothed target actions ã' = clip(μθ'(x') + clip(ε)) (unsafe; Φ comes in ``update``).
+        """Smoothed target actions ũ' = clip(μθ'(x') + clip(ε)) (unsafe; Φ comes in ``update``).
 
         ``noise``: the standard normal draws, when the caller has drawn them (a group of runs
         draws each run's from its own generator, :mod:`tutorial_rl.agents.grouped`).
@@ -201,7 +202,7 @@ class TD3:
                      mu: Tensor | None) -> tuple[Tensor, Tensor | None]:
         """SP-RL's last layer Φ on the target actions (onto U_s(x')) and on μθ(x) (onto U_s(x)).
 
-        The critic bootstraps on Φ(x', ã') because it only ever learns on safe actions (§5.2 of
+        The critic bootstraps on Φ(x', ũ') because it only ever learns on safe actions (§5.2 of
         the paper); the actor's Φ(x, μθ(x)) keeps μθ's graph, so its gradient passes through
         ∂Φ/∂ũ. Both go through one projection call (see ``project_many``); the stored safe action
         and ``next_safe_point`` are known points of the sets. Identity in unsafe and SE modes.
@@ -217,7 +218,7 @@ class TD3:
         return out[0], (out[1] if mu is not None else None)
 
     def compute_loss_q(self, batch: Batch, target_action: Tensor) -> Tensor:
-        """Clipped double-Q loss: y = r + γ (1 − d) min_i Q_i'(x', ã'), Σ_i E(Q_i(x, a) − y)²."""
+        """Clipped double-Q loss: y = r + γ (1 − d) min_i Q_i'(x', ũ'), Σ_i E(Q_i(x, a) − y)²."""
         with torch.no_grad():
             q1_next, q2_next = self.critic_target(batch.next_obs, target_action)
             y = batch.reward + self.config.gamma * (1 - batch.done) * torch.min(q1_next, q2_next)
@@ -225,9 +226,11 @@ class TD3:
         return F.mse_loss(q1, y) + F.mse_loss(q2, y)
 
     def compute_loss_pen(self, batch: Batch, target_unsafe: Tensor) -> Tensor:
-        """Penalty critic loss (eq. 29): Q_pen(x, ũ) regresses on −α‖ũ − Φ(ũ)‖² + γ Q_pen'(x', ã').
+        """Penalty critic loss (paper eq. (29)).
 
-        The target action ã' is the unsafe one: Q_pen evaluates the unsafe policy.
+        Q_pen(x, ũ) regresses on −α‖ũ − Φ(ũ)‖² + γ Q_pen'(x', ũ').
+
+        The target action ũ' is the unsafe one: Q_pen evaluates the unsafe policy.
         """
         assert self.penalty_critic is not None and self.penalty_critic_target is not None
         assert batch.unsafe_action is not None and batch.penalty is not None
@@ -241,8 +244,9 @@ class TD3:
                         u: Tensor | None = None) -> Tensor:
         """Actor loss −E[Q1(x, u)], u = Φ(x, μθ(x)) (+ the SP mitigation's term).
 
-        SE-RL and unsafe: u = μθ(x). SP-RL: the gradient passes through ∂Φ/∂ũ (eq. 20); the
-        per-sample loss adds α‖μ − Φ(μ)‖² (eq. 27), the penalty critic −Q_pen1(x, μθ(x)) (eq. 30).
+        SE-RL and unsafe: u = μθ(x). SP-RL: the gradient passes through ∂Φ/∂ũ (paper eq.
+        (20)); the per-sample loss adds α‖μ − Φ(μ)‖² (paper eq. (27)), the penalty critic
+        −Q_pen1(x, μθ(x)) (paper eq. (30)).
         ``mu`` and ``u`` are computed here unless ``update`` already has them.
         """
         if mu is None:

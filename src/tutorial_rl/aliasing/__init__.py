@@ -10,6 +10,8 @@ and appendix A.7; DESIGN.md §3. One module per concept:
 - :mod:`.flat_lining`: Lemma 2 measured on the fitted SE critic;
 - :mod:`.jacobians`: the Jacobian at boundary points (against cvxpylayers) and the penalty's
   gradient;
+- :mod:`.long_horizon`: a seeker state where today's action changes tomorrow's penalties, the
+  penalty critic's long-term part measured on fitted critics (Chapter 7 only);
 - :mod:`.plots`: the figures (imported on demand, so the experiment does not need matplotlib).
 """
 
@@ -39,6 +41,16 @@ from tutorial_rl.aliasing.jacobians import (
     is_on_boundary,
     penalty_gradient_check,
 )
+from tutorial_rl.aliasing.long_horizon import (
+    LONG_HORIZON_LABELS,
+    LONG_HORIZON_SETTINGS,
+    ApproachScenario,
+    LongHorizonConfig,
+    LongHorizonResult,
+    approach_scenario,
+    decomposition_check,
+    run_long_horizon,
+)
 from tutorial_rl.aliasing.scenarios import (
     QUADROTOR_INITIAL_ACTION,
     QUADROTOR_STATE,
@@ -50,10 +62,12 @@ from tutorial_rl.aliasing.scenarios import (
 )
 
 __all__ = [
-    "CRITICS", "NEEDS", "QUADROTOR_INITIAL_ACTION", "QUADROTOR_STATE", "SEEKER_INITIAL_ACTION",
-    "SEEKER_LAYOUT", "SETTINGS", "SETTING_LABELS", "AliasingResult", "ExperimentConfig",
-    "JacobianComparison", "NormalDerivatives", "Scenario", "SweepRun", "Trajectory",
-    "boundary_points", "compare_jacobians", "fit_critics", "is_on_boundary", "normal_derivatives",
-    "penalty_gradient_check", "quadrotor_scenario", "run_all", "run_experiment", "se_critic_sweep",
-    "seeker_scenario", "values_along_ray",
+    "CRITICS", "LONG_HORIZON_LABELS", "LONG_HORIZON_SETTINGS", "NEEDS", "QUADROTOR_INITIAL_ACTION",
+    "QUADROTOR_STATE", "SEEKER_INITIAL_ACTION", "SEEKER_LAYOUT", "SETTINGS", "SETTING_LABELS",
+    "AliasingResult", "ApproachScenario", "ExperimentConfig", "JacobianComparison",
+    "LongHorizonConfig", "LongHorizonResult", "NormalDerivatives", "Scenario", "SweepRun",
+    "Trajectory", "approach_scenario", "boundary_points", "compare_jacobians",
+    "decomposition_check", "fit_critics", "is_on_boundary", "normal_derivatives",
+    "penalty_gradient_check", "quadrotor_scenario", "run_all", "run_experiment",
+    "run_long_horizon", "se_critic_sweep", "seeker_scenario", "values_along_ray",
 ]

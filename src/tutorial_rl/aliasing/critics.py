@@ -9,15 +9,29 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import torch
 from torch import Tensor, nn
 
-if TYPE_CHECKING:  # pragma: no cover - for type checkers only
-    from tutorial_rl.aliasing.experiment import ExperimentConfig
+__all__ = ["FitSettings", "fit_critics", "one_thread"]
 
-__all__ = ["fit_critics", "one_thread"]
+
+class FitSettings(Protocol):
+    """What a critic fit reads from the experiment's configuration (an ``ExperimentConfig``).
+
+    A protocol, so that this module needs no import of :mod:`tutorial_rl.aliasing.experiment`,
+    which imports this one.
+    """
+
+    @property
+    def hidden(self) -> tuple[int, ...]: ...
+
+    @property
+    def critic_lr(self) -> float: ...
+
+    @property
+    def epochs(self) -> int: ...
 
 
 @contextlib.contextmanager
@@ -56,7 +70,7 @@ def _as_module(layers: list[tuple[Tensor, Tensor]]) -> nn.Sequential:
     return nn.Sequential(*modules[:-1]).requires_grad_(False)
 
 
-def fit_critics(inputs: Tensor, targets: Tensor, config: ExperimentConfig,
+def fit_critics(inputs: Tensor, targets: Tensor, config: FitSettings,
                 seeds: list[int]) -> tuple[list[nn.Module], list[float]]:
     """Regress C independent MLPs at once: inputs [C, N, 2], targets [C, N], one seed each.
 

@@ -16,8 +16,8 @@ profile    what it is for
            2 cores, 0.1 h on 16 (:func:`estimate_wall_time`); a smoke test of the pipeline, not
            a replication (the agents barely start learning)
 ``paper``  the paper's grid (588 runs) at full budgets: TD3 10k / 50k / 100k steps on pendulum /
-           quadrotor / seeker, the budgets of the paper's code (DESIGN.md §5); A2C 50k / 250k /
-           500k (five times TD3's) are ours, not the paper's. An estimated 39 h on 2 cores,
+           quadrotor / seeker, the budgets of the paper's public code; A2C 50k / 250k / 500k
+           (five times TD3's) are ours, not the paper's. An estimated 39 h on 2 cores,
            4.8 h on 16 (77 core-hours)
 =========  =====================================================================================
 
@@ -53,10 +53,10 @@ class ProfileError(ConfigError):
 #: columns of the paper's result tables, plus the unsafe baseline (not in the paper's grids).
 VARIANTS: dict[str, tuple[str, str]] = {
     "se-vanilla": ("se", "none"),
-    "se-penalty": ("se", "penalty"),                # reward r − α‖ũ − Φ(ũ)‖² (eq. 23-24)
+    "se-penalty": ("se", "penalty"),                # reward r − α‖ũ − Φ(ũ)‖² (paper eq. (23)-(24))
     "sp-vanilla": ("sp", "none"),
-    "sp-per-sample-loss": ("sp", "per-sample-loss"),  # actor loss + α‖μ − Φ(μ)‖² (eq. 27-28)
-    "sp-penalty-critic": ("sp", "penalty-critic"),  # Q_pen on ũ (eq. 29-31)
+    "sp-per-sample-loss": ("sp", "per-sample-loss"),  # + α‖μ − Φ(μ)‖² (paper eq. (27)-(28))
+    "sp-penalty-critic": ("sp", "penalty-critic"),  # Q_pen on ũ (paper eq. (29)-(31))
     "unsafe": ("unsafe", "none"),
 }
 PAPER_VARIANTS: tuple[str, ...] = tuple(v for v in VARIANTS if v != "unsafe")
@@ -164,7 +164,7 @@ class ExperimentProfile:
     ``paper`` profile reads :data:`~tutorial_rl.experiments.tuning.TUNED_FILE`); ``agent``
     overrides win over them"""
     projection_method: str = "exact"
-    """projection backend (the paper used cvxpylayers; ``exact`` is ~300x faster, DESIGN.md §6)"""
+    """projection backend (the paper used cvxpylayers; ``exact`` is ~300x faster, chapter 1)"""
     inject_failure: tuple[str, ...] = ()
     """run keys that raise instead of training: tests the failure path of the runner"""
 

@@ -1,6 +1,6 @@
 """One training run and its evaluation: what ``tutorial-rl train``/``evaluate`` and the sweep call.
 
-Chapters 4-6 and the experiment runner use :func:`train` and :func:`evaluate`; DESIGN.md §5 lists
+Chapters 4-6 and the experiment runner use :func:`train` and :func:`evaluate`; the paper lists
 the per-task hyperparameters gathered in :func:`env_defaults`. A run directory holds
 
 ``config.json``   the fully resolved configuration and the package version (written first);
@@ -60,7 +60,7 @@ def env_defaults(env: str, algo: str) -> dict[str, Any]:
     """Per-task defaults, the one place they live: ``steps``, ``termination_penalty``, ``agent``.
 
     Networks [32, 32] for the pendulum and [128, 128] for the 2-D tasks, 10k TD3 steps for the
-    pendulum and 50k-100k for the others (DESIGN.md §5). Under the ``ci`` profile budgets shrink
+    pendulum and 50k-100k for the others. Under the ``ci`` profile budgets shrink
     to seconds. The termination penalty only matters without a safeguard (the safeguarded tasks
     never terminate early); it stops an unsafe agent from ending negative-reward episodes on
     purpose.

@@ -3,8 +3,9 @@
 Modules (one concept each):
 
 * :mod:`~tutorial_rl.sets.zonotope`: :class:`Zonotope` and its operations (Chapter 2).
-* :mod:`~tutorial_rl.sets.containment`: the Ghasemi containment constraints (paper eq. 32).
-* :mod:`~tutorial_rl.sets.rci`: the RCI convex program and the CLI that regenerates the data.
+* :mod:`~tutorial_rl.sets.containment`: the Ghasemi containment constraints (paper eq. (32)).
+* :mod:`~tutorial_rl.sets.rci`: the RCI convex program; :mod:`~tutorial_rl.sets.rci_systems` the
+  course's two systems and the CLI that regenerates the data.
 * :mod:`~tutorial_rl.sets.rci_systems`: the pendulum/quadrotor sets, :func:`load_rci`.
 * :mod:`~tutorial_rl.sets.safe_actions`: :class:`LinearSafeActionSet` (fast halfspace path and
   containment QP), :func:`containment_coverage`.
@@ -12,7 +13,7 @@ Modules (one concept each):
 * :mod:`~tutorial_rl.sets.polygon`, :mod:`~tutorial_rl.sets.plotting`: small helpers.
 
 Names from modules that need cvxpy solves or matplotlib are imported lazily, so that
-``python -m tutorial_rl.sets.rci`` runs without importing itself twice.
+``python -m tutorial_rl.sets.rci_systems`` runs without importing itself twice.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Zonotope-in-zonotope containment (Chapter 2, ``chapters/02_zonotopes.py``; DESIGN §4).
+"""Zonotope-in-zonotope containment (Chapter 2, ``chapters/02_zonotopes.py``).
 
 Deciding ``Z1 ⊆ Z2`` for zonotopes is co-NP-complete in general (Kulmburg & Althoff 2021).
 The paper (A.1, eq. 32) uses the *sufficient* linear condition of Ghasemi et al. (2020, Lemma 1):
@@ -9,7 +9,7 @@ The paper (A.1, eq. 32) uses the *sufficient* linear condition of Ghasemi et al.
     G_1 = G_2 Γ,\\quad c_2 − c_1 = G_2 β,\\quad ‖[Γ, β]‖_∞ <= 1,
 
 where ``‖·‖∞`` is the maximum absolute row sum. It is linear in ``(c1, G1, Γ, β)``, so it can sit
-inside larger convex programs (the safe action set, eq. 12b, with ``c1`` depending on ``u``).
+inside larger convex programs (the safe action set, paper eq. (12b), ``c1`` depending on ``u``).
 :func:`is_contained` also offers exact checks (facets of ``Z2`` against the support function
 of ``Z1``, or the vertices of ``Z1`` in 2-D) to measure how conservative the condition is.
 """

@@ -15,9 +15,19 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tutorial_rl.plotting import CONE_COLOR, PROJECTION_COLOR, SAFE_COLOR, UNSAFE_COLOR
 from tutorial_rl.sets.polygon import ordered_vertices
 from tutorial_rl.sets.zonotope import Zonotope
+from tutorial_rl.style import (
+    ANNOTATION_SIZE,
+    BOX_COLOR,
+    CONE_COLOR,
+    CYCLE,
+    PROJECTION_COLOR,
+    SAFE_COLOR,
+    SET_COLOR,
+    UNSAFE_COLOR,
+    legend,
+)
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers only
     from tutorial_rl.sets.rci import RCISet
@@ -37,13 +47,11 @@ __all__ = [
     "plot_zonotope_anatomy",
 ]
 
-#: Colour of RCI sets and generic zonotopes.
-SET_COLOR = "tab:blue"
 #: Style of state and input boxes.
-BOX_STYLE = {"fill": False, "linestyle": "--", "edgecolor": "0.35", "linewidth": 1.2}
+BOX_STYLE = {"fill": False, "linestyle": "--", "edgecolor": BOX_COLOR, "linewidth": 1.2}
 #: Pendulum phase-plane axis labels.
 PHASE_LABELS = (r"$\theta$ (rad)", r"$\dot\theta$ (rad/s)")
-_CYCLE = ["#00798c", "#d1495b", "#edae49", "#66a182", "#2e4057", "#8d96a3"]
+_CYCLE = list(CYCLE)
 
 
 def _axes(ax: Any) -> Any:
@@ -61,9 +69,7 @@ def _contained(Z: Zonotope, X: Zonotope, tol: float = 1e-9) -> bool:
 
 
 def _legend(ax: Any, **kw: Any) -> None:
-    handles, labels = ax.get_legend_handles_labels()
-    unique = dict(zip(labels, handles, strict=True))
-    ax.legend(unique.values(), unique.keys(), **{"fontsize": 8, "framealpha": 0.9, **kw})
+    legend(ax, **kw)
 
 
 def _arrow(ax: Any, start: np.ndarray, end: np.ndarray, color: str) -> None:
@@ -145,7 +151,7 @@ def plot_support_function(Z: Zonotope, directions: np.ndarray, ax: Any = None) -
         ax.plot(*line.T, "--", color=PROJECTION_COLOR, linewidth=1)
         _arrow(ax, p, p + 0.2 * span * d, PROJECTION_COLOR)
         ax.scatter(*p, color=PROJECTION_COLOR, zorder=3, s=25)
-        ax.annotate(rf"$h_Z(d)={Z.support(d):.2f}$", p + 0.3 * span * d, fontsize=9,
+        ax.annotate(rf"$h_Z(d)={Z.support(d):.2f}$", p + 0.3 * span * d, fontsize=ANNOTATION_SIZE,
                     ha="center", va="center")
         ax.update_datalim(np.vstack([line, p + 0.38 * span * d]))
     ax.autoscale_view()

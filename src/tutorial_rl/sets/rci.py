@@ -1,11 +1,11 @@
-r"""Zonotopic robust control invariant (RCI) sets by one convex program (Chapter 3; DESIGN §4).
+r"""Zonotopic robust control invariant (RCI) sets by one convex program (Chapter 3).
 
 A set ``X`` is *robust control invariant* for ``x⁺ = A x + B u + w``, ``w ∈ W``, under
 ``x ∈ 𝒳`` and ``u ∈ 𝒰`` if ``X ⊆ 𝒳`` and every ``x ∈ X`` has some ``u ∈ 𝒰`` with
-``A x + B u ⊕ W ⊆ X``. The safe action set of the paper (eq. 12b, A.1) is built on such a set:
+``A x + B u ⊕ W ⊆ X``. The safe action set of the paper (eq. (12b), A.1) is built on such a set:
 ``U_s(x) = {u ∈ 𝒰 : A x + B u ⊕ W ⊆ X}`` is then non-empty for every ``x ∈ X``.
 
-Parameterization (DESIGN §4)
+Parameterization
 ----------------------------
 Work in deviation coordinates and write ``W = ⟨c_w, E⟩``. Fix a *template* ``F0 ∈ R^{n×f}``
 and a *horizon* ``h``; the decision variables are the scales ``s ∈ R^f``, a centre ``x̄``, a
@@ -47,7 +47,7 @@ with ``ζ'_0 = [ζ_w; η]``, ``η_j = (γ + Γ'ζ_{h−1})_j / s_j ∈ [−1, 1]
 so ``x⁺ ∈ X``. The generators ``T_1..T_{h−1}`` are an ``h``-step tube that lets the
 disturbance and the template shrink under feedback before they fold back into ``F0 diag(s)``.
 
-Extensions over DESIGN §4:
+Extensions over the basic parameterization:
 
 * the centre need not be a fixed point (``γ`` absorbs the offset; the quadrotor's one-sided
   disturbance pushes it);
@@ -60,18 +60,16 @@ Extensions over DESIGN §4:
 
 Regenerate the stored sets (deterministic up to solver tolerance)::
 
-    python -m tutorial_rl.sets.rci --system pendulum --out src/tutorial_rl/data/
-    python -m tutorial_rl.sets.rci --system quadrotor --out src/tutorial_rl/data/
+    python -m tutorial_rl.sets.rci_systems --system pendulum --out src/tutorial_rl/data/
+    python -m tutorial_rl.sets.rci_systems --system quadrotor --out src/tutorial_rl/data/
 """
 
 from __future__ import annotations
 
-import argparse
 import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import cvxpy as cp
@@ -87,7 +85,6 @@ __all__ = [
     "RCISetInfeasibleError",
     "certificate_violations",
     "compute_rci",
-    "main",
 ]
 
 #: Relative tightening of all inequality constraints (absorbs solver tolerances ~1e-8).
@@ -417,23 +414,3 @@ def compute_rci(
     except ValueError:  # too many generators for an exact volume
         diagnostics["volume_ratio"] = None
     return result
-
-
-def main(argv: list[str] | None = None) -> None:
-    """CLI: ``python -m tutorial_rl.sets.rci --system pendulum|quadrotor --out DIR``."""
-    from tutorial_rl.sets import rci_systems  # late import: rci_systems builds on this module
-
-    parser = argparse.ArgumentParser(
-        description="Compute a stored RCI set (see tutorial_rl.sets.rci).")
-    parser.add_argument("--system", choices=sorted(rci_systems.BUILDERS), required=True)
-    parser.add_argument("--out", type=Path, default=rci_systems.DATA_DIR)
-    args = parser.parse_args(argv)
-    rci = rci_systems.build_rci(args.system)
-    path = rci_systems.save_rci(rci, args.out / f"{args.system}_rci.npz")
-    d = rci.diagnostics
-    print(f"{args.system}: {d['n_generators']} generators, volume ratio "
-          f"{d['volume_ratio']:.4f}, solve {rci.solve_time:.3f} s -> {path}")
-
-
-if __name__ == "__main__":
-    main()

@@ -1,4 +1,4 @@
-r"""The course's stored RCI sets: pendulum and 2-D quadrotor (Chapter 3; DESIGN §4-5).
+r"""The course's stored RCI sets: pendulum and 2-D quadrotor (Chapter 3).
 
 Everyone else calls :func:`load_rci`; :func:`build_rci` recomputes a set from the parameters
 in :mod:`tutorial_rl.systems` (``python -m tutorial_rl.sets.rci --system NAME`` writes it).
@@ -7,7 +7,7 @@ Pendulum: linearization error bound
 -----------------------------------
 The simulator is ``f(x, u) = A_e x + B_e u + a·dt·[dt, 1]ᵀ (sin θ − θ)`` (semi-implicit Euler,
 ``a = 3g/(2l)``, ``A_e``, ``B_e`` its Jacobians at the origin), while the safe sets use the
-exact discretization ``A_d``, ``B_d`` of the linearization (DESIGN §5). Hence, exactly,
+exact discretization ``A_d``, ``B_d`` of the linearization. Hence, exactly,
 
 .. math::
 
@@ -46,6 +46,7 @@ The disturbance is one-sided, ``w ∈ [0, 0.08]²``, as in the paper's code.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import functools
 import json
@@ -305,3 +306,20 @@ def load_rci(system: str) -> RCISet:
         raise FileNotFoundError(f"{path} is missing; regenerate it with "
                                 f"`python -m tutorial_rl.sets.rci --system {system}`")
     return load_rci_file(path)
+
+def main(argv: list[str] | None = None) -> None:
+    """CLI: ``python -m tutorial_rl.sets.rci_systems --system pendulum|quadrotor --out DIR``."""
+    parser = argparse.ArgumentParser(
+        description="Compute a stored RCI set (see tutorial_rl.sets.rci and rci_systems).")
+    parser.add_argument("--system", choices=sorted(BUILDERS), required=True)
+    parser.add_argument("--out", type=Path, default=DATA_DIR)
+    args = parser.parse_args(argv)
+    rci = build_rci(args.system)
+    path = save_rci(rci, args.out / f"{args.system}_rci.npz")
+    d = rci.diagnostics
+    print(f"{args.system}: {d['n_generators']} generators, volume ratio "
+          f"{d['volume_ratio']:.4f}, solve {rci.solve_time:.3f} s -> {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tutorial_rl.plotting import SAFE_COLOR, UNSAFE_COLOR
 from tutorial_rl.sets.plotting import (
     _CYCLE,
     PHASE_LABELS,
@@ -24,6 +23,7 @@ from tutorial_rl.sets.plotting import (
     plot_zonotope,
 )
 from tutorial_rl.sets.zonotope import Zonotope
+from tutorial_rl.style import LEGEND_SIZE, SAFE_COLOR, SMALL_SIZE, TITLE_SIZE, UNSAFE_COLOR
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers only
     from tutorial_rl.sets.safe_actions import LinearSafeActionSet
@@ -83,7 +83,7 @@ def plot_safe_interval_map(safe_set: LinearSafeActionSet, axes: Sequence[Any] | 
                              shading="auto")
         plot_zonotope(safe_set.X, ax=ax, facecolor="none", edgecolor="k", alpha=1.0,
                       linewidth=1.0)
-        ax.set_title(f"{name} end of the safe interval ({unit})", fontsize=10)
+        ax.set_title(f"{name} end of the safe interval ({unit})", fontsize=TITLE_SIZE)
         ax.set_xlabel(labels[0])
         ax.figure.colorbar(mesh, ax=ax, shrink=0.9)
     axes[0].set_ylabel(labels[1])
@@ -116,7 +116,7 @@ def plot_safe_polygons(safe_set: LinearSafeActionSet, states: np.ndarray,
         ax.set_xlabel(labels[0])
         ax.set_ylabel(labels[1])
         if titles is not None:
-            ax.set_title(titles[k], fontsize=9)
+            ax.set_title(titles[k], fontsize=TITLE_SIZE)
     _legend(axes[0], loc="lower left")
     return axes
 
@@ -152,13 +152,13 @@ def plot_next_state_sets(safe_set: LinearSafeActionSet, state: np.ndarray,
         plot_zonotope(Z, ax=ax, dims=dims, facecolor=color, edgecolor=color, alpha=0.35)
         right = Z.project(dims).vertices_2d()[:, 0].max()
         ax.annotate(f"u = {u:.2f}", (right, Z.center[dims[1]]), xytext=(3, 0),
-                    textcoords="offset points", fontsize=7, va="center", color=color)
+                    textcoords="offset points", fontsize=SMALL_SIZE, va="center", color=color)
     ax.scatter(*x[list(dims)], color="k", s=25, zorder=4, label="state $x$")
     ax.fill([], [], color=SAFE_COLOR, alpha=0.35, label=r"$Ax+Bu\oplus W \subseteq X$")
     ax.fill([], [], color=UNSAFE_COLOR, alpha=0.35, label=r"$Ax+Bu\oplus W \not\subseteq X$")
     ax.set_xlabel(labels[0])
     ax.set_ylabel(labels[1])
-    _legend(ax, loc="upper right", fontsize=7)
+    _legend(ax, loc="upper right")
     return ax
 
 
@@ -197,17 +197,17 @@ def plot_verification_counts(reports: Sequence[VerificationReport], ax: Any = No
         pos = np.arange(len(names)) + (k - (len(reports) - 1) / 2) * width
         color = _CYCLE[k % len(_CYCLE)]
         bars = ax.bar(pos[values > 0], values[values > 0], width, color=color, label=r.system)
-        ax.bar_label(bars, labels=[f"{v:,}" for v in values[values > 0]], fontsize=7,
+        ax.bar_label(bars, labels=[f"{v:,}" for v in values[values > 0]], fontsize=SMALL_SIZE,
                      rotation=90, padding=2)
         for x, (i, v) in zip(pos, enumerate(values), strict=True):
             if v == 0:
                 text = "n/a" if i == 3 else "0"
-                ax.text(x, 1.2, text, ha="center", va="bottom", fontsize=8, color=color,
+                ax.text(x, 1.2, text, ha="center", va="bottom", fontsize=SMALL_SIZE, color=color,
                         fontweight="bold")
         top = max(top, float(values.max()))
     ax.set_yscale("log")
     ax.set_ylim(1.0, top * 60)
-    ax.set_xticks(np.arange(len(names)), names, fontsize=8)
+    ax.set_xticks(np.arange(len(names)), names, fontsize=SMALL_SIZE)
     ax.set_ylabel("count (log scale)")
-    ax.legend(fontsize=8, loc="upper right")
+    ax.legend(fontsize=LEGEND_SIZE, loc="upper right")
     return ax

@@ -1,8 +1,8 @@
-r"""Safe action sets ``U_s(x) = {u ∈ U : A x + B u + c ⊕ W ⊆ X_rci}`` (Chapter 4; DESIGN §4).
+r"""Safe action sets ``U_s(x) = {u ∈ U : A x + B u + c ⊕ W ⊆ X_rci}`` (Chapter 4).
 
 Two equivalent-in-spirit descriptions are provided, because the course compares them:
 
-(a) **Containment form** (paper A.1, eq. 32): ``u`` is safe if the zonotope
+(a) **Containment form** (paper A.1, eq. (32)): ``u`` is safe if the zonotope
     ``⟨A x + B u + c + c_W, G_W⟩`` passes the Ghasemi containment test against
     ``X_rci = ⟨c_X, G_X⟩``, with auxiliary variables ``Γ, β``. It is a QP with equality
     constraints (:meth:`LinearSafeActionSet.containment_problem`), *sufficient* only, so its
@@ -247,7 +247,7 @@ class LinearSafeActionSet:
         return [*cons, u <= self.input_box.upper, u >= self.input_box.lower]
 
     def containment_problem(self) -> ContainmentQP:
-        """(a): ``min ‖u − ũ‖² s.t. u ∈ U, A x + B u + c ⊕ W ⊆ X_rci`` (Ghasemi, eq. 32).
+        """(a): ``min ‖u − ũ‖² s.t. u ∈ U, A x + B u + c ⊕ W ⊆ X_rci`` (paper eq. (32)).
 
         DPP-compliant in the parameters ``x`` and ``u_tilde`` (wrap it in a ``CvxpyLayer``).
         """

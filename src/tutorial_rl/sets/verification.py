@@ -1,4 +1,4 @@
-"""Numerical verification of robust invariance (Chapter 3's invariance figure; DESIGN §4).
+"""Numerical verification of robust invariance (Chapter 3's invariance figure).
 
 :func:`verify_invariance` samples states in an RCI set (its vertices included), computes the
 fast-path safe action set ``U_s(x)`` at each, picks several safe actions and checks that the

@@ -1,4 +1,4 @@
-"""Zonotopes in generator representation (Chapter 2, ``chapters/02_zonotopes.py``; DESIGN §4).
+"""Zonotopes in generator representation (Chapter 2, ``chapters/02_zonotopes.py``).
 
 A zonotope is ``Z = ⟨c, G⟩ = {c + G β : ‖β‖∞ <= 1}`` with centre ``c ∈ Rⁿ`` and generator matrix
 ``G ∈ R^{n×p}``. The operations the course needs are closed-form on ``(c, G)``:

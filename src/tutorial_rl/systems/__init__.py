@@ -2,7 +2,7 @@
 
 Chapter 2 (``chapters/02_zonotopes.py``) and Chapter 3 (RCI sets) use these models; the
 environments in ``tutorial_rl.envs`` import the physical constants from here so that the
-safe sets and the simulators can never disagree (DESIGN §5).
+safe sets and the simulators can never disagree.
 
 Two systems are described:
 

@@ -1,6 +1,6 @@
 """Boxes and affine discrete-time models, and their exact (matrix exponential) discretization.
 
-The shared part of :mod:`tutorial_rl.systems` (DESIGN §4-5; chapter 2, chapters/02_zonotopes.py).
+The shared part of :mod:`tutorial_rl.systems` (chapter 2, chapters/02_zonotopes.py).
 """
 
 from __future__ import annotations

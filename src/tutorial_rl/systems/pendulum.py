@@ -1,5 +1,5 @@
 """The pendulum (paper A.8.1): physical constants, the nonlinear simulator step and the
-linear models the RCI set is computed for (DESIGN §5; chapters 2 and 3).
+linear models the RCI set is computed for (chapters 2 and 3).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from tutorial_rl.systems.linear import Box, LinearSystem, exact_discretization
 
 @dataclass(frozen=True)
 class PendulumParameters:
-    """Inverted pendulum of the paper's public code (DESIGN §5, paper A.8.1).
+    """Inverted pendulum of the paper's public code (paper A.8.1).
 
     State ``[θ, θ̇]`` with ``θ = 0`` upright; one torque input ``u``.
     """
@@ -105,7 +105,7 @@ def pendulum_linear_model(
     params: PendulumParameters = PendulumParameters(),  # noqa: B008
     discretization: str = "exact",
 ) -> LinearSystem:
-    """Discrete linear model of the pendulum about the upright equilibrium (DESIGN §5).
+    """Discrete linear model of the pendulum about the upright equilibrium.
 
     :param discretization: ``"exact"`` (matrix exponential of the linearization; the course's
         model, ``A_d ≈ [[1.01845, 0.05031], [0.74027, 1.01845]]``, ``B_d ≈ [0.0037615, 0.15092]``)

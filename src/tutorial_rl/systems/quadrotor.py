@@ -1,5 +1,5 @@
 """The 2-D quadrotor (paper A.8.2): physical constants, the exact discretization (which is
-the simulator) and its step (DESIGN §5; chapters 2 and 3).
+the simulator) and its step (chapters 2 and 3).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from tutorial_rl.systems.linear import Box, LinearSystem, blockwise_discretizati
 
 @dataclass(frozen=True)
 class QuadrotorParameters:
-    """Planar quadrotor of Mitchell et al. (2019) as used by Stolz et al. (2024) (DESIGN §5).
+    """Planar quadrotor of Mitchell et al. (2019) as used by Stolz et al. (2024).
 
     State ``[x, z, ẋ, ż, θ, θ̇]``; inputs are the two rotor thrusts ``[u1, u2]``;
     disturbance ``w = [w0, w1]`` enters ``ẍ`` and ``z̈``.
