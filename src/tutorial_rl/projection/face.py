@@ -1,0 +1,138 @@
+"""The rule for degenerate points: the Jacobian of the locally active face.
+
+Chapter 1 (chapters/01_projection.py), "Which Jacobian at the boundary?"; Chapter 6, "Which
+Jacobian at a boundary point?" (the review's first objection); DESIGN.md §3.
+
+Let x = Φ(ũ), g = ũ − x, I the rows active at x and Λ = {λ >= 0 : A_Iᵀλ = g} the KKT multipliers
+(a polytope, a single point only when the active rows are independent and strictly complementary).
+The rule: I₊ = the rows that carry a positive multiplier in SOME λ ∈ Λ (the support of the
+relative interior of Λ), and
+
+    J = I − A₊ᵀ(A₊A₊ᵀ)⁺A₊,   the orthogonal projector onto N(A_{I₊}) = {d : a_iᵀd = 0, i ∈ I₊}.
+
+Why this one. Φ is piecewise affine, so near ũ it is exactly Φ(ũ + h) = x + Π_C(h) with the
+critical cone C = {d : a_iᵀd <= 0 (i ∈ I), gᵀd = 0} = {d : a_iᵀd = 0 (i ∈ I₊), a_jᵀd <= 0
+(j ∈ I \\ I₊)}. By LP duality every j ∈ I \\ I₊ has a d ∈ C with a_jᵀd < 0, so C has interior
+relative to N(A_{I₊}); on the open set of h with Π_C(h) in that relative interior, Φ is affine with
+Jacobian J. Hence J is a limit of true Jacobians, J ∈ ∂_BΦ(ũ) ⊆ ∂_CΦ(ũ) = conv ∂_BΦ(ũ) (Clarke's
+generalised Jacobian), and it is the unique element of largest rank (every other limiting Jacobian
+projects onto the span of a proper face of C). Where Φ is differentiable it is ∇Φ. In words:
+rows that are active but cannot carry a positive multiplier (a feasible ũ on the boundary, a
+redundant row through a vertex whose cone ũ is not in) do not reduce the rank, and rows that can
+(e.g. x <= 1, y <= 1 and x + y <= 2 at ũ = (3, 3)) all do: there Φ is locally constant and J = 0.
+
+How. The active-set method returns a basis S with multipliers λ_S >= 0; T = {i ∈ S : λ_i > tol}
+is in I₊, and so is every active row in span(A_T) (a face of a cone is its intersection with its
+span). An active row j outside span(A_T) is in I₊ exactly when −a_j ∈ cone(a_i (i ∈ I), −g), i.e.
+when the projection of −a_j onto the polar cone of that, which is C, is zero: one more small
+projection per such row, solved by the same batched dual active-set method. These rows only
+exist at degenerate points, so this costs nothing elsewhere. Gradients with respect to A and b use
+a basis of A_{I₊} (T first, then the other rows of I₊ in index order).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from tutorial_rl.projection.dual import DEPENDENT_TOL, SOLVED, dual_active_set, take
+
+__all__ = ["IN_FACE_TOL", "face_basis", "polish", "outside_span"]
+
+IN_FACE_TOL = 1e-8  # ‖Π_C(−a_j)‖ (a_j unit) at most this: row j carries a positive multiplier
+
+
+def polish(u: Tensor, An: Tensor, bn: Tensor, slots: Tensor) -> tuple[Tensor, Tensor]:
+    """Projection onto {A_S v = b_S} for the basis in ``slots`` [B, m]: (x [B, m], λ_S [B, m]).
+
+    The KKT system of the identified active set, solved in float64 (a fresh solve, not the
+    iterates of the active-set method).
+    """
+    k = An.shape[-2] - 1
+    As = take(An, slots)
+    bs = torch.where(slots == k, 0.0, take(bn, slots))
+    G = As @ As.mT + torch.diag_embed((slots == k).to(u.dtype))
+    lam = torch.linalg.solve(G, (As @ u[..., None]).squeeze(-1) - bs)
+    return u - (lam[..., None] * As).sum(1), lam
+
+
+def outside_span(An: Tensor, slots: Tensor) -> Tensor:
+    """[B, K] whether each row of An lies outside span(A_slots) (sine of its angle > tolerance)."""
+    k = An.shape[-2] - 1
+    As = take(An, slots)  # [B, m, m]
+    G = As @ As.mT + torch.diag_embed((slots == k).to(As.dtype))
+    rows = An.expand(slots.shape[0], -1, -1)  # [B, K, m]
+    coef = torch.linalg.solve(G, As @ rows.mT)  # [B, m, K]
+    z = rows - coef.mT @ As
+    return z.square().sum(-1) > DEPENDENT_TOL**2
+
+
+def face_basis(
+    u: Tensor, An: Tensor, bn: Tensor, slots: Tensor, lam: Tensor, res: Tensor, tol: Tensor
+) -> tuple[Tensor, Tensor]:
+    """The rows I₊ that carry a positive multiplier [B, k] and a basis of them (slots [B, m]).
+
+    :param slots: a verified KKT basis [B, m] with multipliers ``lam`` >= −tol (unit rows).
+    :param res: [B, k] residuals a_iᵀx − b_i of the unit rows at the projection x.
+    """
+    B, m = u.shape
+    k = An.shape[-2] - 1
+    T = torch.where((lam > tol[:, None]) & (slots < k), slots, k)
+    face = torch.zeros(B, k + 1, dtype=torch.bool, device=u.device)
+    face.scatter_(1, T, True)
+    face = face[:, :k]
+    extra = (res >= -tol[:, None]) & ~face  # active rows beyond T: only at degenerate points
+    flagged = extra.any(1)
+    if not bool(flagged.any()):
+        return T, face
+    fi = flagged.nonzero(as_tuple=True)[0]
+    Af = An if An.shape[0] == 1 else An[fi]
+    bf = bn if bn.shape[0] == 1 else bn[fi]
+    Tf, active = T[fi], extra[fi] | face[fi]
+    outside = outside_span(Af, Tf)[:, :k]
+    face_f = active & ~outside  # T and every active row in its span
+    cand = active & outside
+    if bool(cand.any()):
+        x, _ = polish(u[fi], Af, bf, slots[fi])
+        e, j = cand.nonzero(as_tuple=True)
+        n = e.numel()
+        g = u[fi][e] - x[e]
+        gnorm = g.norm(dim=1, keepdim=True)
+        live = gnorm[:, 0] > tol[fi][e]
+        gn = torch.where(live[:, None], g / gnorm.clamp_min(1e-300), 0.0)
+        Ae = Af[0].expand(n, -1, -1) if Af.shape[0] == 1 else Af[e]
+        inf = torch.tensor(torch.inf, dtype=u.dtype, device=u.device)
+        # C = {d : a_iᵀd <= 0 (i active), −gᵀd <= 0}; inactive rows and a zero g are switched off
+        A_sub = torch.cat([Ae[:, :k], -gn[:, None], Ae[:, k:]], 1)  # padding row stays last
+        zero = torch.zeros(n, 1, dtype=u.dtype, device=u.device)
+        b_sub = torch.cat([torch.where(active[e], 0.0, inf), torch.where(live, 0.0, inf)[:, None],
+                           zero], 1)
+        w = -Ae[torch.arange(n, device=u.device), j]
+        sub = dual_active_set(w, A_sub, b_sub, torch.full((n,), 1e-13, dtype=u.dtype),
+                              refresh=1)
+        y, _ = polish(w, A_sub, torch.where(torch.isinf(b_sub), 0.0, b_sub), sub.slots)
+        in_face = (sub.status == SOLVED) & (y.abs().amax(1) <= IN_FACE_TOL)
+        face_f[e[in_face], j[in_face]] = True
+    # A basis of A_{I₊}: T, then the other rows of I₊ that leave its span, in index order.
+    Rf = Tf.clone()
+    pos = torch.arange(m, device=u.device)
+    for row in range(k):
+        want = face_f[:, row] & ~(Rf == row).any(1) & (Rf == k).any(1)
+        if not bool(want.any()):
+            continue
+        want &= _row_outside(Af, Rf, row, k)
+        first = (Rf == k).to(torch.int8).argmax(1)
+        Rf = torch.where(want[:, None] & (pos == first[:, None]), row, Rf)
+    R = T.clone()
+    R[fi] = Rf
+    face[fi] = face_f
+    return R, face
+
+
+def _row_outside(An: Tensor, slots: Tensor, row: int, k: int) -> Tensor:
+    """Whether row ``row`` of An lies outside span(A_slots), per element [n]."""
+    As = take(An, slots)
+    G = As @ As.mT + torch.diag_embed((slots == k).to(As.dtype))
+    a = An[:, row].expand(slots.shape[0], -1)
+    z = a - (torch.linalg.solve(G, As @ a[..., None]).squeeze(-1)[..., None] * As).sum(1)
+    return z.square().sum(-1) > DEPENDENT_TOL**2
