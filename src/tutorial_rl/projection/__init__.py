@@ -75,9 +75,11 @@ def _project_exact(u: Tensor, A: Tensor, b: Tensor) -> Tensor:
         return project_interval(u, A, b)
     if k == 0 or u.shape[0] == 0:  # nothing to project onto
         return u
-    rows = identify(u.detach(), A.detach(), b.detach()).rows
-    # The value and the exact KKT sensitivity (eq. (3)) for u, b and A on the identified face.
-    return project_on_face(u, A, b, rows)
+    found = identify(u.detach(), A.detach(), b.detach())
+    if not (torch.is_grad_enabled() and (u.requires_grad or A.requires_grad or b.requires_grad)):
+        return found.x
+    # The verified value, with the exact KKT sensitivity (eq. (3)) for u, b and A on the face.
+    return project_on_face(u, A, b, found.rows, found.x)
 
 
 def project_polytope(u: Tensor, A: Tensor, b: Tensor, method: str = "exact") -> Tensor:

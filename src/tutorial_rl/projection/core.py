@@ -29,14 +29,16 @@ from torch import Tensor
 
 from tutorial_rl._validation import InfeasibleSetError, empty_polytope_message
 from tutorial_rl.projection import enumeration
-from tutorial_rl.projection.dual import ADD_RTOL, EMPTY, SOLVED, dual_active_set, residuals, take
-from tutorial_rl.projection.face import face_basis, polish
+from tutorial_rl.projection.dual import ADD_RTOL, EMPTY, SOLVED, dual_active_set, residuals
+from tutorial_rl.projection.face import face_basis, polish, strong_rows
 
-__all__ = ["ENUMERATION_MAX_K", "VERIFY_RTOL", "Identified", "identify", "normalise"]
+__all__ = ["VERIFY_RTOL", "Identified", "identify", "normalise"]
 
 VERIFY_RTOL = 1e-9
-# Where the enumeration is faster than the dual method (benchmarks/projection.py): m -> largest k.
-ENUMERATION_MAX_K: dict[int, int] = {2: 6}
+# Where the enumeration is faster than the dual method (benchmarks/projection.py, 1 thread): its
+# work is B × candidates × (k + 1); the dual method's is dominated by a fixed cost per iteration.
+# m = 2: k <= 8 at B = 256, k <= 60 at B = 1; never at B = 4096 beyond k = 2.
+ENUMERATION_MAX_WORK = 100_000
 
 
 class Identified(NamedTuple):
@@ -77,8 +79,11 @@ def _verify(u: Tensor, x: Tensor, An: Tensor, bn: Tensor, slots: Tensor, lam: Te
     return ok, res[:, :k]
 
 
-def _use_enumeration(k: int, m: int) -> bool:
-    return k <= ENUMERATION_MAX_K.get(m, -1) and enumeration.fits(k, m)
+def _use_enumeration(k: int, m: int, B: int) -> bool:
+    """Whether the enumeration is the faster method here (benchmarks/projection.py)."""
+    if not enumeration.fits(k, m):
+        return False
+    return enumeration.candidate_count(k, m) * (k + 1) * max(B, 1) <= ENUMERATION_MAX_WORK
 
 
 def _pad(sel: Tensor, m: int, fill: float) -> Tensor:
@@ -189,16 +194,20 @@ def identify(u: Tensor, A: Tensor, b: Tensor) -> Identified:
     if k == 0 or B == 0:
         return Identified(torch.full((B, m), k, dtype=torch.long, device=u.device),
                           torch.zeros(B, k, dtype=torch.bool, device=u.device), u.clone())
-    An, bn, scale = normalise(u, A, b)
-    tol = VERIFY_RTOL * scale
-    if _use_enumeration(k, m):
+    if _use_enumeration(k, m, B):
         # The winning candidate's KKT solve is already done (float64, unit rows); feasibility
         # was checked for every candidate, so only the multiplier signs remain to verify.
         sel = enumeration.select(u, A, b)
-        slots, lam, res = _pad(sel.rows, m, k), _pad(sel.lam, m, 0.0), sel.res
+        slots, lam, res, x = _pad(sel.rows, m, k), _pad(sel.lam, m, 0.0), sel.res, sel.x
+        tol = sel.tol  # VERIFY_RTOL · scale, computed alike
         ok = (sel.lam >= -tol[:, None]).all(1)
-        x = None
+        T, face, extra = strong_rows(slots, lam, res, tol)
+        if bool(ok.all()) and not bool(extra.any()):  # the common case: done
+            return Identified(T, face, x)
+        An, bn, scale = normalise(u, A, b)
     else:
+        An, bn, scale = normalise(u, A, b)
+        tol = VERIFY_RTOL * scale
         dual = dual_active_set(u, An, bn, ADD_RTOL * scale)
         slots = dual.slots
         if bool((dual.status == EMPTY).any()):
@@ -210,9 +219,7 @@ def identify(u: Tensor, A: Tensor, b: Tensor) -> Identified:
         slots, _ = _fallback(u, A, b, An, bn, scale, slots, ok)
         x, lam = polish(u, An, bn, slots)
         res = residuals(An, bn, x)[:, :k]
-    if x is None:
-        x = u - (lam[..., None] * take(An, slots)).sum(1)
-    rows, face = face_basis(u, An, bn, slots, lam, res, tol)
+    rows, face = face_basis(u, x, An, slots, lam, res, tol)
     changed = (rows != slots).any(1)
     if bool(changed.any()):  # the face basis reproduces x in exact arithmetic; check it does
         ci = changed.nonzero(as_tuple=True)[0]

@@ -38,6 +38,7 @@ __all__ = ["ADD_RTOL", "DEPENDENT_TOL", "DualResult", "dual_active_set", "residu
 ADD_RTOL = 1e-12  # rows are added while violated by more than this × scale (a distance)
 DEPENDENT_TOL = 1e-7  # ‖z‖ (the sine of a_p's angle to span A_S) below this: a_p is dependent
 
+INVERSE_FROM_M = 8
 SOLVED, EMPTY, UNFINISHED = 0, 1, 2
 
 
@@ -72,9 +73,9 @@ def dual_active_set(
 ) -> DualResult:
     """Run the batched dual active-set method.
 
-    The inverse M = (A_S A_Sᵀ)⁻¹ of the active rows' Gram matrix is kept up to date by rank-one
-    updates (a Schur complement when a row enters, its inverse when one leaves), so an iteration
-    costs a few batched m × m products and no factorisation.
+    The dual direction solves (A_S A_Sᵀ) r = A_S a_p; for m > 8 the inverse M = (A_S A_Sᵀ)⁻¹ is
+    kept up to date by rank-one updates instead (a Schur complement when a row enters, its inverse
+    when one leaves), so an iteration costs a few batched m × m products and no factorisation.
 
     :param u: [B, m] points to project (float64).
     :param An: [1 or B, k + 1, m] unit rows; row k is the zero padding row.
@@ -99,80 +100,85 @@ def dual_active_set(
     slots = out_slots.clone()
     lam = out_lam.clone()
     x = u.clone()
-    eye = torch.eye(m, dtype=dt, device=dev)
-    M = eye.expand(B, m, m).clone()  # inverse Gram of the slots; identity in empty slots
+    M = torch.eye(m, dtype=dt, device=dev).expand(B, m, m).clone()  # (A_S A_Sᵀ)⁻¹, I if empty
     p = torch.full((B,), k, dtype=torch.long, device=dev)  # the row being added; k: none
     lp = torch.zeros(B, dtype=dt, device=dev)  # its multiplier so far
     pos = torch.arange(m, device=dev)
+    # m × m solves per iteration for small m; inverse updates (no factorisation) for larger m,
+    # where a batched LU per iteration costs more than the updates (benchmarks/projection.py)
+    inverse = m > INVERSE_FROM_M
+    fin = torch.zeros(B, dtype=torch.bool, device=dev)
+    empty = fin
+
+    def flush(rows: Tensor) -> None:
+        out_slots[idx[rows]] = slots[rows]
+        out_lam[idx[rows]] = lam[rows]
+        status[idx[rows]] = torch.where(empty[rows], EMPTY, SOLVED)
+
     for it in range(max_iter):
-        if refresh and it % refresh == 0 and it:
+        if inverse and refresh and it % refresh == 0 and it:
             As = take(Aw, slots)
             M = torch.linalg.inv(As @ As.mT + torch.diag_embed((slots == k).to(dt)))
             x = uw - (lam[..., None] * As).sum(1) - lp[:, None] * take(Aw, p[:, None])[:, 0]
-        res = residuals(Aw, bw, x)
-        # rows of S are satisfied with equality; rounding must not make them candidates again
+        res = residuals(Aw, bw, x)  # [n, k + 1]; the padding row k has residual 0
+        # rows of S hold with equality; rounding must not make them candidates again
         viol, q = res.scatter(1, slots, -torch.inf)[:, :k].max(1)
-        res = res[:, :k]
         fresh = p == k
-        done = fresh & (viol <= tw)
-        newp = fresh & ~done
-        p = torch.where(newp, q, p)
-        lp = torch.where(newp, 0.0, lp)
-        ap = take(Aw, p[:, None])[:, 0]  # [n, m]
-        viol_p = res.gather(1, p.clamp_max(k - 1)[:, None]).squeeze(1)
+        done = fresh & (viol <= tw)  # finished elements stay done: their state no longer changes
+        p = torch.where(fresh & ~done, q, p)
+        ap = take(Aw, p[:, None])[:, 0]  # [n, m]; zero for done elements
+        viol_p = res.gather(1, p[:, None]).squeeze(1)
         As = take(Aw, slots)  # [n, m, m]
-        empty_slot = slots == k
+        free = slots == k
         c = (As * ap[:, None, :]).sum(-1)
-        r = (M * c[:, None, :]).sum(-1)  # dual direction (M c), 0 in empty slots
+        if inverse:  # dual direction r = M c (M is symmetric), 0 in free slots
+            r = (M * c[:, None, :]).sum(-1).masked_fill(free, 0.0)
+        else:
+            G = torch.baddbmm(torch.diag_embed(free.to(dt)), As, As.mT)
+            r = torch.linalg.solve(G, c).masked_fill(free, 0.0)
         z = ap - (r[..., None] * As).sum(1)  # primal direction: a_p outside span(A_S)
         zz = (z * z).sum(1)
-        dependent = (zz <= DEPENDENT_TOL**2) | ~empty_slot.any(1)
-        t2 = torch.where(dependent, torch.inf, viol_p.clamp_min(0) / zz)
-        ratio = torch.where((r > 0) & ~empty_slot, lam / r.clamp_min(1e-300), torch.inf)
-        t1, j = ratio.min(1)
+        dependent = (zz <= DEPENDENT_TOL**2) | ~free.any(1)
+        t2 = torch.where(dependent, torch.inf, viol_p / zz)
+        t1, j = torch.where(r > 0, lam / r, torch.inf).min(1)
         t = torch.minimum(t1, t2)
-        empty = ~done & torch.isinf(t)
-        step = ~done & ~empty
+        step = torch.isfinite(t)
+        empty = ~done & ~step
         full = step & (t2 <= t1)
-        partial = step & ~full
         tt = torch.where(step, t, 0.0)
         x = x - tt[:, None] * z
-        lam = torch.where(empty_slot, 0.0, (lam - tt[:, None] * r).clamp_min(0))
+        lam = (lam - tt[:, None] * r).clamp_min(0)
         lp = lp + tt
-        if bool(partial.any()):  # drop slot j: the inverse of G without row and column j
-            ej = (pos == j[:, None]).to(dt)
-            mj = M.gather(2, j[:, None, None].expand(-1, m, 1)).squeeze(-1)
-            mjj = mj.gather(1, j[:, None])
-            Md = M - (mj / mjj)[..., None] * mj[:, None, :] + ej[..., None] * ej[:, None, :]
-            M = torch.where(partial[:, None, None], Md, M)
-            drop = partial[:, None] & (ej > 0)
-            slots = torch.where(drop, k, slots)
-            lam = torch.where(drop, 0.0, lam)
-        if bool(full.any()):  # add p in the first empty slot f: Schur complement update
-            first = empty_slot.to(torch.int8).argmax(1)
-            ef = (pos == first[:, None]).to(dt)
+        # Both inverse updates as one rank-4 product (each element gets at most one of them):
+        # drop j: M − m_j m_jᵀ/M_jj + e_j e_jᵀ;  add p in free slot f: M − e_f e_fᵀ + w wᵀ/‖z‖²,
+        # w = r − e_f (the Schur complement of the new row).
+        pd = (step & ~full).to(dt)[:, None]
+        pf = full.to(dt)[:, None]
+        ej = (pos == j[:, None]).to(dt)
+        ef = (pos == free.to(torch.int8).argmax(1)[:, None]).to(dt)
+        if inverse:
+            mj = (M * ej[:, None, :]).sum(-1)
             w = r - ef
-            Ma = M - ef[..., None] * ef[:, None, :] + w[..., None] * (w / zz[:, None])[:, None, :]
-            M = torch.where(full[:, None, None], Ma, M)
-            add = full[:, None] & (ef > 0)
-            slots = torch.where(add, p[:, None], slots)
-            lam = torch.where(add, lp[:, None], lam)
-            p = torch.where(full, k, p)
-            lp = torch.where(full, 0.0, lp)
+            left = torch.stack([-pd * mj / (mj * ej).sum(1, keepdim=True), pd * ej, -pf * ef,
+                                pf * w / torch.where(full, zz, 1.0)[:, None]], -1)
+            M = torch.baddbmm(M, left, torch.stack([mj, ej, ef, w], -2))
+        drop = (pd * ej) > 0
+        add = (pf * ef) > 0
+        slots = torch.where(drop, k, torch.where(add, p[:, None], slots))
+        lam = torch.where(drop, 0.0, torch.where(add, lp[:, None], lam))
+        p = torch.where(full, k, p)
+        lp = torch.where(full, 0.0, lp)
         fin = done | empty
-        if bool(fin.any()):
-            gi = idx[fin]
-            out_slots[gi] = slots[fin]
-            out_lam[gi] = lam[fin]
-            status[gi] = torch.where(empty[fin], EMPTY, SOLVED)
+        n_fin = int(fin.sum())
+        if n_fin == len(fin):
+            break
+        if 2 * n_fin >= len(fin) and len(fin) > 8:  # shrink the working batch
+            flush(fin)
             keep = ~fin
-            if not bool(keep.any()):
-                break
             idx, uw, tw, x, M = idx[keep], uw[keep], tw[keep], x[keep], M[keep]
             Aw = Aw if Aw.shape[0] == 1 else Aw[keep]
             bw = bw if bw.shape[0] == 1 else bw[keep]
             slots, lam, p, lp = slots[keep], lam[keep], p[keep], lp[keep]
-    else:
-        out_slots[idx] = slots
-        out_lam[idx] = lam
+            fin, empty = fin[keep], empty[keep]
+    flush(fin)  # the rest stays UNFINISHED
     return DualResult(out_slots, out_lam, status)

@@ -90,6 +90,7 @@ class Selected(NamedTuple):
     lam: Tensor  # [B, min(k, m)] multipliers of the unit-normalised rows
     res: Tensor  # [B, k] a_iᵀv − b_i of the unit rows at the chosen point (distances)
     tol: Tensor  # [B] the feasibility / tie tolerance
+    x: Tensor  # [B, m] the chosen point
 
 
 @torch.no_grad()
@@ -101,7 +102,7 @@ def select(u: Tensor, A: Tensor, b: Tensor) -> Selected:
     if k == 0:  # no constraints: every u is its own projection
         z = u.new_zeros(B, 0)
         return Selected(torch.zeros(B, 0, dtype=torch.long, device=u.device), z, z,
-                        u.new_ones(B))
+                        u.new_ones(B), u.clone())
     tab = _table(k, m, u.device)
     per = max(1, _MAX_ELEMS // (len(tab.rows) * (k + 1)))
     # Pieces of the batch bound the memory only; typical sizes run in one piece.
@@ -117,7 +118,7 @@ def select(u: Tensor, A: Tensor, b: Tensor) -> Selected:
     empty = torch.cat([e for _, e in parts])
     if bool(empty.any()):
         raise InfeasibleSetError(empty_polytope_message(empty), empty)
-    return Selected(*(torch.cat([p[i] for p, _ in parts]) for i in range(4)))
+    return Selected(*(torch.cat([p[i] for p, _ in parts]) for i in range(5)))
 
 
 def _select_part(u: Tensor, A: Tensor, b: Tensor, tab: _Table) -> tuple[Selected, Tensor]:
@@ -175,7 +176,10 @@ def _select_part(u: Tensor, A: Tensor, b: Tensor, tab: _Table) -> tuple[Selected
     key = torch.where(tie, tab.key[:, None] + (lam.amin(1) < -tol), 2 * smax + 2)
     choice = key.min(0).indices  # argmin: the first minimum, lexicographic
     at = torch.arange(B, device=u.device)
-    return Selected(rows[choice], lam[choice, :, at], res[choice, :k, at], tol), ~valid.any(0)
+    rows_best, lam_best = rows[choice], lam[choice, :, at]
+    normals = Ah[rows_best, :, at[:, None] if Ba > 1 else 0]  # [B, s, m]
+    x = u - (lam_best[..., None] * normals).sum(1)
+    return Selected(rows_best, lam_best, res[choice, :k, at], tol, x), ~valid.any(0)
 
 
 def project_interval(u: Tensor, A: Tensor, b: Tensor) -> Tensor:

@@ -37,7 +37,7 @@ from torch import Tensor
 
 from tutorial_rl.projection.dual import DEPENDENT_TOL, SOLVED, dual_active_set, take
 
-__all__ = ["IN_FACE_TOL", "face_basis", "polish", "outside_span"]
+__all__ = ["IN_FACE_TOL", "face_basis", "outside_span", "polish", "strong_rows"]
 
 IN_FACE_TOL = 1e-8  # ‖Π_C(−a_j)‖ (a_j unit) at most this: row j carries a positive multiplier
 
@@ -67,66 +67,104 @@ def outside_span(An: Tensor, slots: Tensor) -> Tensor:
     return z.square().sum(-1) > DEPENDENT_TOL**2
 
 
+def strong_rows(slots: Tensor, lam: Tensor, res: Tensor, tol: Tensor) -> tuple[Tensor, Tensor,
+                                                                                Tensor]:
+    """T (the basis rows with λ > tol, as slots), its mask [B, k], and the other active rows."""
+    k = res.shape[1]
+    T = torch.where((lam > tol[:, None]) & (slots < k), slots, k)
+    face = torch.zeros(T.shape[0], k + 1, dtype=torch.bool, device=T.device)
+    face.scatter_(1, T, True)
+    face = face[:, :k]
+    return T, face, (res >= -tol[:, None]) & ~face  # extra active rows: only at degeneracies
+
+
 def face_basis(
-    u: Tensor, An: Tensor, bn: Tensor, slots: Tensor, lam: Tensor, res: Tensor, tol: Tensor
+    u: Tensor, x: Tensor, An: Tensor, slots: Tensor, lam: Tensor, res: Tensor, tol: Tensor
 ) -> tuple[Tensor, Tensor]:
     """The rows I₊ that carry a positive multiplier [B, k] and a basis of them (slots [B, m]).
 
-    :param slots: a verified KKT basis [B, m] with multipliers ``lam`` >= −tol (unit rows).
+    :param x: the verified projection [B, m]; ``slots``: its KKT basis [B, m] with multipliers
+        ``lam`` >= −tol (unit rows).
     :param res: [B, k] residuals a_iᵀx − b_i of the unit rows at the projection x.
     """
     B, m = u.shape
     k = An.shape[-2] - 1
-    T = torch.where((lam > tol[:, None]) & (slots < k), slots, k)
-    face = torch.zeros(B, k + 1, dtype=torch.bool, device=u.device)
-    face.scatter_(1, T, True)
-    face = face[:, :k]
-    extra = (res >= -tol[:, None]) & ~face  # active rows beyond T: only at degenerate points
+    T, face, extra = strong_rows(slots, lam, res, tol)
     flagged = extra.any(1)
     if not bool(flagged.any()):
         return T, face
     fi = flagged.nonzero(as_tuple=True)[0]
     Af = An if An.shape[0] == 1 else An[fi]
-    bf = bn if bn.shape[0] == 1 else bn[fi]
     Tf, active = T[fi], extra[fi] | face[fi]
     outside = outside_span(Af, Tf)[:, :k]
     face_f = active & ~outside  # T and every active row in its span
     cand = active & outside
+    Rf = Tf
     if bool(cand.any()):
-        x, _ = polish(u[fi], Af, bf, slots[fi])
-        e, j = cand.nonzero(as_tuple=True)
-        n = e.numel()
-        g = u[fi][e] - x[e]
-        gnorm = g.norm(dim=1, keepdim=True)
-        live = gnorm[:, 0] > tol[fi][e]
-        gn = torch.where(live[:, None], g / gnorm.clamp_min(1e-300), 0.0)
-        Ae = Af[0].expand(n, -1, -1) if Af.shape[0] == 1 else Af[e]
-        inf = torch.tensor(torch.inf, dtype=u.dtype, device=u.device)
-        # C = {d : a_iᵀd <= 0 (i active), −gᵀd <= 0}; inactive rows and a zero g are switched off
-        A_sub = torch.cat([Ae[:, :k], -gn[:, None], Ae[:, k:]], 1)  # padding row stays last
-        zero = torch.zeros(n, 1, dtype=u.dtype, device=u.device)
-        b_sub = torch.cat([torch.where(active[e], 0.0, inf), torch.where(live, 0.0, inf)[:, None],
-                           zero], 1)
-        w = -Ae[torch.arange(n, device=u.device), j]
-        sub = dual_active_set(w, A_sub, b_sub, torch.full((n,), 1e-13, dtype=u.dtype),
-                              refresh=1)
-        y, _ = polish(w, A_sub, torch.where(torch.isinf(b_sub), 0.0, b_sub), sub.slots)
-        in_face = (sub.status == SOLVED) & (y.abs().amax(1) <= IN_FACE_TOL)
-        face_f[e[in_face], j[in_face]] = True
-    # A basis of A_{I₊}: T, then the other rows of I₊ that leave its span, in index order.
-    Rf = Tf.clone()
-    pos = torch.arange(m, device=u.device)
-    for row in range(k):
-        want = face_f[:, row] & ~(Rf == row).any(1) & (Rf == k).any(1)
-        if not bool(want.any()):
-            continue
-        want &= _row_outside(Af, Rf, row, k)
-        first = (Rf == k).to(torch.int8).argmax(1)
-        Rf = torch.where(want[:, None] & (pos == first[:, None]), row, Rf)
+        found = _positive_rows(u[fi], x[fi], Af, Tf, active, cand, tol[fi])
+        face_f |= found
+        # A basis of A_{I₊}: T, then the rows found outside its span, in index order.
+        Rf = Tf.clone()
+        pos = torch.arange(m, device=u.device)
+        for row in found.any(0).nonzero().flatten().tolist():
+            want = found[:, row] & (Rf == k).any(1)
+            if not bool(want.any()):
+                continue
+            want &= _row_outside(Af, Rf, row, k)
+            first = (Rf == k).to(torch.int8).argmax(1)
+            Rf = torch.where(want[:, None] & (pos == first[:, None]), row, Rf)
     R = T.clone()
     R[fi] = Rf
     face[fi] = face_f
     return R, face
+
+
+def _positive_rows(u: Tensor, x: Tensor, An: Tensor, T: Tensor, active: Tensor, cand: Tensor,
+                   tol: Tensor) -> Tensor:
+    """Which candidate rows (active, outside span A_T) carry a positive multiplier: [n, k]."""
+    n, m = u.shape
+    k = An.shape[-2] - 1
+    found = torch.zeros_like(cand)
+    # Quick certificate that no candidate does: d = the part of −Σ_cand a_j orthogonal to A_T
+    # lies in C (g ∈ span A_T) if every candidate has a_jᵀd < 0. It settles the common cases
+    # (a feasible point on the boundary, ũ on the edge of a vertex cone).
+    Ac = An[:, :k].expand(n, -1, -1)
+    d = -(cand.to(u.dtype)[..., None] * Ac).sum(1)
+    d = d - _span_part(An, T, d)
+    slope = (Ac * d[:, None, :]).sum(-1)
+    settled = torch.where(cand, slope, -torch.inf).amax(1) < -IN_FACE_TOL * d.norm(dim=1)
+    cand = cand & ~settled[:, None]
+    if not bool(cand.any()):
+        return found
+    # The exact test: j ∈ I₊ iff the projection of −a_j onto C is 0, one small projection each.
+    e, j = cand.nonzero(as_tuple=True)
+    ne = e.numel()
+    g = u[e] - x[e]
+    gnorm = g.norm(dim=1, keepdim=True)
+    live = gnorm[:, 0] > tol[e]
+    gn = torch.where(live[:, None], g / gnorm.clamp_min(1e-300), 0.0)
+    Ae = An[0].expand(ne, -1, -1) if An.shape[0] == 1 else An[e]
+    inf = torch.tensor(torch.inf, dtype=u.dtype, device=u.device)
+    # C = {d : a_iᵀd <= 0 (i active), −gᵀd <= 0}; inactive rows and a zero g are switched off
+    A_sub = torch.cat([Ae[:, :k], -gn[:, None], Ae[:, k:]], 1)  # padding row stays last
+    zero = torch.zeros(ne, 1, dtype=u.dtype, device=u.device)
+    b_sub = torch.cat([torch.where(active[e], 0.0, inf), torch.where(live, 0.0, inf)[:, None],
+                       zero], 1)
+    w = -Ae[torch.arange(ne, device=u.device), j]
+    sub = dual_active_set(w, A_sub, b_sub, torch.full((ne,), 1e-13, dtype=u.dtype), refresh=1)
+    y, _ = polish(w, A_sub, torch.where(torch.isinf(b_sub), 0.0, b_sub), sub.slots)
+    in_face = (sub.status == SOLVED) & (y.abs().amax(1) <= IN_FACE_TOL)
+    found[e[in_face], j[in_face]] = True
+    return found
+
+
+def _span_part(An: Tensor, slots: Tensor, v: Tensor) -> Tensor:
+    """The orthogonal projection of v [n, m] onto span(A_slots), per element."""
+    k = An.shape[-2] - 1
+    As = take(An, slots)
+    G = As @ As.mT + torch.diag_embed((slots == k).to(As.dtype))
+    coef = torch.linalg.solve(G, (As * v[:, None, :]).sum(-1))
+    return (coef[..., None] * As).sum(1)
 
 
 def _row_outside(An: Tensor, slots: Tensor, row: int, k: int) -> Tensor:

@@ -41,37 +41,34 @@ def face_factor(A: Tensor, rows: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor
 
 
 class _OnFace(torch.autograd.Function):
+    """Forward: the verified projection x (computed by :func:`~.core.identify`). Backward: the
+    KKT sensitivity on the face basis, from the QR factorisation of its rows."""
+
     @staticmethod
-    def forward(ctx, u: Tensor, A: Tensor, b: Tensor, rows: Tensor) -> Tensor:  # type: ignore[override]
-        rows, Q, R, used = face_factor(A, rows)
-        k = A.shape[-2]
-        bs = take(b, rows.clamp_max(max(k - 1, 0))) * used
-        y = torch.linalg.solve_triangular(R.mT, bs[..., None], upper=False)  # R⁻ᵀ b_R
-        qu = Q.mT @ u[..., None]
-        lam = torch.linalg.solve_triangular(R, qu - y, upper=True).squeeze(-1)
-        x = u - (Q @ (qu - y)).squeeze(-1)
-        ctx.save_for_backward(x, lam, Q, R, rows, used)
-        ctx.shapes = (A.shape, b.shape)
-        return x
+    def forward(ctx, u: Tensor, A: Tensor, b: Tensor, rows: Tensor, x: Tensor) -> Tensor:  # type: ignore[override]
+        ctx.save_for_backward(u, A, b, rows, x)
+        return x.clone()
 
     @staticmethod
     def backward(ctx, grad: Tensor):  # type: ignore[override]
-        x, lam, Q, R, rows, used = ctx.saved_tensors
-        A_shape, b_shape = ctx.shapes
+        u, A, b, rows, x = ctx.saved_tensors
+        rows, Q, R, used = face_factor(A, rows)
+        k = A.shape[-2]
+        idx = rows.clamp_max(max(k - 1, 0))
         qg = Q.mT @ grad[..., None]
         Jg = grad - (Q @ qg).squeeze(-1)
-        w = torch.linalg.solve_triangular(R, qg, upper=True).squeeze(-1) * used
         gA = gb = None
-        B, m = x.shape
-        k = A_shape[-2]
-        idx = rows.clamp_max(max(k - 1, 0))
-        if ctx.needs_input_grad[1]:
-            gAs = -(w[..., None] * x[:, None, :] + lam[..., None] * Jg[:, None, :])
-            gAs = gAs * used[..., None]
-            gA = _scatter_rows(gAs, idx, A_shape[0], k)
-        if ctx.needs_input_grad[2]:
-            gb = _scatter_rows(w[..., None], idx, b_shape[0], k)[..., 0]
-        return Jg, gA, gb, None
+        if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
+            w = torch.linalg.solve_triangular(R, qg, upper=True).squeeze(-1) * used
+            if ctx.needs_input_grad[1]:
+                bs = take(b, idx) * used
+                y = torch.linalg.solve_triangular(R.mT, bs[..., None], upper=False)  # R⁻ᵀ b_R
+                lam = torch.linalg.solve_triangular(R, Q.mT @ u[..., None] - y, upper=True)
+                gAs = -(w[..., None] * x[:, None, :] + lam * Jg[:, None, :])
+                gA = _scatter_rows(gAs * used[..., None], idx, A.shape[0], k)
+            if ctx.needs_input_grad[2]:
+                gb = _scatter_rows(w[..., None], idx, b.shape[0], k)[..., 0]
+        return Jg, gA, gb, None, None
 
 
 def _scatter_rows(vals: Tensor, idx: Tensor, batch: int, k: int) -> Tensor:
@@ -85,9 +82,9 @@ def _scatter_rows(vals: Tensor, idx: Tensor, batch: int, k: int) -> Tensor:
     return out.index_add_(0, flat, vals.reshape(B * m, d)).view(B, k, d)
 
 
-def project_on_face(u: Tensor, A: Tensor, b: Tensor, rows: Tensor) -> Tensor:
-    """Φ(u) as the projection onto {A_R v = b_R}, differentiable in u, A and b (float64).
+def project_on_face(u: Tensor, A: Tensor, b: Tensor, rows: Tensor, x: Tensor) -> Tensor:
+    """Φ(u) = x, the verified projection onto {A_R v = b_R}, differentiable in u, A and b.
 
-    :param rows: [B, m] the face basis (slots; k marks an unused slot).
+    :param rows: [B, m] the face basis (slots; k marks an unused slot); ``x`` [B, m] (float64).
     """
-    return _OnFace.apply(u, A, b, rows)
+    return _OnFace.apply(u, A, b, rows, x)
