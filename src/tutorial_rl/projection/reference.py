@@ -115,8 +115,11 @@ def clarabel_projection(u: np.ndarray, A: np.ndarray, b: np.ndarray) -> np.ndarr
 
     v = cp.Variable(len(u))
     problem = cp.Problem(cp.Minimize(cp.sum_squares(v - u)), [A @ v <= b])
-    try:
-        problem.solve(solver=cp.CLARABEL, tol_gap_abs=1e-12, tol_gap_rel=1e-12, tol_feas=1e-12)
-    except cp.error.SolverError:
-        return None
-    return None if v.value is None else np.asarray(v.value, dtype=float)
+    for tol in (1e-12, 1e-10, 1e-8):  # Clarabel can stall at the tightest tolerance
+        try:
+            problem.solve(solver=cp.CLARABEL, tol_gap_abs=tol, tol_gap_rel=tol, tol_feas=tol)
+        except cp.error.SolverError:
+            continue
+        if v.value is not None:
+            return np.asarray(v.value, dtype=float)
+    return None
