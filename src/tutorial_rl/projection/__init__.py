@@ -52,6 +52,7 @@ from torch import Tensor
 
 from tutorial_rl._validation import InfeasibleSetError, check_inputs
 from tutorial_rl.projection.core import identify
+from tutorial_rl.projection.dual import take
 from tutorial_rl.projection.enumeration import MAX_CANDIDATES, project_interval
 from tutorial_rl.projection.reference import project_cvxpylayers
 from tutorial_rl.projection.sensitivity import face_factor, project_on_face
@@ -136,9 +137,22 @@ def projection_jacobian(u: Tensor, A: Tensor, b: Tensor) -> Tensor:
     u2, A3, b2, squeeze = check_inputs(u, A, b)
     B, m = u2.shape
     eye = torch.eye(m, dtype=u2.dtype, device=u2.device).expand(B, m, m)
-    if A3.shape[-2] > 0 and B > 0:
-        _, Q, _, _ = face_factor(A3, identify(u2, A3, b2).rows)
-        eye = eye - Q @ Q.mT
+    k = A3.shape[-2]
+    if k > 0 and B > 0:
+        rows = identify(u2, A3, b2).rows
+        used = rows < k
+        As = take(A3, rows.clamp_max(k - 1)) * used[..., None]
+        pad = torch.diag_embed((~used).to(As.dtype))
+        eye = eye - As.mT @ torch.linalg.solve(As @ As.mT + pad, As)
+        # The Gram formula is exact on well-conditioned rows (nice numbers stay nice); where the
+        # rows are nearly dependent (unit-row Gram determinant, a product of squared sines, below
+        # 1e-6) its error grows as 1/det, and the QR form is used instead.
+        unit = As / As.norm(dim=-1, keepdim=True).clamp_min(1e-300)
+        ill = torch.linalg.det(unit @ unit.mT + pad) < 1e-6
+        if bool(ill.any()):
+            _, Q, _, _ = face_factor(A3 if A3.shape[0] == 1 else A3[ill], rows[ill])
+            eye = eye.clone()
+            eye[ill] = torch.eye(m, dtype=u2.dtype, device=u2.device) - Q @ Q.mT
     out = eye.to(u.dtype)
     return out[0] if squeeze else out
 

@@ -37,8 +37,8 @@ __all__ = ["VERIFY_RTOL", "Identified", "identify", "normalise"]
 VERIFY_RTOL = 1e-9
 # Where the enumeration is faster than the dual method (benchmarks/projection.py, 1 thread): its
 # work is B × candidates × (k + 1); the dual method's is dominated by a fixed cost per iteration.
-# m = 2: k <= 8 at B = 256, k <= 60 at B = 1; never at B = 4096 beyond k = 2.
-ENUMERATION_MAX_WORK = 100_000
+# m = 2: k <= 15 at B = 256, k <= 5 at B = 4096; m = 4: k <= 5 at B = 256.
+ENUMERATION_MAX_WORK = 500_000
 
 
 class Identified(NamedTuple):
