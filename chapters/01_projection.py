@@ -374,7 +374,7 @@ print("best safe action:", project_polytope(u_star[None], A, b).numpy())
 # - **The teaching version: enumeration.** The optimal active set is one of the candidate sets of
 #   at most $m$ linearly independent rows; evaluate every candidate's affine projection at once,
 #   discard the infeasible ones and keep the closest. Exact and simple, but the number of
-#   candidates, $\sum_{s \le m} \binom{k}{s}$, explodes: 22 for a pentagon, 31,180 for 18 rows
+#   candidates, $\sum_{s \le m} \binom{k}{s}$, explodes: 16 for a pentagon, 31,180 for 18 rows
 #   in 6-D. The package uses it only where it is the fastest (tiny $m$ and $k$).
 # - **Any $m$ and $k$: a dual active-set method** {cite:p}`goldfarb1983numerically`. Start at
 #   $v = \tilde u$ (all multipliers zero), add the most violated row, move along the part of its

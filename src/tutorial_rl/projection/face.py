@@ -90,7 +90,9 @@ def face_basis(
     B, m = u.shape
     k = An.shape[-2] - 1
     T, face, extra = strong_rows(slots, lam, res, tol)
-    flagged = extra.any(1)
+    full_rank = (T < k).all(1)  # m independent rows with λ > 0: every row is in their span
+    face = face | (extra & full_rank[:, None])
+    flagged = extra.any(1) & ~full_rank
     if not bool(flagged.any()):
         return T, face
     fi = flagged.nonzero(as_tuple=True)[0]
