@@ -201,8 +201,14 @@ def identify(u: Tensor, A: Tensor, b: Tensor) -> Identified:
         slots, lam, res, x = _pad(sel.rows, m, k), _pad(sel.lam, m, 0.0), sel.res, sel.x
         tol = sel.tol  # VERIFY_RTOL · scale, computed alike
         ok = (sel.lam >= -tol[:, None]).all(1)
-        T, face, extra = strong_rows(slots, lam, res, tol)
-        if bool(ok.all()) and not bool(extra.any()):  # the common case: done
+        if bool(ok.all()):  # the face rule, normalised rows only where degenerate
+            T, face, extra = strong_rows(slots, lam, res, tol)
+            if not bool(extra.any()):  # the common case: done
+                return Identified(T, face, x)
+            fi = extra.any(1).nonzero(as_tuple=True)[0]
+            Af, bf, _ = normalise(u[fi], _sub(A, fi), _sub(b, fi))
+            rows_f, face[fi] = face_basis(u[fi], x[fi], Af, slots[fi], lam[fi], res[fi], tol[fi])
+            T[fi] = _checked(u[fi], x[fi], Af, bf, slots[fi], rows_f, tol[fi])
             return Identified(T, face, x)
         An, bn, scale = normalise(u, A, b)
     else:
@@ -220,10 +226,18 @@ def identify(u: Tensor, A: Tensor, b: Tensor) -> Identified:
         x, lam = polish(u, An, bn, slots)
         res = residuals(An, bn, x)[:, :k]
     rows, face = face_basis(u, x, An, slots, lam, res, tol)
-    changed = (rows != slots).any(1)
-    if bool(changed.any()):  # the face basis reproduces x in exact arithmetic; check it does
+    return Identified(_checked(u, x, An, bn, slots, rows, tol), face, x)
+
+
+def _checked(u: Tensor, x: Tensor, An: Tensor, bn: Tensor, slots: Tensor, rows: Tensor,
+             tol: Tensor) -> Tensor:
+    """The face basis, except where it holds rows beyond the basis S and fails to reproduce x
+    (it does in exact arithmetic): there S itself."""
+    k = An.shape[-2] - 1
+    changed = ~((rows[:, :, None] == slots[:, None, :]).any(-1) | (rows == k)).all(1)
+    if bool(changed.any()):
         ci = changed.nonzero(as_tuple=True)[0]
         x_face, _ = polish(u[ci], _sub(An, ci), _sub(bn, ci), rows[ci])
         off = ci[(x_face - x[ci]).abs().amax(1) > tol[ci]]
         rows[off] = slots[off]
-    return Identified(rows, face, x)
+    return rows

@@ -179,7 +179,9 @@ def _select_part(u: Tensor, A: Tensor, b: Tensor, tab: _Table) -> tuple[Selected
     rows_best, lam_best = rows[choice], lam[choice, :, at]
     normals = Ah[rows_best, :, at[:, None] if Ba > 1 else 0]  # [B, s, m]
     x = u - (lam_best[..., None] * normals).sum(1)
-    return Selected(rows_best, lam_best, res[choice, :k, at], tol, x), ~valid.any(0)
+    # zero rows (0 <= b_i, e.g. padding) can never bind: not "active" at any point
+    res_best = torch.where(ok[:k].T, res[choice, :k, at], -math.inf)
+    return Selected(rows_best, lam_best, res_best, tol, x), ~valid.any(0)
 
 
 def project_interval(u: Tensor, A: Tensor, b: Tensor) -> Tensor:

@@ -56,15 +56,19 @@ def polish(u: Tensor, An: Tensor, bn: Tensor, slots: Tensor) -> tuple[Tensor, Te
     return u - (lam[..., None] * As).sum(1), lam
 
 
-def outside_span(An: Tensor, slots: Tensor) -> Tensor:
-    """[B, K] whether each row of An lies outside span(A_slots) (sine of its angle > tolerance)."""
+def _off_span(An: Tensor, slots: Tensor) -> Tensor:
+    """[B, K, m] each row of An minus its orthogonal projection onto span(A_slots)."""
     k = An.shape[-2] - 1
     As = take(An, slots)  # [B, m, m]
     G = As @ As.mT + torch.diag_embed((slots == k).to(As.dtype))
     rows = An.expand(slots.shape[0], -1, -1)  # [B, K, m]
     coef = torch.linalg.solve(G, As @ rows.mT)  # [B, m, K]
-    z = rows - coef.mT @ As
-    return z.square().sum(-1) > DEPENDENT_TOL**2
+    return rows - coef.mT @ As
+
+
+def outside_span(An: Tensor, slots: Tensor) -> Tensor:
+    """[B, K] whether each row of An lies outside span(A_slots) (sine of its angle > tolerance)."""
+    return _off_span(An, slots).square().sum(-1) > DEPENDENT_TOL**2
 
 
 def strong_rows(slots: Tensor, lam: Tensor, res: Tensor, tol: Tensor) -> tuple[Tensor, Tensor,
@@ -98,12 +102,13 @@ def face_basis(
     fi = flagged.nonzero(as_tuple=True)[0]
     Af = An if An.shape[0] == 1 else An[fi]
     Tf, active = T[fi], extra[fi] | face[fi]
-    outside = outside_span(Af, Tf)[:, :k]
+    Z = _off_span(Af, Tf)[:, :k]  # each row's part orthogonal to span(A_T)
+    outside = Z.square().sum(-1) > DEPENDENT_TOL**2
     face_f = active & ~outside  # T and every active row in its span
     cand = active & outside
     Rf = Tf
     if bool(cand.any()):
-        found = _positive_rows(u[fi], x[fi], Af, Tf, active, cand, tol[fi])
+        found = _positive_rows(u[fi], x[fi], Af, Z, active, cand, tol[fi])
         face_f |= found
         # A basis of A_{I₊}: T, then the rows found outside its span, in index order.
         Rf = Tf.clone()
@@ -121,7 +126,7 @@ def face_basis(
     return R, face
 
 
-def _positive_rows(u: Tensor, x: Tensor, An: Tensor, T: Tensor, active: Tensor, cand: Tensor,
+def _positive_rows(u: Tensor, x: Tensor, An: Tensor, Z: Tensor, active: Tensor, cand: Tensor,
                    tol: Tensor) -> Tensor:
     """Which candidate rows (active, outside span A_T) carry a positive multiplier: [n, k]."""
     n, m = u.shape
@@ -131,8 +136,7 @@ def _positive_rows(u: Tensor, x: Tensor, An: Tensor, T: Tensor, active: Tensor, 
     # lies in C (g ∈ span A_T) if every candidate has a_jᵀd < 0. It settles the common cases
     # (a feasible point on the boundary, ũ on the edge of a vertex cone).
     Ac = An[:, :k].expand(n, -1, -1)
-    d = -(cand.to(u.dtype)[..., None] * Ac).sum(1)
-    d = d - _span_part(An, T, d)
+    d = -(cand.to(u.dtype)[..., None] * Z).sum(1)  # = −Σ_cand a_j minus its part in span(A_T)
     slope = (Ac * d[:, None, :]).sum(-1)
     settled = torch.where(cand, slope, -torch.inf).amax(1) < -IN_FACE_TOL * d.norm(dim=1)
     cand = cand & ~settled[:, None]
@@ -158,15 +162,6 @@ def _positive_rows(u: Tensor, x: Tensor, An: Tensor, T: Tensor, active: Tensor, 
     in_face = (sub.status == SOLVED) & (y.abs().amax(1) <= IN_FACE_TOL)
     found[e[in_face], j[in_face]] = True
     return found
-
-
-def _span_part(An: Tensor, slots: Tensor, v: Tensor) -> Tensor:
-    """The orthogonal projection of v [n, m] onto span(A_slots), per element."""
-    k = An.shape[-2] - 1
-    As = take(An, slots)
-    G = As @ As.mT + torch.diag_embed((slots == k).to(As.dtype))
-    coef = torch.linalg.solve(G, (As * v[:, None, :]).sum(-1))
-    return (coef[..., None] * As).sum(1)
 
 
 def _row_outside(An: Tensor, slots: Tensor, row: int, k: int) -> Tensor:
