@@ -76,7 +76,7 @@ def _project_exact(u: Tensor, A: Tensor, b: Tensor) -> Tensor:
         return project_interval(u, A, b)
     if k == 0 or u.shape[0] == 0:  # nothing to project onto
         return u
-    found = identify(u.detach(), A.detach(), b.detach())
+    found = identify(u.detach(), A.detach(), b.detach(), need_face=False)
     if not (torch.is_grad_enabled() and (u.requires_grad or A.requires_grad or b.requires_grad)):
         return found.x
     # The verified value, with the exact KKT sensitivity (eq. (3)) for u, b and A on the face.
@@ -139,7 +139,7 @@ def projection_jacobian(u: Tensor, A: Tensor, b: Tensor) -> Tensor:
     eye = torch.eye(m, dtype=u2.dtype, device=u2.device).expand(B, m, m)
     k = A3.shape[-2]
     if k > 0 and B > 0:
-        rows = identify(u2, A3, b2).rows
+        rows = identify(u2, A3, b2, need_face=False).rows
         used = rows < k
         As = take(A3, rows.clamp_max(k - 1)) * used[..., None]
         pad = torch.diag_embed((~used).to(As.dtype))

@@ -30,7 +30,7 @@ from torch import Tensor
 from tutorial_rl._validation import InfeasibleSetError, empty_polytope_message
 from tutorial_rl.projection import enumeration
 from tutorial_rl.projection.dual import ADD_RTOL, EMPTY, SOLVED, dual_active_set, residuals
-from tutorial_rl.projection.face import face_basis, polish, strong_rows
+from tutorial_rl.projection.face import degenerate, face_basis, polish, strong_rows
 
 __all__ = ["VERIFY_RTOL", "Identified", "identify", "normalise"]
 
@@ -182,9 +182,10 @@ def _fallback(u: Tensor, A: Tensor, b: Tensor, An: Tensor, bn: Tensor, scale: Te
 
 
 @torch.no_grad()
-def identify(u: Tensor, A: Tensor, b: Tensor) -> Identified:
+def identify(u: Tensor, A: Tensor, b: Tensor, need_face: bool = True) -> Identified:
     """The verified projection of u [B, m] onto {A v <= b} (A [1|B, k, m], b [1|B, k], float64),
     with the rows of its locally active face and a basis of them (see the module docstring).
+    ``need_face=False``: only the basis (and x) is needed, which saves work at some ties.
 
     :raises InfeasibleSetError: empty polytopes (their batch indices named).
     :raises RuntimeError: an element no method could verify (never seen in the tests).
@@ -203,9 +204,10 @@ def identify(u: Tensor, A: Tensor, b: Tensor) -> Identified:
         ok = (sel.lam >= -tol[:, None]).all(1)
         if bool(ok.all()):  # the face rule, normalised rows only where degenerate
             T, face, extra = strong_rows(slots, lam, res, tol)
-            if not bool(extra.any()):  # the common case: done
+            face, flagged = degenerate(T, face, extra, need_face)
+            if not bool(flagged.any()):  # the common case: done
                 return Identified(T, face, x)
-            fi = extra.any(1).nonzero(as_tuple=True)[0]
+            fi = flagged.nonzero(as_tuple=True)[0]
             Af, bf, _ = normalise(u[fi], _sub(A, fi), _sub(b, fi))
             rows_f, face[fi] = face_basis(u[fi], x[fi], Af, slots[fi], lam[fi], res[fi], tol[fi])
             T[fi] = _checked(u[fi], x[fi], Af, bf, slots[fi], rows_f, tol[fi])
@@ -225,7 +227,7 @@ def identify(u: Tensor, A: Tensor, b: Tensor) -> Identified:
         slots, _ = _fallback(u, A, b, An, bn, scale, slots, ok)
         x, lam = polish(u, An, bn, slots)
         res = residuals(An, bn, x)[:, :k]
-    rows, face = face_basis(u, x, An, slots, lam, res, tol)
+    rows, face = face_basis(u, x, An, slots, lam, res, tol, need_face)
     return Identified(_checked(u, x, An, bn, slots, rows, tol), face, x)
 
 

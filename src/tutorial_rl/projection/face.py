@@ -37,7 +37,7 @@ from torch import Tensor
 
 from tutorial_rl.projection.dual import DEPENDENT_TOL, SOLVED, dual_active_set, take
 
-__all__ = ["IN_FACE_TOL", "face_basis", "outside_span", "polish", "strong_rows"]
+__all__ = ["IN_FACE_TOL", "degenerate", "face_basis", "outside_span", "polish", "strong_rows"]
 
 IN_FACE_TOL = 1e-8  # ‖Π_C(−a_j)‖ (a_j unit) at most this: row j carries a positive multiplier
 
@@ -82,21 +82,37 @@ def strong_rows(slots: Tensor, lam: Tensor, res: Tensor, tol: Tensor) -> tuple[T
     return T, face, (res >= -tol[:, None]) & ~face  # extra active rows: only at degeneracies
 
 
+def degenerate(T: Tensor, face: Tensor, extra: Tensor, need_face: bool) -> tuple[Tensor, Tensor]:
+    """The face mask completed where it is free, and the elements that need the full test.
+
+    With m rows in T every active row is in their span (and in I₊). A single extra active row
+    outside span(A_T) never carries a multiplier (d = −(its part orthogonal to A_T) certifies it,
+    see :func:`_positive_rows`), and inside the span it changes nothing: either way the basis is
+    T, so only the reported mask needs the span test (``need_face``).
+    """
+    k = face.shape[1]
+    full_rank = (T < k).all(1)
+    face = face | (extra & full_rank[:, None])
+    count = extra.sum(1)
+    flagged = (count > 0) & ~full_rank & (need_face | (count > 1))
+    return face, flagged
+
+
 def face_basis(
-    u: Tensor, x: Tensor, An: Tensor, slots: Tensor, lam: Tensor, res: Tensor, tol: Tensor
+    u: Tensor, x: Tensor, An: Tensor, slots: Tensor, lam: Tensor, res: Tensor, tol: Tensor,
+    need_face: bool = True,
 ) -> tuple[Tensor, Tensor]:
     """The rows I₊ that carry a positive multiplier [B, k] and a basis of them (slots [B, m]).
 
     :param x: the verified projection [B, m]; ``slots``: its KKT basis [B, m] with multipliers
         ``lam`` >= −tol (unit rows).
     :param res: [B, k] residuals a_iᵀx − b_i of the unit rows at the projection x.
+    :param need_face: whether the returned mask must be exact (else only the basis is).
     """
     B, m = u.shape
     k = An.shape[-2] - 1
     T, face, extra = strong_rows(slots, lam, res, tol)
-    full_rank = (T < k).all(1)  # m independent rows with λ > 0: every row is in their span
-    face = face | (extra & full_rank[:, None])
-    flagged = extra.any(1) & ~full_rank
+    face, flagged = degenerate(T, face, extra, need_face)
     if not bool(flagged.any()):
         return T, face
     fi = flagged.nonzero(as_tuple=True)[0]
