@@ -10,11 +10,12 @@ chapters/01_projection.py, eq. (1)-(3); DESIGN.md §3 and §6). Two methods shar
     problems where enumerating every candidate set is faster use that instead
     (:mod:`~tutorial_rl.projection.enumeration`, also the teaching version of chapter 1). The KKT
     system on the set is then solved in float64 and VERIFIED per element (feasibility,
-    multiplier signs, complementarity, stationarity, to the tolerance below); failures go to
-    fallbacks (more iterations, the enumeration, Clarabel), and an unverified point is never
-    returned. Its value and gradients with respect to u, A and b come from the QR factorisation
-    of the chosen rows (:mod:`~tutorial_rl.projection.sensitivity`): the exact KKT sensitivity on
-    that set, dΦ/dũ = I − A_Sᵀ(A_S A_Sᵀ)⁻¹A_S. m = 1 is a clamp onto an interval.
+    multiplier signs and complementarity to the tolerance below; stationarity holds by
+    construction); failures go to fallbacks (more iterations, the enumeration, Clarabel), and an
+    unverified point is never returned: the output is that verified point. Gradients with respect
+    to u, A and b are the exact KKT sensitivity on the rows of the face rule below, computed from
+    their QR factorisation (:mod:`~tutorial_rl.projection.sensitivity`): dΦ/dũ = I −
+    A₊ᵀ(A₊A₊ᵀ)⁻¹A₊. m = 1 is a clamp onto an interval.
 ``method="cvxpylayers"``: the same problem in a ``cvxpylayers`` layer (diffcp + SCS, eps 1e-9),
     one conic solve per element: the paper's setup, kept as the reference.
 
