@@ -406,10 +406,10 @@ print("constraints active per sample:", np.bincount(active_constraint_count(batc
 # %% [markdown]
 # The exact method is much faster: `benchmarks/projection.py` measures forward plus backward side
 # by side with the enumeration, `cvxpylayers` and proxsuite's QP layer {cite:p}`bambade2023proxqp`
-# for $m$ from 1 to 12, up to $4m + 6$ rows and batches up to 4096. On the course's 1-D and 2-D
-# sets at batch 256 it is two to three orders of magnitude faster than `cvxpylayers`; for $m = 6$
+# for $m$ from 1 to 12, up to $4m + 6$ rows and batches up to 4096. At batch 256 it is roughly
+# 100 to 1500 times faster than `cvxpylayers` on 1-D and 2-D sets like the course's; for $m = 6$
 # to 12 the gap narrows to 40-60 times (the dual method needs more steps), and the exact method
-# stays 4-8 times faster than proxsuite at batch 256. That gap decides whether SP-RL experiments
+# stays 3.5 to 8 times faster than proxsuite there. That gap decides whether SP-RL experiments
 # fit on a laptop. Run `make bench` for the figures on your machine.
 #
 # ### A 6-D action

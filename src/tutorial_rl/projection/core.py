@@ -37,7 +37,8 @@ __all__ = ["VERIFY_RTOL", "Identified", "identify", "normalise"]
 VERIFY_RTOL = 1e-9
 # Where the enumeration is faster than the dual method (benchmarks/projection.py, 1 thread): its
 # work is B × candidates × (k + 1); the dual method's is dominated by a fixed cost per iteration.
-# m = 2: k <= 15 at B = 256, k <= 5 at B = 4096; m = 4: k <= 5 at B = 256.
+# m = 2: k <= 15 at B = 256, k <= 5 at B = 4096. For m >= 3 every candidate needs an LU: a tenth
+# of the budget (m = 4: k <= 5 at B = 256, k <= 16 at B = 1; m = 6: k <= 12 at B = 1).
 ENUMERATION_MAX_WORK = 500_000
 
 
@@ -83,7 +84,8 @@ def _use_enumeration(k: int, m: int, B: int) -> bool:
     """Whether the enumeration is the faster method here (benchmarks/projection.py)."""
     if not enumeration.fits(k, m):
         return False
-    return enumeration.candidate_count(k, m) * (k + 1) * max(B, 1) <= ENUMERATION_MAX_WORK
+    budget = ENUMERATION_MAX_WORK if m <= 2 else ENUMERATION_MAX_WORK // 10  # LU per candidate
+    return enumeration.candidate_count(k, m) * (k + 1) * max(B, 1) <= budget
 
 
 def _pad(sel: Tensor, m: int, fill: float) -> Tensor:
