@@ -29,7 +29,15 @@ from torch import Tensor
 
 from tutorial_rl._validation import InfeasibleSetError, empty_polytope_message
 from tutorial_rl.projection import enumeration
-from tutorial_rl.projection.dual import ADD_RTOL, EMPTY, SOLVED, dual_active_set, residuals
+from tutorial_rl.projection.dual import (
+    ADD_RTOL,
+    DEPENDENT_TOL,
+    EMPTY,
+    SOLVED,
+    dual_active_set,
+    residuals,
+    take,
+)
 from tutorial_rl.projection.face import degenerate, face_basis, polish, strong_rows
 
 __all__ = ["VERIFY_RTOL", "Identified", "identify", "normalise"]
@@ -207,6 +215,8 @@ def identify(u: Tensor, A: Tensor, b: Tensor, need_face: bool = True) -> Identif
         if bool(ok.all()):  # the face rule, normalised rows only where degenerate
             T, face, extra = strong_rows(slots, lam, res, tol)
             face, flagged = degenerate(T, face, extra, need_face)
+            if m == 2 and not need_face and bool(flagged.any()):
+                flagged &= ~_single_outside_2d(A, T, extra, flagged)
             if not bool(flagged.any()):  # the common case: done
                 return Identified(T, face, x)
             fi = flagged.nonzero(as_tuple=True)[0]
@@ -231,6 +241,22 @@ def identify(u: Tensor, A: Tensor, b: Tensor, need_face: bool = True) -> Identif
         res = residuals(An, bn, x)[:, :k]
     rows, face = face_basis(u, x, An, slots, lam, res, tol, need_face)
     return Identified(_checked(u, x, An, bn, slots, rows, tol), face, x)
+
+
+def _single_outside_2d(A: Tensor, T: Tensor, extra: Tensor, flagged: Tensor) -> Tensor:
+    """m = 2, one row t in T: at most one extra active row is not parallel to t, so the basis is T
+    (see :func:`~tutorial_rl.projection.face.degenerate`). A cross product instead of the general
+    span test: the course's 2-D sets meet this at every saturated action on a flat set."""
+    k = A.shape[-2]
+    one = flagged & ((T < k).sum(1) == 1)
+    if not bool(one.any()):
+        return one
+    t_row = torch.where(T[:, 0] < k, T[:, 0], T[:, 1]).clamp_max(k - 1)
+    t = take(A, t_row[:, None])[:, 0] if A.shape[0] > 1 else A[0][t_row]  # [B, 2]
+    rows = A.expand(len(T), -1, -1)
+    cross = rows[..., 0] * t[:, None, 1] - rows[..., 1] * t[:, None, 0]
+    outside = cross.abs() > DEPENDENT_TOL * rows.norm(dim=-1) * t.norm(dim=-1, keepdim=True)
+    return one & ((extra & outside).sum(1) <= 1)
 
 
 def _checked(u: Tensor, x: Tensor, An: Tensor, bn: Tensor, slots: Tensor, rows: Tensor,
