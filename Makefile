@@ -31,7 +31,7 @@ test: install
 lint: install
 	$(BIN)/ruff check src tests benchmarks chapters
 
-# Speed figures, printed as side-by-side ratios (the bench extra adds Stable-Baselines3).
+# Speed figures, printed as side-by-side ratios (the bench extra adds Stable-Baselines3, proxsuite).
 bench: install
 	$(BIN)/python -m pip install --quiet -c requirements/lock.txt -e '.[dev,bench]'
 	for script in benchmarks/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done

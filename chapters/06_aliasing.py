@@ -353,31 +353,49 @@ plt.show()
 # set changes, exactly at the boundaries between the regions of the rank map above, so "the
 # Jacobian" there needs a definition. Here is the package's, precisely.
 #
-# **The rule.** `project_polytope` and `projection_jacobian` enumerate every candidate active set
-# $S$ of at most $m$ rows with a non-singular Gram matrix $A_S A_S^\top$, compute the projection
-# onto the affine set $\{v : A_S v = b_S\}$, discard infeasible candidates, and keep the closest.
-# Several candidates can give the same point; then the **smallest** $S$ wins, then one whose
-# multipliers are all non-negative, then the first in lexicographic order. The Jacobian is
-# $J_S = I - A_S^\top (A_S A_S^\top)^{-1} A_S$ for that $S$. **Tolerances**: rows are normalised,
-# computations are in float64, a candidate is feasible if no row is violated by more than
-# $10^{-9}(1 + \lVert \tilde u\rVert_\infty + \max_i |b_i|/\lVert a_i\rVert)$ (a distance), and
-# two candidates are "the same point" within the same tolerance. Consequences:
+# **The rule.** `project_polytope` and `projection_jacobian` find the projection $u = \Phi(\tilde
+# u)$ and its active rows (a dual active-set method, or the candidate enumeration for tiny
+# problems; chapter 1), verify the KKT conditions {eq}`eq-kkt`, and return
 #
-# - a feasible proposal exactly on an edge, or exactly at a vertex, gets $J = I$ (no constraint
-#   is needed to explain it);
+# $$
+# J = I - A_+^\top (A_+ A_+^\top)^{+} A_+, \qquad
+# \mathcal A_+ = \{ i : \lambda_i > 0 \text{ for some KKT multiplier } \lambda \},
+# $$
+#
+# the projector onto the null space of the rows that can carry part of the correction
+# $\tilde u - u = A^\top\lambda$, $\lambda \ge 0$: the Jacobian of the *locally active face*.
+# Where the active rows are independent the multiplier is unique and $\mathcal A_+$ is simply the
+# rows with $\lambda_i > 0$; where it is not (a vertex with more than $m$ active rows, duplicate
+# or dependent rows), every row that carries a positive multiplier in *some* solution counts.
+# **Tolerances**: rows are normalised, computations are in float64, "active", "feasible" and
+# "positive" mean within $10^{-9}(1 + \lVert \tilde u\rVert_\infty + \max_i |b_i|/\lVert
+# a_i\rVert)$ (a distance). Consequences:
+#
+# - a feasible proposal exactly on an edge, or exactly at a vertex, gets $J = I$ ($\tilde u - u =
+#   0$ needs no multiplier);
 # - a proposal on the edge of a vertex wedge, $\tilde u = v + t\,a_i$, gets the edge Jacobian
-#   $I - \hat a_i \hat a_i^\top$ (the other multiplier is zero, so one row suffices).
+#   $I - \hat a_i \hat a_i^\top$ (the other multiplier is zero in every solution);
+# - a proposal inside the cone of a degenerate vertex gets $J = 0$ even when one of the rows
+#   through it is redundant (rows $x \le 1$, $y \le 1$, $x + y \le 2$ at $\tilde u = (3, 3)$,
+#   where $\Phi$ is locally constant; a smallest-active-set convention, used by earlier versions
+#   of the package, returned $I - nn^\top$ of the redundant row there, which is not a limiting
+#   Jacobian).
 #
 # **Which element of the generalized Jacobian.** $\Phi$ is piecewise affine. Around a kink point
 # $\tilde u$, the finitely many affine pieces that meet there have Jacobians $J_{S_1}, \dots,
 # J_{S_r}$, the limits of $\nabla\Phi$ along sequences of differentiable points tending to $\tilde
 # u$. They form the B-subdifferential $\partial_B\Phi(\tilde u)$; its convex hull is Clarke's
-# generalized Jacobian $\partial_C\Phi(\tilde u)$ {cite:p}`clarke1990optimization`. The package
-# returns the element of $\partial_B\Phi(\tilde u)$ of the adjacent piece with the *smallest*
-# active set, i.e. the largest rank: the one-sided derivative from the "less constrained" side.
-# That is a convention, but not an arbitrary one: it is a limiting Jacobian (so it is what a
-# proposal an infinitesimal step away sees), it is deterministic, and it does not depend on
-# solver accuracy.
+# generalized Jacobian $\partial_C\Phi(\tilde u)$ {cite:p}`clarke1990optimization`. Near $\tilde
+# u$, $\Phi(\tilde u + h) = u + \Pi_C(h)$ exactly, with the critical cone $C = \{d : a_i^\top d =
+# 0\ (i \in \mathcal A_+),\ a_j^\top d \le 0\ (j \text{ active}, \notin \mathcal A_+)\}$. Every
+# limiting Jacobian projects onto the span of a face of $C$, and by LP duality $C$ has interior
+# relative to $\{d : A_+ d = 0\}$: on the open set of proposals $\tilde u + h$ whose $\Pi_C(h)$
+# lies in that interior, $\Phi$ is affine with Jacobian $J$. So the package's $J$ is an element of
+# $\partial_B\Phi(\tilde u) \subseteq \partial_C\Phi(\tilde u)$, the unique one of largest rank
+# (the one-sided derivative from the "least constrained" side), and equal to $\nabla\Phi$ wherever
+# $\Phi$ is differentiable. That answers the review's objection exactly: at a kink the gradient
+# SP-RL backpropagates is a limiting Jacobian of the projection, chosen by a stated rule; it is
+# deterministic and does not depend on solver accuracy.
 #
 # **What cvxpylayers does instead.** `cvxpylayers` {cite:p}`agrawal2019differentiable` rewrites
 # the projection as a cone program (the squared norm becomes a second-order cone), solves it with

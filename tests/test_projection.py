@@ -18,14 +18,18 @@ from tutorial_rl import projection as P
 from tutorial_rl.projection import (
     InfeasibleSetError,
     active_set,
+    core,
+    enumeration,
     is_feasible,
     project_polytope,
     projection_jacobian,
+    reference,
 )
+from tutorial_rl.projection.dual import take
 
 F64 = torch.float64
 ROOT = Path(__file__).resolve().parents[1]
-PROPERTY = settings(max_examples=100, deadline=None)
+PROPERTY = settings(max_examples=50, deadline=None)
 
 
 # ----------------------------------------------------------------------------- problem makers
@@ -86,6 +90,31 @@ def stable(u: torch.Tensor, A: torch.Tensor, b: torch.Tensor, h: float = 1e-3) -
         du[:, j] = sign * h
         keep &= (active_set(u + du, A, b) == act).all(1)
     return keep
+
+
+def central_differences(u: torch.Tensor, A: torch.Tensor, b: torch.Tensor,
+                        h: float = 1e-6) -> torch.Tensor:
+    """[B, m, m] central finite differences of Φ at u."""
+    cols = [
+        (project_polytope(u + h * e, A, b) - project_polytope(u - h * e, A, b)) / (2 * h)
+        for e in torch.eye(u.shape[1], dtype=F64)
+    ]
+    return torch.stack(cols, -1)
+
+
+def clarabel(u: torch.Tensor, A: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """The projection by cvxpy + Clarabel at tight tolerances (the independent reference)."""
+    import cvxpy as cp
+
+    v = cp.Variable(len(u))
+    problem = cp.Problem(cp.Minimize(cp.sum_squares(v - u.numpy())), [A.numpy() @ v <= b.numpy()])
+    for tol in (1e-12, 1e-10, 1e-9):  # Clarabel can stall at the tightest tolerance
+        try:
+            problem.solve(solver=cp.CLARABEL, tol_gap_abs=tol, tol_gap_rel=tol, tol_feas=tol)
+            return torch.as_tensor(v.value, dtype=F64)
+        except cp.error.SolverError:
+            continue
+    raise AssertionError("Clarabel failed on the reference problem")
 
 
 floats = st.floats  # short alias for the strategies below
@@ -278,13 +307,13 @@ SQUARE = (
 )
 
 
-def test_tie_breaking_prefers_the_smallest_active_set():
+def test_boundary_points_get_the_locally_active_face():
     A, b = SQUARE
     u = torch.tensor(
         [
             [1.0, 0.5],  # feasible, on a face: no active set, Jacobian I
-            [1.0, 1.0],  # feasible vertex: still I
-            [1.0, 3.0],  # projects onto the vertex (1, 1) along the face normal: face Jacobian
+            [1.0, 1.0],  # feasible vertex: still I (no row carries a multiplier)
+            [1.0, 3.0],  # onto the vertex (1, 1) along e2: x <= 1 is active with multiplier 0
             [3.0, 2.0],  # inside the vertex's normal cone: vertex Jacobian 0
         ],
         dtype=F64,
@@ -305,21 +334,27 @@ def test_tie_breaking_prefers_the_smallest_active_set():
 
 
 def test_degenerate_vertex_three_constraints():
+    """Issue 13's counterexample: x <= 1, y <= 1 and x + y <= 2 all pass through (1, 1)."""
     A, b = SQUARE
     A = torch.cat([A, torch.tensor([[1.0, 1.0]], dtype=F64)])  # x + y <= 2 also passes (1, 1)
     b = torch.cat([b, torch.tensor([2.0], dtype=F64)])
-    u = torch.tensor([[2.0, 3.0], [3.0, 3.0], [1.5, 0.5], [2.0, 1.5]], dtype=F64)
+    u = torch.tensor([[2.0, 3.0], [3.0, 3.0], [1.5, 0.5], [2.0, 1.5], [1.0, 3.0]], dtype=F64)
     p = project_polytope(u, A, b)
     torch.testing.assert_close(
-        p, torch.tensor([[1.0, 1.0], [1.0, 1.0], [1.0, 0.5], [1.0, 1.0]], dtype=F64)
+        p, torch.tensor([[1.0, 1.0], [1.0, 1.0], [1.0, 0.5], [1.0, 1.0], [1.0, 1.0]], dtype=F64)
     )
     J = batch_jacobian(lambda x: project_polytope(x, A, b), u)
     assert torch.isfinite(J).all()
-    torch.testing.assert_close(J[[0, 3]], torch.zeros(2, 2, 2, dtype=F64))
+    # (3, 3) − (1, 1) lies inside the vertex's normal cone: Φ is locally constant, J = 0 (the
+    # smallest-set rule returned I − nnᵀ of x + y <= 2 here). Every other point likewise.
+    torch.testing.assert_close(J[[0, 1, 3]], torch.zeros(3, 2, 2, dtype=F64), rtol=0, atol=1e-12)
     torch.testing.assert_close(J[2], torch.tensor([[0.0, 0.0], [0.0, 1.0]], dtype=F64))
-    # (3, 3) − (1, 1) is normal to x + y <= 2 alone: the smallest active set is that face.
-    torch.testing.assert_close(J[1], torch.tensor([[0.5, -0.5], [-0.5, 0.5]], dtype=F64))
-    assert (active_set(u, A, b).sum(1) <= 2).all()  # never more rows than the dimension
+    # (1, 3): the correction is along e2 alone, so the face y <= 1 (a kink: a limiting Jacobian)
+    torch.testing.assert_close(J[4], torch.tensor([[1.0, 0.0], [0.0, 0.0]], dtype=F64))
+    torch.testing.assert_close(J[:4], central_differences(u[:4], A, b), rtol=0, atol=1e-7)
+    torch.testing.assert_close(projection_jacobian(u, A, b), J, rtol=0, atol=1e-12)
+    assert active_set(u, A, b)[1].tolist() == [True, True, False, False, True]
+    assert active_set(u, A, b)[4].tolist() == [False, True, False, False, False]
 
 
 def test_redundant_constraints():
@@ -442,7 +477,7 @@ def _bad_cases():
 @pytest.mark.parametrize("case", range(len(_bad_cases())))
 def test_bad_inputs_raise_before_any_solver(case, method, monkeypatch):
     args, error, match = _bad_cases()[case]
-    monkeypatch.setattr(P, "_layer", lambda *a: pytest.fail("the solver was reached"))
+    monkeypatch.setattr(reference, "_layer", lambda *a: pytest.fail("the solver was reached"))
     with pytest.raises(error, match=match):
         project_polytope(*args, method=method)
 
@@ -451,7 +486,7 @@ def test_bad_inputs_raise_before_any_solver(case, method, monkeypatch):
 def test_empty_polytope_names_its_batch_index(method, monkeypatch):
     u, A, b = _square_batch()
     b[3, 0] = -1.0  # x <= -1 and x >= 0
-    monkeypatch.setattr(P, "_layer", lambda *a: pytest.fail("the solver was reached"))
+    monkeypatch.setattr(reference, "_layer", lambda *a: pytest.fail("the solver was reached"))
     with pytest.raises(InfeasibleSetError, match=r"empty for 1 of 6 .*indices \[3\]"):
         project_polytope(u, A, b, method=method)
     for fn in (active_set, projection_jacobian):
@@ -467,14 +502,20 @@ def test_cvxpylayers_solver_error_beyond_the_enumeration_limit():
         project_polytope(torch.zeros(3, 2, dtype=F64), A, b, method="cvxpylayers")
 
 
-def test_unknown_method_and_too_large_enumeration():
+def test_unknown_method_and_large_problems():
     A, b = SQUARE
     u = torch.zeros(1, 2, dtype=F64)
     with pytest.raises(ValueError, match=r"unknown method 'qp'; valid methods: 'exact', 'cvxpy"):
         project_polytope(u, A, b, method="qp")
-    A, b = random_polygons(1, 300)
-    with pytest.raises(ValueError, match=r"45151 for k=300 .* m=2: k<=199.*cvxpylayers"):
-        project_polytope(u, A, b)
+    # 300 faces: beyond the enumeration's table (which says so), fine for the exact method
+    A, b = random_polygons(2, 300)
+    u = 3 * torch.randn(2, 2, dtype=F64, generator=torch.Generator().manual_seed(3))
+    with pytest.raises(ValueError, match=r"45151 for k=300 .* m=2: k<=199"):
+        enumeration.select(u, A, b)
+    out = project_polytope(u, A, b)
+    for i in range(2):
+        ref = clarabel(u[i], A[i], b[i])
+        torch.testing.assert_close(out[i], ref, rtol=0, atol=1e-7)
 
 
 # ----------------------------------------------------------------------------- benchmark
@@ -491,8 +532,9 @@ def test_benchmark_script_runs_quick(capsys):
         rows = module.main(["--quick"])
     finally:
         torch.set_num_threads(threads)
-    assert rows and rows[0]["max_abs_diff"] <= 1e-6
-    assert "cvxpylayers" in capsys.readouterr().out
+    assert rows and rows[0]["diff"] <= 1e-6 and rows[0]["exact_ms"] > 0
+    out = capsys.readouterr().out
+    assert "cvxpylayers" in out and "exact" in out
 
 
 def test_interval_fast_path_matches_the_enumeration() -> None:
@@ -525,3 +567,290 @@ def test_interval_fast_path_names_the_empty_batch_element() -> None:
     b = torch.tensor([[1.0, 1.0], [1.0, 1.0], [-1.0, -1.0]], dtype=torch.float64)
     with pytest.raises(InfeasibleSetError, match=r"batch index/indices \[2\]"):
         project_polytope(torch.zeros(3, 1, dtype=torch.float64), A, b)
+
+
+# ----------------------------------------------------------------------------- any dimension
+
+
+@st.composite
+def polytopes(draw):
+    """One polytope {A v <= b} in m = 1..12 with its defects, and proposals [B, m].
+
+    Random unit normals (not necessarily surrounding the origin: unbounded polyhedra occur) at
+    0.1-2 from a centre, plus what the draw adds: a duplicate row, a scaled copy, a row that is
+    the sum of two others (dependent), a redundant row far out, a redundant row through a vertex
+    region, a thin wedge (a copy rotated by 1e-4 rad); proposals far out, near, and inside.
+    """
+    m = draw(st.integers(1, 12))
+    k = draw(st.integers(1, 3 * m + 4))
+    seed = draw(st.integers(0, 2**31 - 1))
+    g = torch.Generator().manual_seed(seed)
+    A = torch.randn(k, m, dtype=F64, generator=g)
+    A = A / A.norm(dim=1, keepdim=True)
+    centre = torch.randn(m, dtype=F64, generator=g)
+    b = A @ centre + 0.1 + 1.9 * torch.rand(k, dtype=F64, generator=g)
+    extra_A, extra_b = [], []
+    if draw(st.booleans()):  # duplicate and scaled rows
+        extra_A += [A[0], 3 * A[0]]
+        extra_b += [b[0], 3 * b[0]]
+    if k >= 2 and draw(st.booleans()):  # dependent: the sum of two rows (implied, touching)
+        extra_A.append(A[0] + A[1])
+        extra_b.append(b[0] + b[1])
+    if draw(st.booleans()):  # redundant, far out
+        extra_A.append(A[-1])
+        extra_b.append(b[-1] + 5.0)
+    if m >= 2 and draw(st.booleans()):  # a thin wedge: a_0 rotated by 1e-4 rad, same point
+        t = torch.randn(m, dtype=F64, generator=g)
+        t = t - (t @ A[0]) * A[0]
+        a = math.cos(1e-4) * A[0] + math.sin(1e-4) * t / t.norm()
+        extra_A.append(a)
+        extra_b.append(a @ (centre + (b[0] - A[0] @ centre) * A[0]))  # through a point of row 0
+    if extra_A:
+        A = torch.cat([A, torch.stack(extra_A)])
+        b = torch.cat([b, torch.stack(extra_b)])
+    B = draw(st.integers(1, 3))
+    scale = torch.tensor([4.0, 1.0, 0.05], dtype=F64)[:B, None]
+    u = centre + scale * torch.randn(B, m, dtype=F64, generator=g)
+    return u, A, b
+
+
+@settings(max_examples=60, deadline=None)
+@given(polytopes())
+def test_matches_clarabel_in_any_dimension(prob):
+    u, A, b = prob
+    out = project_polytope(u, A, b)
+    for i in range(len(u)):
+        torch.testing.assert_close(out[i], clarabel(u[i], A, b), rtol=0, atol=1e-7)
+    assert is_feasible(out, A, b).all()
+    # the Jacobian is a symmetric idempotent (an orthogonal projector), and a limit of true ones
+    J = projection_jacobian(u, A, b)
+    torch.testing.assert_close(J, J.mT, rtol=0, atol=1e-12)
+    torch.testing.assert_close(J @ J, J, rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("m", [3, 6, 9])
+def test_dual_method_agrees_with_the_enumeration(m, monkeypatch):
+    k = {3: 9, 6: 10, 9: 11}[m]
+    g = torch.Generator().manual_seed(m)
+    A = torch.randn(16, k, m, dtype=F64, generator=g)
+    b = 0.2 + torch.rand(16, k, dtype=F64, generator=g)
+    u = 2 * torch.randn(16, m, dtype=F64, generator=g)
+    if not enumeration.fits(k, m):
+        pytest.skip("enumeration table too large")
+    monkeypatch.setattr(core, "ENUMERATION_MAX_WORK", 0)
+    dual_out, dual_J = project_polytope(u, A, b), projection_jacobian(u, A, b)
+    monkeypatch.setattr(core, "ENUMERATION_MAX_WORK", 10**12)
+    torch.testing.assert_close(project_polytope(u, A, b), dual_out, rtol=0, atol=1e-10)
+    torch.testing.assert_close(projection_jacobian(u, A, b), dual_J, rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("m", [4, 6])
+def test_high_dimensional_jacobians_match_finite_differences_and_cvxpylayers(m):
+    g = torch.Generator().manual_seed(10 + m)
+    k = 3 * m
+    A = torch.randn(6, k, m, dtype=F64, generator=g)
+    A = A / A.norm(dim=-1, keepdim=True)
+    b = 0.3 + torch.rand(6, k, dtype=F64, generator=g)
+    u = 2 * torch.randn(6, m, dtype=F64, generator=g)
+    keep = stable(u, A, b, h=1e-4)
+    u, A, b = u[keep], A[keep], b[keep]
+    assert len(u) >= 3
+    J = batch_jacobian(lambda x: project_polytope(x, A, b), u)
+    torch.testing.assert_close(J, central_differences(u, A, b), rtol=0, atol=1e-6)
+    J_ref = batch_jacobian(lambda x: project_polytope(x, A, b, method="cvxpylayers"), u)
+    torch.testing.assert_close(J, J_ref, rtol=0, atol=1e-4)
+    ranks = torch.linalg.matrix_rank(J, atol=1e-9, rtol=0.0)
+    assert (ranks == m - active_set(u, A, b).sum(1)).all()
+
+
+def test_high_dimensional_gradients_wrt_A_and_b_match_finite_differences():
+    g = torch.Generator().manual_seed(5)
+    m, k = 5, 10
+    A = torch.randn(4, k, m, dtype=F64, generator=g)
+    b = 0.3 + torch.rand(4, k, dtype=F64, generator=g)
+    u = 2 * torch.randn(4, m, dtype=F64, generator=g)
+    keep = stable(u, A, b, h=1e-4)
+    u, A, b = u[keep], A[keep], b[keep]
+    w = torch.randn_like(u)
+
+    def loss(A_, b_):
+        return (project_polytope(u, A_, b_) * w).sum()
+
+    A_ = A.clone().requires_grad_(True)
+    b_ = b.clone().requires_grad_(True)
+    gA, gb = torch.autograd.grad(loss(A_, b_), (A_, b_))
+    h = 1e-6
+    for j in range(k):  # one row per step, all elements at once (they are independent)
+        e = torch.zeros_like(b)
+        e[:, j] = h
+        fd = (loss(A, b + e) - loss(A, b - e)) / (2 * h)
+        torch.testing.assert_close(gb[:, j].sum(), fd, rtol=0, atol=1e-6)
+        E = torch.zeros_like(A)
+        E[:, j, j % m] = h
+        fd = (loss(A + E, b) - loss(A - E, b)) / (2 * h)
+        torch.testing.assert_close(gA[:, j, j % m].sum(), fd, rtol=0, atol=1e-6)
+    # a shared A (one polytope for the batch) accumulates the batch's gradients
+    A1 = A[0].clone().requires_grad_(True)
+    (gA1,) = torch.autograd.grad((project_polytope(u, A1, b) * w).sum(), A1)
+    A2 = A[0].expand(len(u), k, m).clone().requires_grad_(True)
+    (gA2,) = torch.autograd.grad((project_polytope(u, A2, b) * w).sum(), A2)
+    torch.testing.assert_close(gA1, gA2.sum(0))
+
+
+def _wedge(theta: float, m: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Two rows theta rad apart through the vertex v, closed by a box; and their bisector."""
+    g = torch.Generator().manual_seed(m)
+    a1 = torch.randn(m, dtype=F64, generator=g)
+    a1 = a1 / a1.norm()
+    t = torch.randn(m, dtype=F64, generator=g)
+    t = (t - (t @ a1) * a1) / (t - (t @ a1) * a1).norm()
+    a2 = math.cos(theta) * a1 + math.sin(theta) * t
+    v = 0.3 * torch.randn(m, dtype=F64, generator=g)
+    A = torch.cat([torch.stack([a1, a2]), -torch.eye(m, dtype=F64)])
+    b = torch.cat([torch.stack([a1 @ v, a2 @ v]), torch.full((m,), 3.0, dtype=F64)])
+    return A, b, v, (a1 + a2) / (a1 + a2).norm()
+
+
+@pytest.mark.parametrize("m", [2, 3, 6])
+def test_thin_wedges_are_exact(m):
+    """Two rows 1e-4 rad apart: inside their normal cone Φ is the vertex's face, exactly."""
+    A, b, v, bisector = _wedge(1e-4, m)
+    u = v + torch.tensor([0.01, 0.1, 1.0, 10.0], dtype=F64)[:, None] * bisector
+    p = project_polytope(u, A, b)
+    # the face {a1ᵀx = b1, a2ᵀx = b2} through v: in 2-D the vertex itself
+    torch.testing.assert_close(A[:2] @ p.T, b[:2, None].expand(2, 4), rtol=0, atol=1e-12)
+    assert (active_set(u, A, b)[:, :2]).all()
+    J = projection_jacobian(u, A, b)
+    ranks = torch.linalg.matrix_rank(J, atol=1e-9, rtol=0.0)
+    assert ranks.tolist() == [m - 2] * 4
+    if m == 2:  # to float64's conditioning: eps / 1e-4 rad times the distance 10
+        torch.testing.assert_close(p, v.expand(4, 2), rtol=0, atol=1e-10)
+    # finite differences need steps inside the cone (R θ / 2 wide) yet far above the point's
+    # rounding (about eps / θ): at R = 1 and 10, steps of 1e-5
+    fd = central_differences(u[2:], A, b, h=1e-5)
+    torch.testing.assert_close(J[2:], fd, rtol=0, atol=1e-5)
+
+
+def test_degenerate_points_in_three_dimensions_match_finite_differences():
+    """A pyramid apex (four planes through a point) and an edge with a redundant third plane."""
+    apex = torch.tensor([[1.0, 0.0, 1.0], [-1.0, 0.0, 1.0], [0.0, 1.0, 1.0], [0.0, -1.0, 1.0],
+                         [0.0, 0.0, -1.0]], dtype=F64)
+    b_apex = torch.tensor([0.0, 0.0, 0.0, 0.0, 2.0], dtype=F64)  # apex at the origin
+    u = torch.tensor([[0.1, 0.2, 3.0], [0.0, 0.0, 1.0]], dtype=F64)  # inside the apex's cone
+    torch.testing.assert_close(project_polytope(u, apex, b_apex), torch.zeros(2, 3, dtype=F64))
+    J = projection_jacobian(u, apex, b_apex)
+    torch.testing.assert_close(J, torch.zeros(2, 3, 3, dtype=F64), rtol=0, atol=1e-12)
+    torch.testing.assert_close(J, central_differences(u, apex, b_apex), rtol=0, atol=1e-7)
+    # x <= 0, y <= 0 meet in the z axis; x + y <= 0 contains it (redundant there)
+    A = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [1.0, 1.0, 0.0]], dtype=F64)
+    b = torch.zeros(3, dtype=F64)
+    u = torch.tensor([[2.0, 2.0, 0.5], [1.0, 3.0, -1.0], [0.0, 3.0, 0.0]], dtype=F64)
+    J = projection_jacobian(u, A, b)
+    edge = torch.diag(torch.tensor([0.0, 0.0, 1.0], dtype=F64))
+    torch.testing.assert_close(J[:2], edge.expand(2, 3, 3), rtol=0, atol=1e-12)
+    torch.testing.assert_close(J[:2], central_differences(u[:2], A, b), rtol=0, atol=1e-7)
+    assert active_set(u, A, b)[:2].all()
+    # on the face y <= 0 alone (the edge of the wedge): its face Jacobian, a limiting one
+    torch.testing.assert_close(J[2], torch.diag(torch.tensor([1.0, 0.0, 1.0], dtype=F64)))
+
+
+@pytest.mark.parametrize("m", [3, 6])
+def test_empty_polytopes_name_their_batch_indices_in_any_dimension(m):
+    g = torch.Generator().manual_seed(m)
+    A = torch.randn(5, 2 * m, m, dtype=F64, generator=g)
+    b = 0.5 + torch.rand(5, 2 * m, dtype=F64, generator=g)
+    A[[1, 4], 0], A[[1, 4], 1] = A[[1, 4], 0], -A[[1, 4], 0]  # a x <= b0 and -a x <= b1 ...
+    b[[1, 4], 0], b[[1, 4], 1] = -1.0, -1.0  # ... with b0 + b1 < 0: empty
+    with pytest.raises(InfeasibleSetError, match=r"empty for 2 of 5 .*indices \[1, 4\]") as err:
+        project_polytope(torch.zeros(5, m, dtype=F64), A, b)
+    assert err.value.empty.tolist() == [False, True, False, False, True]
+
+
+def test_unverified_elements_go_to_the_fallbacks(monkeypatch):
+    """An iteration cap of one step leaves elements unfinished: the fallbacks must solve them."""
+    g = torch.Generator().manual_seed(7)
+    A = torch.randn(8, 12, 4, dtype=F64, generator=g)
+    b = 0.3 + torch.rand(8, 12, dtype=F64, generator=g)
+    u = 3 * torch.randn(8, 4, dtype=F64, generator=g)
+    monkeypatch.setattr(core, "ENUMERATION_MAX_WORK", 0)  # the dual method for every size
+    expected = project_polytope(u, A, b)
+    original = core.dual_active_set
+    calls = []
+
+    def capped(*args, **kwargs):
+        calls.append(kwargs.get("max_iter"))
+        if len(calls) == 1:
+            kwargs["max_iter"] = 1
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(core, "dual_active_set", capped)
+    torch.testing.assert_close(project_polytope(u, A, b), expected, rtol=0, atol=1e-12)
+    assert len(calls) == 2  # the first run, then the fallback with more iterations
+
+
+def test_float32_and_shared_b_in_higher_dimensions():
+    g = torch.Generator().manual_seed(2)
+    A = torch.randn(6, 15, 5, generator=g)
+    b = 0.5 + torch.rand(15, generator=g)  # one b for the batch, one A per element
+    u = (3 * torch.randn(6, 5, generator=g)).requires_grad_(True)
+    out = project_polytope(u, A, b)
+    assert out.dtype == torch.float32 and out.shape == (6, 5)
+    out.sum().backward()
+    assert u.grad.dtype == torch.float32 and torch.isfinite(u.grad).all()
+    ref = project_polytope(u.detach().double(), A.double(), b.double())
+    torch.testing.assert_close(out.double(), ref, rtol=0, atol=1e-6)
+
+
+# ----------------------------------------------------------------------------- the tasks' sets
+
+
+def _task_sets(env_id: str, states: int = 24) -> tuple[torch.Tensor, torch.Tensor]:
+    """Safe action sets met along a random safe rollout, padded to one row count (0 v <= 1)."""
+    import gymnasium as gym
+
+    import tutorial_rl  # noqa: F401  (registers the environments)
+
+    env = gym.make(env_id).unwrapped
+    rng = np.random.default_rng(0)
+    env.reset(seed=0)
+    sets = []
+    for _ in range(states):
+        A, b = env.safe_action_set()
+        sets.append((A, b))
+        a = rng.uniform(-1, 1, env.action_space.shape)
+        if len(b) and not np.all(A @ a <= b):
+            a = project_polytope(torch.as_tensor(a), torch.as_tensor(A), torch.as_tensor(b))
+            a = a.numpy()
+        _, _, terminated, truncated, _ = env.step(a)
+        if terminated or truncated:
+            env.reset(seed=int(rng.integers(1000)))
+    k = max(len(b) for _, b in sets)
+    A = torch.zeros(len(sets), k, sets[0][0].shape[1], dtype=F64)
+    b = torch.ones(len(sets), k, dtype=F64)
+    for i, (Ai, bi) in enumerate(sets):
+        A[i, : len(bi)], b[i, : len(bi)] = torch.as_tensor(Ai), torch.as_tensor(bi)
+    return A, b
+
+
+@pytest.mark.parametrize("env_index", [0, 1, 2])
+def test_identical_to_the_enumeration_on_the_tasks_sets(env_index, monkeypatch):
+    """The course's three tasks: the same projections and Jacobians as the old default (the
+    enumeration alone, smallest-set rule), with the new rule and the dual method."""
+    from tutorial_rl.envs import ENV_IDS
+
+    A, b = _task_sets(list(ENV_IDS)[env_index])
+    g = torch.Generator().manual_seed(env_index)
+    u = 1.5 * torch.randn(len(A), 8, A.shape[-1], dtype=F64, generator=g)
+    u, A, b = u.reshape(-1, A.shape[-1]), A.repeat_interleave(8, 0), b.repeat_interleave(8, 0)
+    old = enumeration.select(u, A, b).rows  # the old default: the smallest-set rule
+    mask = old < A.shape[1]
+    rows = old.clamp_max(A.shape[1] - 1)
+    As, bs = take(A, rows) * mask[..., None], take(b, rows) * mask
+    G = As @ As.mT + torch.diag_embed((~mask).to(F64))
+    lam = torch.linalg.solve(G, (As @ u[..., None]).squeeze(-1) - bs)
+    old_x = u - (As.mT @ lam[..., None]).squeeze(-1)
+    old_J = torch.eye(A.shape[-1], dtype=F64) - As.mT @ torch.linalg.solve(G, As)
+    for work in (0, 10**12):  # the dual method and the enumeration path
+        monkeypatch.setattr(core, "ENUMERATION_MAX_WORK", work)
+        torch.testing.assert_close(project_polytope(u, A, b), old_x, rtol=0, atol=1e-10)
+        torch.testing.assert_close(projection_jacobian(u, A, b), old_J, rtol=0, atol=1e-9)

@@ -41,7 +41,8 @@ class JacobianComparison:
     """dΦ/dũ at one point: the package's rule, cvxpylayers/diffcp, and the nearby pieces.
 
     ``pieces``: the distinct Jacobians at points a distance ``radius`` around the point (the
-    limiting Jacobians, whose set is the B-subdifferential of the piecewise-affine Φ there);
+    limiting Jacobians, whose set is the B-subdifferential of the piecewise-affine Φ there; the
+    package's rule returns the one of largest rank);
     ``exact_piece`` / ``cvx_piece``: which of them each method returned (−1: none).
     """
 
@@ -63,9 +64,12 @@ class JacobianComparison:
 
 def compare_jacobians(A: np.ndarray, b: np.ndarray, points: dict[str, np.ndarray],
                       radius: float = 1e-5, directions: int = 72) -> list[JacobianComparison]:
-    """Exact active-set Jacobian vs cvxpylayers (diffcp) at each named point.
+    """The package's Jacobian vs cvxpylayers (diffcp) at each named point.
 
-    Chapter 6, section "Which Jacobian at a boundary point?" (the review's first objection);
+    The package returns the Jacobian of the locally active face (the rows with a positive KKT
+    multiplier; :mod:`tutorial_rl.projection.face`), a limiting Jacobian, so ``exact_piece`` is
+    always one of ``pieces``. Chapter 6, section "Which Jacobian at a boundary point?" (the
+    review's first objection);
     DESIGN.md §3 (sensitivity) and §6 (reference). ``radius`` and ``directions`` define the ring
     of nearby points whose Jacobians are the adjacent pieces.
     """

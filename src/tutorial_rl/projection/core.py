@@ -1,0 +1,273 @@
+"""Identify, polish and verify the active set of the projection, then apply the face rule.
+
+Chapter 1 (chapters/01_projection.py), "A fast exact projection for any action dimension";
+:func:`identify` is the whole exact method short of autograd:
+
+1. an active set: the candidate enumeration (:mod:`~tutorial_rl.projection.enumeration`) for
+   the tiny problems where it is fastest, the batched dual active-set method
+   (:mod:`~tutorial_rl.projection.dual`) for everything else;
+2. polish: the KKT system on that set, solved afresh in float64;
+3. verify, per element, to the tolerance tol = VERIFY_RTOL · (1 + ‖u‖∞ + max_i |b_i|/‖a_i‖) (a
+   distance; rows are scaled to unit norm): primal feasibility (every row violated by at most
+   tol), multiplier signs (λ >= −tol), complementarity (every row of the set within tol of
+   equality) and stationarity (‖u − x − A_Sᵀλ‖∞ <= tol);
+4. elements that fail go to fallbacks in turn: more iterations; the enumeration where it fits;
+   Clarabel (cvxpy) followed by the same polish and verification. An element that still fails
+   raises a ``RuntimeError``: an unverified point is never returned. Emptiness certificates of
+   the dual method are confirmed by an LP (HiGHS) before ``InfeasibleSetError`` is raised;
+5. the rule for degenerate points (:mod:`~tutorial_rl.projection.face`): the rows with a positive
+   multiplier, and a basis of them, which defines the Jacobian.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from tutorial_rl._validation import InfeasibleSetError, empty_polytope_message
+from tutorial_rl.projection import enumeration
+from tutorial_rl.projection.dual import (
+    ADD_RTOL,
+    DEPENDENT_TOL,
+    EMPTY,
+    SOLVED,
+    dual_active_set,
+    residuals,
+    take,
+)
+from tutorial_rl.projection.face import degenerate, face_basis, polish, strong_rows
+
+__all__ = ["VERIFY_RTOL", "Identified", "identify", "normalise"]
+
+VERIFY_RTOL = 1e-9
+# Where the enumeration is faster than the dual method (benchmarks/projection.py, 1 thread): its
+# work is B × candidates × (k + 1); the dual method's is dominated by a fixed cost per iteration.
+# m = 2: k <= 15 at B = 256, k <= 5 at B = 4096. For m >= 3 every candidate needs an LU: a tenth
+# of the budget (m = 4: k <= 5 at B = 256, k <= 16 at B = 1; m = 6: k <= 12 at B = 1).
+ENUMERATION_MAX_WORK = 500_000
+
+
+class Identified(NamedTuple):
+    """The result of :func:`identify` (float64, no autograd)."""
+
+    rows: Tensor  # [B, m] a basis of the locally active face's rows (slots; k = empty)
+    face: Tensor  # [B, k] bool: the rows with a positive multiplier (the rule's I₊)
+    x: Tensor  # [B, m] the verified projection
+
+
+def normalise(u: Tensor, A: Tensor, b: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Unit rows with a zero padding row k: An [1|B, k+1, m], bn [1|B, k+1], and the scale [B].
+
+    A zero row (0 <= b_i, already validated) gets b = +inf: it can never bind.
+    """
+    norms = A.norm(dim=-1)
+    inv = torch.where(norms > 0, 1 / norms.clamp_min(1e-300), 0.0)
+    An = torch.cat([A * inv[..., None], A.new_zeros(A.shape[0], 1, A.shape[-1])], 1)
+    bn = torch.where(norms > 0, b * inv, torch.inf)
+    big = torch.where(torch.isinf(bn), 0.0, bn).abs().amax(-1) if bn.shape[-1] else bn.new_zeros(
+        bn.shape[0])
+    bn = torch.cat([bn, bn.new_zeros(bn.shape[0], 1)], 1)
+    scale = 1 + u.abs().amax(-1) + big
+    return An, bn, scale
+
+
+def _verify(u: Tensor, x: Tensor, An: Tensor, bn: Tensor, slots: Tensor, lam: Tensor,
+            tol: Tensor) -> tuple[Tensor, Tensor]:
+    """KKT check of a polished point: (ok [B], residuals of the unit rows [B, k]).
+
+    Stationarity holds by construction (x = u − A_Sᵀλ); checked: primal feasibility, the signs
+    of the multipliers and complementarity (the rows of S within tol of equality).
+    """
+    k = An.shape[-2] - 1
+    res = residuals(An, bn, x)  # the padding row k has residual 0
+    ok = (res[:, :k].amax(1) <= tol) & (lam >= -tol[:, None]).all(1)
+    ok &= (res.gather(1, slots).abs() <= tol[:, None]).all(1)
+    return ok, res[:, :k]
+
+
+def _use_enumeration(k: int, m: int, B: int) -> bool:
+    """Whether the enumeration is the faster method here (benchmarks/projection.py)."""
+    if not enumeration.fits(k, m):
+        return False
+    budget = ENUMERATION_MAX_WORK if m <= 2 else ENUMERATION_MAX_WORK // 10  # LU per candidate
+    return enumeration.candidate_count(k, m) * (k + 1) * max(B, 1) <= budget
+
+
+def _pad(sel: Tensor, m: int, fill: float) -> Tensor:
+    return torch.cat([sel, sel.new_full((sel.shape[0], m - sel.shape[1]), fill)], 1)
+
+
+def _sub(X: Tensor, idx: Tensor) -> Tensor:
+    return X if X.shape[0] == 1 else X[idx]
+
+
+def _raise_if_empty(A: Tensor, b: Tensor, B: int, certified: Tensor) -> Tensor:
+    """Confirm the dual method's emptiness certificates by LP; raise for the confirmed ones.
+
+    :returns: the certified elements the LP found nonempty (sent to the fallbacks).
+    """
+    from tutorial_rl.projection.reference import empty_by_lp
+
+    idx = certified.nonzero(as_tuple=True)[0]
+    confirmed = empty_by_lp(_sub(A, idx), _sub(b, idx), len(idx)).to(certified.device)
+    if bool(confirmed.any()):
+        empty = torch.zeros(B, dtype=torch.bool, device=certified.device)
+        empty[idx[confirmed]] = True
+        raise InfeasibleSetError(empty_polytope_message(empty), empty)
+    return certified
+
+
+def _clarabel_basis(u: Tensor, A: Tensor, b: Tensor, An: Tensor, scale: Tensor) -> Tensor:
+    """A KKT basis from an interior-point solution: active rows, NNLS multipliers, independent."""
+    from scipy.optimize import nnls
+
+    from tutorial_rl.projection.reference import clarabel_projection
+
+    B, m = u.shape
+    k = An.shape[-2] - 1
+    slots = torch.full((B, m), k, dtype=torch.long)
+    for i in range(B):
+        Ai, bi = A[i % A.shape[0]].numpy(), b[i % b.shape[0]].numpy()
+        xs = clarabel_projection(u[i].numpy(), Ai, bi)
+        if xs is None:
+            continue
+        Ani = An[i % An.shape[0], :k].numpy()
+        norms = np.linalg.norm(Ai, axis=1)
+        res = (Ai @ xs - bi) / np.where(norms > 0, norms, np.inf)
+        act = np.flatnonzero(np.abs(res) <= 1e-6 * float(scale[i]))
+        if len(act) == 0:
+            continue
+        lam, _ = nnls(Ani[act].T, u[i].numpy() - xs)
+        chosen: list[int] = []
+        for at in np.argsort(-lam):
+            if lam[at] <= 0 or len(chosen) == m:
+                break
+            row = int(act[at])
+            if np.linalg.matrix_rank(Ani[chosen + [row]], tol=1e-7) == len(chosen) + 1:
+                chosen.append(row)
+        slots[i, : len(chosen)] = torch.tensor(chosen, dtype=torch.long)
+    return slots
+
+
+def _fallback(u: Tensor, A: Tensor, b: Tensor, An: Tensor, bn: Tensor, scale: Tensor,
+              slots: Tensor, ok: Tensor) -> tuple[Tensor, Tensor]:
+    """Re-solve the elements that failed verification; returns (slots, ok) for the whole batch."""
+    B, m = u.shape
+    k = An.shape[-2] - 1
+    tol = VERIFY_RTOL * scale
+    stages = ["iterations", "enumeration", "clarabel"]
+    for stage in stages:
+        bad = (~ok).nonzero(as_tuple=True)[0]
+        if bad.numel() == 0:
+            break
+        ub, Ab, bb, Anb, bnb = u[bad], _sub(A, bad), _sub(b, bad), _sub(An, bad), _sub(bn, bad)
+        if stage == "iterations":
+            res = dual_active_set(ub, Anb, bnb, ADD_RTOL * scale[bad], max_iter=40 * (k + m) + 200,
+                                  refresh=1)
+            if bool((res.status == EMPTY).any()):
+                _raise_if_empty(Ab, bb, len(bad), res.status == EMPTY)
+            new, good = res.slots, res.status == SOLVED
+        elif stage == "enumeration":
+            if not enumeration.fits(k, m):
+                continue
+            new = _pad(enumeration.select(ub, Ab, bb).rows, m, k)
+            good = torch.ones_like(bad, dtype=torch.bool)
+        else:
+            new = _clarabel_basis(ub, Ab, bb, Anb, scale[bad])
+            good = torch.ones_like(bad, dtype=torch.bool)
+        x, lam = polish(ub, Anb, bnb, new)
+        good &= _verify(ub, x, Anb, bnb, new, lam, tol[bad])[0]
+        slots[bad[good]] = new[good]
+        ok[bad[good]] = True
+    if not bool(ok.all()):
+        raise RuntimeError(
+            f"the exact projection could not be verified (KKT to {VERIFY_RTOL:g} x scale) for "
+            f"batch indices {(~ok).nonzero().flatten().tolist()[:5]}, even after its fallbacks; "
+            "the problem is numerically degenerate beyond float64 (e.g. rows within 1e-7 rad)"
+        )
+    return slots, ok
+
+
+@torch.no_grad()
+def identify(u: Tensor, A: Tensor, b: Tensor, need_face: bool = True) -> Identified:
+    """The verified projection of u [B, m] onto {A v <= b} (A [1|B, k, m], b [1|B, k], float64),
+    with the rows of its locally active face and a basis of them (see the module docstring).
+    ``need_face=False``: only the basis (and x) is needed, which saves work at some ties.
+
+    :raises InfeasibleSetError: empty polytopes (their batch indices named).
+    :raises RuntimeError: an element no method could verify (never seen in the tests).
+    """
+    B, m = u.shape
+    k = A.shape[-2]
+    if k == 0 or B == 0:
+        return Identified(torch.full((B, m), k, dtype=torch.long, device=u.device),
+                          torch.zeros(B, k, dtype=torch.bool, device=u.device), u.clone())
+    if _use_enumeration(k, m, B):
+        # The winning candidate's KKT solve is already done (float64, unit rows); feasibility
+        # was checked for every candidate, so only the multiplier signs remain to verify.
+        sel = enumeration.select(u, A, b)
+        slots, lam, res, x = _pad(sel.rows, m, k), _pad(sel.lam, m, 0.0), sel.res, sel.x
+        tol = sel.tol  # VERIFY_RTOL · scale, computed alike
+        ok = (sel.lam >= -tol[:, None]).all(1)
+        if bool(ok.all()):  # the face rule, normalised rows only where degenerate
+            T, face, extra = strong_rows(slots, lam, res, tol)
+            face, flagged = degenerate(T, face, extra, need_face)
+            if m == 2 and not need_face and bool(flagged.any()):
+                flagged &= ~_single_outside_2d(A, T, extra, flagged)
+            if not bool(flagged.any()):  # the common case: done
+                return Identified(T, face, x)
+            fi = flagged.nonzero(as_tuple=True)[0]
+            Af, bf, _ = normalise(u[fi], _sub(A, fi), _sub(b, fi))
+            rows_f, face[fi] = face_basis(u[fi], x[fi], Af, slots[fi], lam[fi], res[fi], tol[fi])
+            T[fi] = _checked(u[fi], x[fi], Af, bf, slots[fi], rows_f, tol[fi])
+            return Identified(T, face, x)
+        An, bn, scale = normalise(u, A, b)
+    else:
+        An, bn, scale = normalise(u, A, b)
+        tol = VERIFY_RTOL * scale
+        dual = dual_active_set(u, An, bn, ADD_RTOL * scale)
+        slots = dual.slots
+        if bool((dual.status == EMPTY).any()):
+            _raise_if_empty(A, b, B, dual.status == EMPTY)
+        x, lam = polish(u, An, bn, slots)
+        ok, res = _verify(u, x, An, bn, slots, lam, tol)
+        ok &= dual.status == SOLVED
+    if not bool(ok.all()):
+        slots, _ = _fallback(u, A, b, An, bn, scale, slots, ok)
+        x, lam = polish(u, An, bn, slots)
+        res = residuals(An, bn, x)[:, :k]
+    rows, face = face_basis(u, x, An, slots, lam, res, tol, need_face)
+    return Identified(_checked(u, x, An, bn, slots, rows, tol), face, x)
+
+
+def _single_outside_2d(A: Tensor, T: Tensor, extra: Tensor, flagged: Tensor) -> Tensor:
+    """m = 2, one row t in T: at most one extra active row is not parallel to t, so the basis is T
+    (see :func:`~tutorial_rl.projection.face.degenerate`). A cross product instead of the general
+    span test: the course's 2-D sets meet this at every saturated action on a flat set."""
+    k = A.shape[-2]
+    one = flagged & ((T < k).sum(1) == 1)
+    if not bool(one.any()):
+        return one
+    t_row = torch.where(T[:, 0] < k, T[:, 0], T[:, 1]).clamp_max(k - 1)
+    t = take(A, t_row[:, None])[:, 0] if A.shape[0] > 1 else A[0][t_row]  # [B, 2]
+    rows = A.expand(len(T), -1, -1)
+    cross = rows[..., 0] * t[:, None, 1] - rows[..., 1] * t[:, None, 0]
+    outside = cross.abs() > DEPENDENT_TOL * rows.norm(dim=-1) * t.norm(dim=-1, keepdim=True)
+    return one & ((extra & outside).sum(1) <= 1)
+
+
+def _checked(u: Tensor, x: Tensor, An: Tensor, bn: Tensor, slots: Tensor, rows: Tensor,
+             tol: Tensor) -> Tensor:
+    """The face basis, except where it holds rows beyond the basis S and fails to reproduce x
+    (it does in exact arithmetic): there S itself."""
+    k = An.shape[-2] - 1
+    changed = ~((rows[:, :, None] == slots[:, None, :]).any(-1) | (rows == k)).all(1)
+    if bool(changed.any()):
+        ci = changed.nonzero(as_tuple=True)[0]
+        x_face, _ = polish(u[ci], _sub(An, ci), _sub(bn, ci), rows[ci])
+        off = ci[(x_face - x[ci]).abs().amax(1) > tol[ci]]
+        rows[off] = slots[off]
+    return rows
