@@ -41,6 +41,7 @@ bench: install
 TUNE_JOBS ?= 2
 TUNE_TRIALS ?= 30
 TUNE_STUDIES := td3:pendulum a2c:pendulum td3:quadrotor a2c:quadrotor td3:seeker a2c:seeker
+tune: export TUTORIAL_RL_PROFILE = full
 tune: install
 	for job in $$(seq $(TUNE_JOBS)); do \
 	  ( for s in $(TUNE_STUDIES); do \

@@ -165,16 +165,21 @@ print(budget.to_string())
 # The committed studies, as they stand:
 
 # %%
-studies = load_studies(f"sqlite:///{results_dir() / 'tuning' / 'studies.db'}")
+tuning_dir = results_dir() / "tuning"
+studies_db = tuning_dir / "studies.db"
+studies = load_studies(f"sqlite:///{studies_db}") if studies_db.is_file() else {}
 rows = []
 for name, study in studies.items():
     counts = trial_counts(study)
     best = study.best_value if counts["complete"] else float("nan")
     rows.append({"study": name, **counts, "best mean return": best})
 summary = pd.DataFrame(rows).set_index("study") if rows else pd.DataFrame()
-print(summary.to_string(float_format=lambda v: f"{v:.2f}") if rows else "no studies yet")
-print()
-print(describe_invocations(results_dir() / "tuning"))
+if rows:
+    print(summary.to_string(float_format=lambda v: f"{v:.2f}"))
+    print()
+    print(describe_invocations(tuning_dir))
+else:
+    print("No study has been run yet: `make tune` starts all six (about six core-hours).")
 
 # %% [markdown]
 # A study's returns are those of the *unsafe* agent, with the termination penalty it pays for

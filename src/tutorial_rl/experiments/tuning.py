@@ -171,9 +171,19 @@ def _storage(url: str) -> Any:
                           heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(1))
 
 
+def pinned_overrides(algo: str) -> dict[str, Any]:
+    """What a trial pins besides the searched values: the ``paper`` profile's own overrides (TD3's
+    1,000 warm-up steps), so that trials train exactly as the grid's runs will, whatever
+    ``$TUTORIAL_RL_PROFILE`` says."""
+    from tutorial_rl.experiments.config import PROFILES
+
+    return dict(PROFILES["paper"].agent.get(algo, {}))
+
+
 def _protocol(algo: str, env: str, steps: int, seeds: Sequence[int]) -> dict[str, Any]:
     """What defines a study's trials: a resumed study must be continued with the same protocol."""
-    return {"algo": algo, "env": env, "mode": "unsafe", "steps_per_seed": int(steps),
+    return {"algo": algo, "env": env, "mode": "unsafe", "pinned": pinned_overrides(algo),
+            "steps_per_seed": int(steps),
             "seeds": [int(s) for s in seeds], "eval_seed": TUNING_EVAL_SEED,
             "evals_per_seed": EVALS_PER_SEED, "intermediate_episodes": INTERMEDIATE_EPISODES,
             "final_episodes": FINAL_EPISODES,
@@ -226,7 +236,7 @@ def _objective(algo: str, env: str, steps: int, seeds: Sequence[int]) -> Callabl
         return float(result["mean_return"])
 
     def objective(trial: Any) -> float:
-        overrides = params_to_overrides(_suggest(trial, algo))
+        overrides = {**pinned_overrides(algo), **params_to_overrides(_suggest(trial, algo))}
         finals = []
         start = time.perf_counter()
         for index, seed in enumerate(seeds):
