@@ -393,7 +393,7 @@ plt.show()
 # lies in that interior, $\Phi$ is affine with Jacobian $J$. So the package's $J$ is an element of
 # $\partial_B\Phi(\tilde u) \subseteq \partial_C\Phi(\tilde u)$, the unique one of largest rank
 # (the one-sided derivative from the "least constrained" side), and equal to $\nabla\Phi$ wherever
-# $\Phi$ is differentiable. That answers the review's objection exactly: at a kink the gradient
+# $\Phi$ is differentiable. That settles the question at kinks exactly: there the gradient
 # SP-RL backpropagates is a limiting Jacobian of the projection, chosen by a stated rule; it is
 # deterministic and does not depend on solver accuracy.
 #

@@ -43,7 +43,6 @@
 # %%
 import matplotlib.pyplot as plt
 import pandas as pd
-from myst_nb import glue
 
 from tutorial_rl.experiments import tuning
 from tutorial_rl.experiments.config import get_profile
@@ -186,7 +185,7 @@ else:
 # leaving the state limits, on the tuning evaluation seed; they are not comparable with the
 # safeguarded reference controllers above, only with each other.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Left: every complete trial's mean evaluation return (dots), the last evaluation of pruned trials (crosses) and the best so far (line). Right: which hyperparameters separate the best trials from the rest (PED-ANOVA importances). Only studies with at least three complete trials are shown.", "name": "fig-tuning-studies"}, "image": {"alt": "Per study, an optimisation history and a bar chart of hyperparameter importances"}}
 shown = [name for name, study in studies.items() if trial_counts(study)["complete"] >= 3]
 fig, axes = plt.subplots(max(1, len(shown)), 2, figsize=(12, 3.6 * max(1, len(shown))),
                          squeeze=False)
@@ -198,17 +197,9 @@ if not shown:
         ax.axis("off")
     axes[0][0].text(0.5, 0.5, "no study has three complete trials yet", ha="center")
 fig.tight_layout()
-glue("fig-tuning-studies", fig, display=False)
+plt.show()
 
 # %% [markdown]
-# ```{glue:figure} fig-tuning-studies
-# :name: fig-tuning-studies
-#
-# Left: every complete trial's mean evaluation return (dots) and the best so far (line); pruned
-# trials are not drawn. Right: which hyperparameters separate the best trials from the rest
-# (PED-ANOVA importances). Only studies with at least three complete trials are shown.
-# ```
-#
 # ## The tuned values of the `paper` profile
 #
 # `tutorial-rl tune-export` writes each study's best trial to one committed file,
