@@ -27,6 +27,7 @@ from tutorial_rl.agents.common import MITIGATIONS, MODES, ConfigError
 from tutorial_rl.experiments.commands import add_report_parser, add_sweep_parser
 from tutorial_rl.experiments.training import ALGOS, ENVS, RunConfig, evaluate, train
 from tutorial_rl.experiments.tune_commands import (
+    add_budget_curve_parser,
     add_reference_parser,
     add_tune_export_parser,
     add_tune_parser,
@@ -159,6 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_tune_parser(sub)
     add_tune_export_parser(sub)
     add_reference_parser(sub)
+    add_budget_curve_parser(sub)
     return parser
 
 

@@ -10,7 +10,8 @@ from typing import Any
 
 from tutorial_rl.experiments.training import ALGOS, ENVS
 
-__all__ = ["add_reference_parser", "add_tune_export_parser", "add_tune_parser"]
+__all__ = ["add_budget_curve_parser", "add_reference_parser", "add_tune_export_parser",
+           "add_tune_parser"]
 
 
 def _command(args: argparse.Namespace, names: tuple[str, ...]) -> str:
@@ -128,4 +129,49 @@ def _run_reference(args: argparse.Namespace) -> int:
               f"(constraint violations {zero['constraint_violations']}, "
               f"{ctrl['constraint_violations']})")
     print(f"-> {args.out}/reference.json")
+    return 0
+
+
+def add_budget_curve_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """``tutorial-rl budget-curve --algo A --env E [--steps N --every K --seeds S]``."""
+    from tutorial_rl.experiments.budget_curves import CURVE_EVALUATIONS
+    from tutorial_rl.experiments.tuning import TUNING_SEEDS
+
+    p = subparsers.add_parser(
+        "budget-curve", help="learning curve of the tuned unsafe baseline and the training "
+                             "budget read off it; write results/budgets/ALGO-ENV.json",
+        description="Train the unsafe baseline with the paper profile's (tuned) hyperparameters "
+                    "on the tuning seeds, evaluate it along the way on the tuning evaluation "
+                    "seed, and choose the budget where the curve has flattened.")
+    p.add_argument("--algo", required=True, choices=list(ALGOS), help="algorithm")
+    p.add_argument("--env", required=True, choices=list(ENVS), help="task")
+    p.add_argument("--steps", type=int, default=None,
+                   help="training steps per seed (default: CURVE_STEPS of the cell)")
+    p.add_argument("--every", type=int, default=None,
+                   help=f"steps between evaluations (default: steps / {CURVE_EVALUATIONS})")
+    p.add_argument("--seeds", type=_seeds, default=TUNING_SEEDS,
+                   help="comma-separated training seeds (default: the tuning seeds)")
+    p.add_argument("--episodes", type=int, default=10, help="episodes per evaluation")
+    p.add_argument("--out", default="results/budgets", help="folder of the curves")
+    p.set_defaults(run=_run_budget_curve)
+    return p
+
+
+def _run_budget_curve(args: argparse.Namespace) -> int:
+    from tutorial_rl.agents.common import ConfigError
+    from tutorial_rl.experiments.budget_curves import CURVE_EVALUATIONS, CURVE_STEPS, write_curve
+
+    cell = f"{args.algo}/{args.env}"
+    steps = args.steps if args.steps is not None else CURVE_STEPS.get(cell)
+    if steps is None:
+        raise ConfigError(f"no default curve length for {cell}; pass --steps "
+                          f"(defaults exist for {', '.join(CURVE_STEPS)})")
+    every = args.every if args.every is not None else max(1, steps // CURVE_EVALUATIONS)
+    args.steps, args.every = steps, every
+    command = _command(args, ("algo", "env", "steps", "every", "seeds", "episodes", "out"))
+    data = write_curve(args.algo, args.env, steps, args.seeds, every, args.episodes, args.out,
+                       command=command)
+    choice = data["choice"]
+    print(f"{cell}: plateau {choice['plateau']:.2f} reached at {choice['reached_at']:,} steps "
+          f"-> budget {choice['budget']:,} (flattened: {choice['flattened']})")
     return 0

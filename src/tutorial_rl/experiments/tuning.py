@@ -53,8 +53,8 @@ from tutorial_rl.experiments.training import ALGOS, ENVS, RunConfig, run_episode
 from tutorial_rl.provenance import invocations, provenance, write_json_atomic
 
 __all__ = ["DEFAULT_STORAGE", "SEARCH_SPACE", "TUNED_FILE", "TUNING_STEPS", "Param",
-           "best_overrides", "export_tuned", "load_tuned", "make_study", "params_to_overrides",
-           "run_study", "study_name"]
+           "best_overrides", "evaluate_unsafe", "export_tuned", "load_tuned", "make_study",
+           "params_to_overrides", "run_study", "study_name"]
 
 #: Where the six studies live (relative to the repository root).
 DEFAULT_STORAGE = "sqlite:///results/tuning/studies.db"
@@ -229,11 +229,7 @@ def _objective(algo: str, env: str, steps: int, seeds: Sequence[int]) -> Callabl
     every = max(1, steps // EVALS_PER_SEED)
 
     def evaluate_policy(agent: Any, episodes: int) -> float:
-        eval_env = ModeEnv(gym.make(ENVS[env], termination_penalty=_termination_penalty(env)),
-                           SafetyConfig("unsafe", "none"))
-        result = run_episodes(eval_env, lambda obs: agent.select_action(obs, explore=False),
-                              episodes, TUNING_EVAL_SEED)
-        return float(result["mean_return"])
+        return evaluate_unsafe(env, agent, episodes)
 
     def objective(trial: Any) -> float:
         overrides = {**pinned_overrides(algo), **params_to_overrides(_suggest(trial, algo))}
@@ -261,6 +257,16 @@ def _objective(algo: str, env: str, steps: int, seeds: Sequence[int]) -> Callabl
         return float(np.mean(finals))
 
     return objective
+
+
+def evaluate_unsafe(env: str, agent: Any, episodes: int) -> float:
+    """Mean return of ``agent``'s deterministic policy on the unsafe ``env`` over ``episodes``
+    episodes from :data:`TUNING_EVAL_SEED` (with the termination penalty it trains with)."""
+    eval_env = ModeEnv(gym.make(ENVS[env], termination_penalty=_termination_penalty(env)),
+                       SafetyConfig("unsafe", "none"))
+    result = run_episodes(eval_env, lambda obs: agent.select_action(obs, explore=False),
+                          episodes, TUNING_EVAL_SEED)
+    return float(result["mean_return"])
 
 
 def _termination_penalty(env: str) -> float:

@@ -16,7 +16,7 @@ from matplotlib.axes import Axes
 
 from tutorial_rl.experiments.tuning import DEFAULT_STORAGE, _storage
 
-__all__ = ["load_studies", "plot_history", "plot_importances", "trial_counts"]
+__all__ = ["load_studies", "plot_budget_curve", "plot_history", "plot_importances", "trial_counts"]
 
 
 def load_studies(storage: str = DEFAULT_STORAGE) -> dict[str, Any]:
@@ -91,3 +91,25 @@ def plot_importances(study: Any, ax: Axes | None = None) -> Axes:
     ax.set_xlabel("importance (PED-ANOVA)")
     ax.set_title(f"{study.study_name}: hyperparameter importances")
     return ax
+
+
+def plot_budget_curve(curve: dict[str, Any], ax: Axes) -> None:
+    """A learning curve of :mod:`~tutorial_rl.experiments.budget_curves`: each seed (thin), their
+    mean (thick), the plateau band the rule asks for and the budget it reads off (dashed)."""
+    import numpy as np
+
+    from tutorial_rl.experiments.budget_curves import PLATEAU_TOLERANCE
+
+    steps = np.asarray(curve["steps"]) / 1000
+    for seed, values in curve["returns"].items():
+        ax.plot(steps, values, lw=0.8, alpha=0.6, label=f"seed {seed}")
+    choice = curve["choice"]
+    ax.plot(steps, choice["mean_curve"], lw=2.2, color="black", label="mean over seeds")
+    ax.axhspan(choice["threshold"], choice["plateau"], color="tab:green", alpha=0.15,
+               label=f"within {PLATEAU_TOLERANCE:.0%} of the rise")
+    ax.axvline(choice["budget"] / 1000, ls="--", color="tab:red",
+               label=f"budget {choice['budget'] // 1000}k")
+    ax.set_xlabel("environment steps (thousands)")
+    ax.set_ylabel("mean evaluation return")
+    ax.set_title(f"{curve['algo'].upper()} on the {curve['env']} (unsafe, tuned)")
+    ax.legend(fontsize=8, loc="lower right")
