@@ -153,7 +153,10 @@ def jacobian_rank_grid(
     grid = torch.as_tensor(np.stack(np.meshgrid(u1, u2), axis=-1).reshape(-1, 2))
     jac = projection_jacobian(grid, torch.as_tensor(A, dtype=torch.float64),
                               torch.as_tensor(b, dtype=torch.float64))
-    rank = torch.linalg.matrix_rank(jac).numpy().reshape(resolution, resolution)
+    # an absolute tolerance: J is a projector (entries O(1)); a relative one reads a zero matrix
+    # with rounding noise (1e-16, at vertices of non-axis-aligned sets) as rank 2
+    rank = torch.linalg.matrix_rank(jac, atol=1e-9, rtol=0.0).numpy().reshape(resolution,
+                                                                              resolution)
     return u1, u2, rank
 
 

@@ -31,7 +31,7 @@ def describe_projection(A: np.ndarray, b: np.ndarray, unsafe_action: Sequence[fl
     b_t = torch.as_tensor(b, dtype=torch.float64)
     active = torch.nonzero(active_set(u, A_t, b_t)[0]).flatten().tolist()
     jac = projection_jacobian(u, A_t, b_t)[0]
-    rank = int(torch.linalg.matrix_rank(jac))
+    rank = int(torch.linalg.matrix_rank(jac, atol=1e-9, rtol=0.0))  # absolute: J is a projector
     jac_text = np.array2string(jac.numpy(), precision=2, suppress_small=True).replace("\n", "")
     return f"active constraints: {active or 'none'}; rank of dPhi/du: {rank}; dPhi/du = {jac_text}"
 

@@ -166,15 +166,6 @@ def plot_rank(result: AliasingResult, ax: Axes | None = None,
         _, ax = plt.subplots(figsize=(5.8, 4.8))
     with one_thread():  # tens of thousands of tiny projections
         plot_jacobian_rank(s.A, s.b, ax=ax, extent=extent, resolution=resolution)
-        g1 = np.linspace(extent[0], extent[1], resolution)
-        g2 = np.linspace(extent[2], extent[3], resolution)
-        grid = np.stack(np.meshgrid(g1, g2), -1).reshape(-1, 2)
-        counts = active_constraint_count(grid, s.A, s.b).reshape(resolution, resolution)
-    # plot_jacobian_rank takes torch.linalg.matrix_rank with its default *relative* tolerance,
-    # which reads a Jacobian that is zero up to rounding (1e-16, vertex wedges of sets with
-    # non-axis-aligned rows, e.g. the quadrotor's) as rank 2. The rank is exactly 2 - |S| for the
-    # (linearly independent) active set S, so the colours are set from S instead.
-    ax.collections[0].set_array(2 - counts)
     _box(ax)
     vertices = polygon_vertices(s.A, s.b)
     # the count at a proposal deep in each vertex cone = rows active at that vertex
