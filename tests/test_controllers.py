@@ -52,6 +52,15 @@ def test_reference_controllers_stay_safe_behind_the_safeguard(env: str) -> None:
     assert result["controller"]["mean"] > result["zero"]["mean"]
 
 
+def test_without_the_safeguard_the_seeker_controller_hits_obstacles() -> None:
+    """The PD-to-goal controller ignores the obstacles: the safeguard, not its design, keeps it
+    safe (the appendix's point), and a bad mode is refused by name."""
+    result = evaluate_references("seeker", episodes=3, seed=2_000_000, mode="unsafe")
+    assert result["controller"]["constraint_violations"] > 0
+    with pytest.raises(ValueError, match="mode must be 'se' or 'unsafe'"):
+        evaluate_references("seeker", episodes=1, mode="sp")
+
+
 def test_policies_act_in_the_normalised_box() -> None:
     rng = np.random.default_rng(0)
     pendulum = controller_policy("pendulum")

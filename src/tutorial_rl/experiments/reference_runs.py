@@ -28,11 +28,17 @@ from tutorial_rl.provenance import invocations, provenance, write_json_atomic
 __all__ = ["evaluate_references", "write_references"]
 
 
-def evaluate_references(env: str, episodes: int = 10, seed: int = 1_000_000) -> dict[str, Any]:
+def evaluate_references(env: str, episodes: int = 10, seed: int = 1_000_000,
+                        mode: str = "se") -> dict[str, Any]:
     """Returns of the zero action and the reference controller of ``env`` behind the safeguard.
 
     Each entry also counts interventions and constraint violations (the latter must be 0).
+
+    :param mode: ``"se"`` (behind the projection safeguard: the grid's yardstick) or ``"unsafe"``
+        (no safeguard, with the termination penalty: the yardstick of the tuning studies' scores).
     """
+    if mode not in ("se", "unsafe"):
+        raise ConfigError(f"mode must be 'se' or 'unsafe'; got {mode!r}")
     if env not in ENVS:
         raise ConfigError(f"unknown env {env!r}; valid envs: {', '.join(ENVS)}")
     if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes <= 0:
@@ -44,7 +50,7 @@ def evaluate_references(env: str, episodes: int = 10, seed: int = 1_000_000) -> 
         shape = task.action_space.shape
         assert shape is not None
         act = zero_policy(int(shape[0])) if name == "zero" else controller_policy(env)
-        result = run_episodes(ModeEnv(task, SafetyConfig("se", "none")), act, episodes, seed)
+        result = run_episodes(ModeEnv(task, SafetyConfig(mode, "none")), act, episodes, seed)
         entry[name] = {"name": label, "mean": result["mean_return"], "returns": result["returns"],
                        "interventions": result["interventions"],
                        "constraint_violations": result["constraint_violations"]}
