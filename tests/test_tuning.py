@@ -69,6 +69,13 @@ def test_tiny_study_runs_prunes_and_resumes(tmp_path: Path, fast_protocol: None)
     assert prov["finished_trials_before"] == 4 and prov["wall_time_s"] > 0
     # a rerun that asks for no more trials does nothing
     assert tuning.run_study("td3", "pendulum", 8, **kwargs)["finished_after"] == 8
+    # the appendix's summary: counts by state and the trials' summed duration (core-hours)
+    from tutorial_rl.experiments.tuning_plots import trial_counts, trial_hours
+
+    counts = trial_counts(study)
+    assert counts["complete"] + counts["pruned"] == 8 and counts["running"] == 0
+    durations = [(t.datetime_complete - t.datetime_start).total_seconds() for t in study.trials]
+    assert trial_hours(study) == pytest.approx(sum(durations) / 3600) and trial_hours(study) > 0
 
 
 def test_study_refuses_another_protocol(tmp_path: Path, fast_protocol: None) -> None:

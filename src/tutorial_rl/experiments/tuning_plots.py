@@ -16,7 +16,8 @@ from matplotlib.axes import Axes
 
 from tutorial_rl.experiments.tuning import DEFAULT_STORAGE, _storage
 
-__all__ = ["load_studies", "plot_budget_curve", "plot_history", "plot_importances", "trial_counts"]
+__all__ = ["load_studies", "plot_budget_curve", "plot_history", "plot_importances", "trial_counts",
+           "trial_hours"]
 
 
 def load_studies(storage: str = DEFAULT_STORAGE) -> dict[str, Any]:
@@ -31,11 +32,20 @@ def load_studies(storage: str = DEFAULT_STORAGE) -> dict[str, Any]:
 def trial_counts(study: Any) -> dict[str, int]:
     """Trials by state: ``complete``, ``pruned``, ``running``, ``failed``."""
     counts = {"complete": 0, "pruned": 0, "running": 0, "failed": 0}
+    names = {"COMPLETE": "complete", "PRUNED": "pruned", "RUNNING": "running", "FAIL": "failed"}
     for trial in study.trials:
-        name = trial.state.name.lower()
-        if name in counts:
+        name = names.get(trial.state.name)
+        if name is not None:
             counts[name] += 1
     return counts
+
+
+def trial_hours(study: Any) -> float:
+    """Hours the study's finished trials ran (start to end, summed): each trial trains on one
+    torch thread, so this is the study's cost in core-hours (a busy machine inflates it)."""
+    return sum((t.datetime_complete - t.datetime_start).total_seconds()
+               for t in study.trials
+               if t.datetime_complete is not None and t.datetime_start is not None) / 3600
 
 
 @contextlib.contextmanager
