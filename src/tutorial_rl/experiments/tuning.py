@@ -275,6 +275,18 @@ def _termination_penalty(env: str) -> float:
     return float(env_defaults(env, "td3")["termination_penalty"])
 
 
+def _fail_stale(study: Any) -> None:
+    """Fail (and queue one retry of) the trials whose worker stopped beating. Optuna does this
+    only before it starts a trial, so a study that needs no more trials would keep them RUNNING."""
+    import warnings
+
+    import optuna
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+
+
 def _finished(study: Any) -> int:
     from optuna.trial import TrialState
 
@@ -298,6 +310,7 @@ def run_study(algo: str, env: str, trials: int, storage: str = DEFAULT_STORAGE,
         raise ConfigError(f"--trials must be a positive integer; got {trials!r}")
     study = make_study(algo, env, storage, steps, seeds, sampler_seed)
     protocol = study.user_attrs["protocol"]
+    _fail_stale(study)  # a finished study's dead trials too: no RUNNING trial outlives its worker
     before = _finished(study)
     if provenance_dir is None and storage.startswith("sqlite:///"):
         provenance_dir = Path(storage.removeprefix("sqlite:///")).parent
