@@ -44,7 +44,7 @@
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from tutorial_rl.experiments import tuning
+from tutorial_rl.experiments import tuned_values, tuning
 from tutorial_rl.experiments.budget_curves import PLATEAU_RULE, load_curve
 from tutorial_rl.experiments.config import get_profile
 from tutorial_rl.experiments.reference_runs import evaluate_references
@@ -236,7 +236,7 @@ paper = get_profile("paper")
 table = []
 for algo in paper.algos:
     for env in paper.envs:
-        for row in tuning.hyperparameter_sources(paper, algo, env):
+        for row in tuned_values.hyperparameter_sources(paper, algo, env):
             table.append({"cell": f"{algo}/{env}", **row})
 values = pd.DataFrame(table)
 tuned_cells = sorted({c for c, s in zip(values["cell"], values["source"], strict=True)

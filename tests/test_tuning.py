@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tutorial_rl.agents.common import ConfigError
-from tutorial_rl.experiments import tuning
+from tutorial_rl.experiments import tuned_values, tuning
 from tutorial_rl.experiments.cli import main
 from tutorial_rl.experiments.config import get_profile
 
@@ -90,12 +90,12 @@ def test_export_and_profile_use_the_best_trial(tmp_path: Path, fast_protocol: No
     tuning.run_study("td3", "pendulum", 2, storage=storage, steps=250, seeds=(100,),
                      sampler_seed=1)
     out = tmp_path / "tuned.json"
-    tuned = tuning.export_tuned(storage, out)
+    tuned = tuned_values.export_tuned(storage, out)
     import optuna
 
     study = optuna.load_study(study_name="td3-pendulum", storage=storage)
     assert tuned["td3/pendulum"]["agent"] == tuning.params_to_overrides(study.best_params)
-    assert tuning.load_tuned(out) == {"td3/pendulum": tuned["td3/pendulum"]["agent"]}
+    assert tuned_values.load_tuned(out) == {"td3/pendulum": tuned["td3/pendulum"]["agent"]}
     width = study.best_params["width"]
     assert tuned["td3/pendulum"]["agent"]["hidden_sizes"] == [width, width]
 
@@ -121,12 +121,12 @@ def test_bad_tuned_file_is_a_clear_error(tmp_path: Path) -> None:
     bad = tmp_path / "tuned.json"
     bad.write_text('{"studies": {"td3/pendulum": {}}}')
     with pytest.raises(ConfigError, match="not a tuned-hyperparameter file"):
-        tuning.load_tuned(bad)
-    assert tuning.load_tuned(tmp_path / "missing.json") == {}
+        tuned_values.load_tuned(bad)
+    assert tuned_values.load_tuned(tmp_path / "missing.json") == {}
 
 
 def test_paper_profile_carries_the_committed_tuned_values() -> None:
-    tuned = tuning.load_tuned()
+    tuned = tuned_values.load_tuned()
     profile = get_profile("paper")
     for run in profile.runs():
         expected = {**tuned.get(f"{run.algo}/{run.env}", {}), **profile.agent.get(run.algo, {})}
@@ -139,14 +139,14 @@ def test_committed_tuned_file_matches_the_studies_database() -> None:
     import optuna
 
     storage = f"sqlite:///{STUDIES_DB}"
-    committed = json.loads(tuning.TUNED_FILE.read_text())["studies"] \
-        if tuning.TUNED_FILE.is_file() else {}
+    committed = json.loads(tuned_values.TUNED_FILE.read_text())["studies"] \
+        if tuned_values.TUNED_FILE.is_file() else {}
     for summary in optuna.get_all_study_summaries(storage):
         study = optuna.load_study(study_name=summary.study_name, storage=storage)
         if not any(t.state.name == "COMPLETE" for t in study.trials):
             continue
         algo, env = summary.study_name.split("-", 1)
         assert f"{algo}/{env}" in committed, f"{summary.study_name}: run 'tutorial-rl tune-export'"
-        assert committed[f"{algo}/{env}"]["agent"] == tuning.best_overrides(study), \
+        assert committed[f"{algo}/{env}"]["agent"] == tuned_values.best_overrides(study), \
             f"{summary.study_name}: rerun 'tutorial-rl tune-export'"
         assert committed[f"{algo}/{env}"]["best_value"] == pytest.approx(study.best_value)

@@ -37,7 +37,7 @@ from typing import Any
 
 from tutorial_rl.agents.common import VALID_MITIGATIONS, ConfigError
 from tutorial_rl.experiments.training import ALGOS, ENVS, env_defaults
-from tutorial_rl.experiments.tuning import load_tuned
+from tutorial_rl.experiments.tuned_values import load_tuned
 from tutorial_rl.projection import METHODS
 
 __all__ = ["FILTER_KEYS", "PAPER_VARIANTS", "PROFILES", "VARIANTS", "ExperimentProfile",
@@ -161,7 +161,7 @@ class ExperimentProfile:
     that ``$TUTORIAL_RL_PROFILE`` cannot change a sweep"""
     tuned: dict[str, dict[str, Any]] = field(default_factory=dict)
     """per-``"algo/env"`` hyperparameters tuned on the unsafe baseline (``tutorial-rl tune``; the
-    ``paper`` profile reads :data:`~tutorial_rl.experiments.tuning.TUNED_FILE`); ``agent``
+    ``paper`` profile reads :data:`~tutorial_rl.experiments.tuned_values.TUNED_FILE`); ``agent``
     overrides win over them"""
     projection_method: str = "exact"
     """projection backend (the paper used cvxpylayers; ``exact`` is ~300x faster, chapter 1)"""

@@ -80,7 +80,8 @@ def _run_tune(args: argparse.Namespace) -> int:
 
 def add_tune_export_parser(subparsers: Any) -> argparse.ArgumentParser:
     """``tutorial-rl tune-export``: the tuned file the ``paper`` profile reads."""
-    from tutorial_rl.experiments.tuning import DEFAULT_STORAGE, TUNED_FILE
+    from tutorial_rl.experiments.tuned_values import TUNED_FILE
+    from tutorial_rl.experiments.tuning import DEFAULT_STORAGE
 
     p = subparsers.add_parser(
         "tune-export", help="write every study's best parameters to the file the paper profile "
@@ -92,7 +93,7 @@ def add_tune_export_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def _run_tune_export(args: argparse.Namespace) -> int:
-    from tutorial_rl.experiments.tuning import export_tuned
+    from tutorial_rl.experiments.tuned_values import export_tuned
 
     tuned = export_tuned(args.storage, args.out)
     for cell, entry in tuned.items():

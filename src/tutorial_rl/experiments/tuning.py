@@ -29,14 +29,13 @@ SQLite file, ``results/tuning/studies.db``:
 
 The tuned values reach the ``paper`` profile through one committed file,
 ``src/tutorial_rl/data/tuned_hyperparameters.json``, written by ``tutorial-rl tune-export`` from
-the database (a test checks the two agree).
+the database (:mod:`~tutorial_rl.experiments.tuned_values`; a test checks the two agree).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import fcntl
-import json
 import math
 import time
 import uuid
@@ -52,14 +51,11 @@ from tutorial_rl.agents.common import ConfigError, ModeEnv, SafetyConfig
 from tutorial_rl.experiments.training import ALGOS, ENVS, RunConfig, run_episodes, train
 from tutorial_rl.provenance import invocations, provenance, write_json_atomic
 
-__all__ = ["DEFAULT_STORAGE", "SEARCH_SPACE", "TUNED_FILE", "TUNING_STEPS", "Param",
-           "best_overrides", "evaluate_unsafe", "export_tuned", "load_tuned", "make_study",
-           "params_to_overrides", "run_study", "study_name"]
+__all__ = ["DEFAULT_STORAGE", "SEARCH_SPACE", "TUNING_STEPS", "Param", "evaluate_unsafe",
+           "make_study", "params_to_overrides", "pinned_overrides", "run_study", "study_name"]
 
 #: Where the six studies live (relative to the repository root).
 DEFAULT_STORAGE = "sqlite:///results/tuning/studies.db"
-#: The committed file the ``paper`` profile reads (derived from the studies by ``tune-export``).
-TUNED_FILE = Path(__file__).resolve().parents[1] / "data" / "tuned_hyperparameters.json"
 
 #: Training seeds of a trial: disjoint from the grid's seeds 0-6, so tuning never sees them.
 TUNING_SEEDS: tuple[int, ...] = (100, 101)
@@ -350,57 +346,6 @@ def _record_invocation(folder: Path, record: dict[str, Any]) -> None:
                           {**record, "previous_invocations": records})
 
 
-def best_overrides(study: Any) -> dict[str, Any]:
-    """The best complete trial's parameters as agent overrides.
-
-    :raises ConfigError: the study has no complete trial yet.
-    """
-    from optuna.trial import TrialState
-
-    if not any(t.state == TrialState.COMPLETE for t in study.trials):
-        raise ConfigError(f"study {study.study_name!r} has no complete trial yet")
-    return params_to_overrides(study.best_params)
-
-
-def export_tuned(storage: str = DEFAULT_STORAGE, out: str | Path = TUNED_FILE) -> dict[str, Any]:
-    """Write the best parameters of every study in ``storage`` to ``out`` (JSON) and return them.
-
-    Studies without a complete trial are left out (their cells keep the defaults).
-    """
-    import optuna
-    from optuna.trial import TrialState
-
-    tuned: dict[str, Any] = {}
-    for summary in sorted(optuna.get_all_study_summaries(_storage(storage)),
-                          key=lambda s: s.study_name):
-        study = optuna.load_study(study_name=summary.study_name, storage=_storage(storage))
-        states = [t.state for t in study.trials]
-        if TrialState.COMPLETE not in states:
-            continue
-        algo, env = summary.study_name.split("-", 1)
-        tuned[f"{algo}/{env}"] = {
-            "agent": best_overrides(study), "best_value": study.best_value,
-            "best_trial": study.best_trial.number,
-            "complete_trials": states.count(TrialState.COMPLETE),
-            "pruned_trials": states.count(TrialState.PRUNED),
-            "protocol": study.user_attrs.get("protocol", {}),
-        }
-    write_json_atomic(Path(out), {"source": storage, "studies": tuned})
-    return tuned
-
-
-def load_tuned(path: str | Path = TUNED_FILE) -> dict[str, dict[str, Any]]:
-    """``{"algo/env": overrides}`` from the committed tuned file (empty if there is none)."""
-    path = Path(path)
-    if not path.is_file():
-        return {}
-    try:
-        data = json.loads(path.read_text())
-        return {cell: dict(entry["agent"]) for cell, entry in data["studies"].items()}
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise ConfigError(f"{path} is not a tuned-hyperparameter file: {exc}") from exc
-
-
 def _fields_check() -> None:  # the search space names real config fields (import-time guard)
     from tutorial_rl.agents.a2c import A2CConfig
     from tutorial_rl.agents.td3 import TD3Config
@@ -412,25 +357,3 @@ def _fields_check() -> None:  # the search space names real config fields (impor
 
 
 _fields_check()
-
-
-def hyperparameter_sources(profile: Any, algo: str, env: str) -> list[dict[str, Any]]:
-    """Every hyperparameter a ``profile`` run of ``algo`` on ``env`` trains with, and where its
-    value comes from: ``tuned`` (the study), ``profile`` (the profile's own override) or
-    ``default`` (:func:`~tutorial_rl.experiments.training.env_defaults`)."""
-    from tutorial_rl.experiments.training import env_defaults
-
-    base = dataclasses.asdict(env_defaults(env, algo)["agent"])
-    tuned = profile.tuned.get(f"{algo}/{env}", {})
-    pinned = profile.agent.get(algo, {})
-    rows = []
-    for name, default in base.items():
-        source, value = "default", default
-        if name in tuned:
-            source, value = "tuned", tuned[name]
-        if name in pinned:
-            source, value = "profile", pinned[name]
-        if isinstance(value, list | tuple):
-            value = list(value)
-        rows.append({"hyperparameter": name, "value": value, "source": source})
-    return rows
