@@ -262,16 +262,19 @@ print("\n* tuned on the unsafe baseline; (p) pinned by the profile; otherwise th
 # %%
 print("Rule:", PLATEAU_RULE)
 budget_dir = results_dir() / "budgets"
-curves = {env: load_curve("a2c", env, budget_dir) for env in paper.envs}
+curves = {env: load_curve("a2c", env, budget_dir) for env in paper.envs
+          if (budget_dir / f"a2c-{env}.json").is_file()}
 budget_rows = []
 for env in paper.envs:
     budget_rows.append({"cell": f"td3/{env}", "budget": paper.steps[f"td3/{env}"],
                         "source": "the paper's code"})
-for env, curve in curves.items():
-    choice = curve["choice"]
+for env in paper.envs:
+    choice = curves[env]["choice"] if env in curves else None
+    source = ("ours, provisional: no curve yet" if choice is None else
+              f"ours: curve flattens at {choice['reached_at']:,} steps"
+              + ("" if choice["flattened"] else " (still rising at its end)"))
     budget_rows.append({"cell": f"a2c/{env}", "budget": paper.steps[f"a2c/{env}"],
-                        "source": f"ours: curve flattens at {choice['reached_at']:,} steps"
-                                  + ("" if choice["flattened"] else " (still rising: capped)")})
+                        "source": source})
 print(pd.DataFrame(budget_rows).set_index("cell").to_string())
 print()
 print(describe_invocations(budget_dir))
