@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+from threadpoolctl import threadpool_limits
 
 from tutorial_rl.agents.common import ConfigError, ProgressRecorder, SafetyConfig
 from tutorial_rl.agents.group_env import GroupModeEnv
@@ -94,7 +95,7 @@ def train_group(configs: list[RunConfig], checkpoint: str | Path | None = None,
         every = checkpoint_every
         if every is None:
             every = auto_checkpoint_every(len(configs) * estimate_ms_per_step(
-                first["algo"], first["env"], first["mode"], first["mitigation"]))
+                first["algo"], first["env"], first["mode"], first["mitigation"], grouped=True))
         identity = {"group": [{k: v for k, v in r.items() if k != "profile"}
                               for _, _, r in resolved]}
         saver = Checkpoint(checkpoint, every, identity,
@@ -108,8 +109,12 @@ def train_group(configs: list[RunConfig], checkpoint: str | Path | None = None,
                 (run_dir / name).unlink(missing_ok=True)
             _write_json(run_dir / "config.json", r)
     threads = torch.get_num_threads()
+    limits = None
     if configs[0].num_threads is not None:
         torch.set_num_threads(configs[0].num_threads)
+        # numpy's BLAS too: the group's batched safe-set products would start threads that
+        # compete with the other workers (several times slower on a busy machine)
+        limits = threadpool_limits(configs[0].num_threads)
     try:
         steps = resolved[0][2]["steps"]
         recorders = _Recorders([ProgressRecorder(steps) for _ in configs])
@@ -129,6 +134,8 @@ def train_group(configs: list[RunConfig], checkpoint: str | Path | None = None,
             run.env.env.close()
     finally:
         torch.set_num_threads(threads)
+        if limits is not None:
+            limits.restore_original_limits()
     share = (time.perf_counter() - start) / len(configs)
     results = []
     for run_dir, agent, run_rows, (_, _, r) in zip(run_dirs, run.agents, rows, resolved,
