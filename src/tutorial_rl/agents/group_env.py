@@ -156,7 +156,14 @@ class GroupModeEnv:
 
     def _track(self, steps: list[EnvStep], u: np.ndarray, empty: np.ndarray,
                info: dict, done: np.ndarray) -> None:
-        """U_s(x), U_s(x') and a point of U_s(x') per run (``ModeEnv._next_safe_point``)."""
+        """U_s(x), U_s(x') and a point of U_s(x') per run (``ModeEnv._next_safe_point``).
+
+        One difference from ``ModeEnv``: where an episode has just ended *and* U_s(x') of its
+        last state is empty, the fallback point comes from the next episode's first state (the
+        vector environment has reset that run already). Under the safeguard U_s(x') is empty
+        only outside the RCI set or where the seeker can no longer stop, which the tests never
+        reach; TD3 uses that point only to bootstrap a time limit.
+        """
         sets = info.get("final_safe_sets", self.env.safe_action_sets())
         need = []
         for i, step in enumerate(steps):
