@@ -18,10 +18,16 @@ the new table without needing a quiet machine::
     git archive 0d0234f src | tar -x -C /tmp/base
     python benchmarks/grid_throughput.py --baseline /tmp/base/src [--steps 300] [--repeats 3]
 
-Before the cell table it prints two grouped-TD3 tables (``--group-sizes 1,7,28``): the cost of one
-update per run, K separate ``TD3.update`` calls against one
-:class:`~tutorial_rl.agents.grouped.GroupedTD3Update`, and whole training runs alone against
-:func:`~tutorial_rl.experiments.grouped.train_group` (``--run-group-size 7``).
+Before the cell table it prints the grouped tables (issue 11): the cost of one TD3 update per run,
+K separate ``TD3.update`` calls against one :class:`~tutorial_rl.agents.grouped.GroupedTD3Update`
+(``--group-sizes 1,7,28``); env-steps per second per core of whole training runs for every
+task × algorithm × variant at K = 1, 7, 28 (``--run-sizes``; K = 1 is a run alone, K > 1 a group
+of :func:`~tutorial_rl.experiments.grouped.train_group`), measured side by side; the paper grid's
+core-hours alone and grouped (the quiet machine's table scaled by the measured ratios at
+``--default-k``, what ``config._MS_PER_STEP`` holds); and, for the seeker, one projection call
+on padded sets against one call per row count. ``--skip-cells`` stops there::
+
+    python benchmarks/grid_throughput.py --group-sizes '' --skip-cells
 """
 
 from __future__ import annotations
@@ -151,21 +157,32 @@ def main() -> None:
     parser.add_argument("--group-sizes", default="1,7,28",
                         help="K of the grouped TD3 update table ('' skips it)")
     parser.add_argument("--updates", type=int, default=20, help="timed updates per K")
-    parser.add_argument("--run-steps", type=int, default=400,
-                        help="steps of each run in the alone-vs-grouped training table")
-    parser.add_argument("--run-group-size", type=int, default=7,
-                        help="K of the alone-vs-grouped training table (the grid's 7 seeds)")
+    parser.add_argument("--run-sizes", default="1,7,28",
+                        help="K of the env-steps-per-second table ('' skips it)")
+    parser.add_argument("--run-steps", type=int, default=160, help="timed steps per run there")
+    parser.add_argument("--default-k", type=int, default=7,
+                        help="K whose ratios give the grouped core-hour estimate")
     parser.add_argument("--skip-cells", action="store_true",
-                        help="only the grouped update table")
+                        help="only the grouped tables")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:  # a baseline tree may predate the helpers imported below
         _worker()
         return
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)  # one core per worker, numpy's BLAS included (as train_group does)
     if args.group_sizes:
         sizes = [int(k) for k in args.group_sizes.split(",")]
         update_table(args.envs.split(","), sizes, args.updates)
-        run_table(args.envs.split(","), [args.run_group_size], args.run_steps)
+    if args.run_sizes:
+        cells = [(e, a, v) for e in args.envs.split(",") for a in args.algos.split(",")
+                 for v in VARIANTS if v != "unsafe"]
+        measured = group_table(cells, [int(k) for k in args.run_sizes.split(",")],
+                               args.run_steps, args.warmup)
+        grouped_estimate(measured, args.default_k)
+        if "seeker" in args.envs:
+            pad_or_group()
     if args.skip_cells:
         return
     from tutorial_rl.experiments.config import estimate_ms_per_step
@@ -272,31 +289,101 @@ def update_table(envs: list[str], sizes: list[int], updates: int) -> None:
             print(f"{env:10s} {variant:20s} " + " ".join(f"{c:>20s}" for c in cells), flush=True)
 
 
-def run_table(envs: list[str], sizes: list[int], steps: int) -> None:
-    """Whole TD3 training runs: ms per run-step alone vs in a group (``train_group``)."""
-    from tutorial_rl.experiments.grouped import train_group
-    from tutorial_rl.experiments.training import RunConfig, train
+def group_cell(env: str, algo: str, variant: str, k: int, steps: int, warmup: int) -> float:
+    """ms per run-step of K runs of one cell trained as a group (steady state after warmup).
 
-    print(f"\nTD3 training, ms per run-step (alone / grouped, speed-up), {steps} steps, "
-          f"updates from step {steps // 4}")
-    print(f"{'task':10s} {'variant':20s} " + " ".join(f"{'K=' + str(k):>20s}" for k in sizes))
-    for env in envs:
-        for variant in ("se-vanilla", "sp-vanilla"):
-            mode, mitigation = VARIANTS[variant]
-            cells = []
-            for k in sizes:
-                configs = [RunConfig(env=env, algo="td3", mode=mode, mitigation=mitigation,
-                                     steps=steps, seed=s, num_threads=1, progress_bar=False,
-                                     agent={"learning_starts": steps // 4}) for s in range(k)]
-                start = time.perf_counter()
-                for config in configs:
-                    train(config)
-                alone = (time.perf_counter() - start) / (k * steps) * 1e3
-                start = time.perf_counter()
-                train_group(configs)
-                grouped = (time.perf_counter() - start) / (k * steps) * 1e3
-                cells.append(f"{alone:6.2f}/{grouped:5.2f} {alone / grouped:4.1f}x")
-            print(f"{env:10s} {variant:20s} " + " ".join(f"{c:>20s}" for c in cells), flush=True)
+    K = 1 is a run alone (:func:`time_cell`, today's ``train`` path); K > 1 is the group of
+    :func:`~tutorial_rl.experiments.grouped.train_group` (vector env, grouped updates).
+    """
+    if k == 1:
+        return time_cell(env, algo, variant, steps, warmup)
+    from tutorial_rl.experiments.grouped import _make_group
+    from tutorial_rl.experiments.training import RunConfig, _resolve
+
+    mode, mitigation = VARIANTS[variant]
+    agent = {"learning_starts": warmup} if algo == "td3" else {}
+    run = _make_group([_resolve(RunConfig(
+        env=env, algo=algo, mode=mode, mitigation=mitigation, seed=s, steps=warmup + steps,
+        alpha=None if mitigation == "none" else 0.5, agent=agent)) for s in range(k)])
+    recorders = [_TimingRecorder(warmup + steps, warmup) for _ in range(k)]
+    run.learn(recorders, warmup + steps)  # type: ignore[arg-type]
+    return (time.perf_counter() - recorders[0].marked_at) / (steps * k) * 1e3
+
+
+def group_table(cells: list[tuple[str, str, str]], sizes: list[int], steps: int,
+                warmup: int) -> dict[int, dict[str, dict[str, float]]]:
+    """Env-steps per second per core for every cell at every K, measured side by side.
+
+    For each cell the K values run back to back (their order alternating), so a busy machine
+    slows them alike; returns ms per run-step by K, then ``algo/env``, then variant.
+    """
+    torch.set_num_threads(1)
+    print(f"\nenv-steps per second per core (run-steps / core-second), {steps} timed steps "
+          f"after {warmup}; speed-up over K = 1 in brackets")
+    print(f"{'cell':16s} {'variant':20s} " + " ".join(f"{'K=' + str(k):>14s}" for k in sizes))
+    out: dict[int, dict[str, dict[str, float]]] = {k: {} for k in sizes}
+    for i, (env, algo, variant) in enumerate(cells):
+        order = sizes if i % 2 == 0 else sizes[::-1]
+        for k in order:
+            out[k].setdefault(f"{algo}/{env}", {})[variant] = group_cell(
+                env, algo, variant, k, steps, warmup)
+        base = out[sizes[0]][f"{algo}/{env}"][variant]
+        texts = []
+        for k in sizes:
+            ms = out[k][f"{algo}/{env}"][variant]
+            texts.append(f"{1000 / ms:7.0f} ({base / ms:4.1f}x)")
+        print(f"{algo + '/' + env:16s} {variant:20s} " + " ".join(f"{t:>14s}" for t in texts),
+              flush=True)
+    return out
+
+
+def grouped_estimate(measured: dict[int, dict[str, dict[str, float]]], k: int) -> None:
+    """The paper grid's core-hours: the quiet table, and scaled by the grouped speed-ups."""
+    base = min(measured)
+    k = k if k in measured else max(measured)
+    table = {cell: {v: round(_MS_PER_STEP[cell][v] * measured[k][cell][v] / ms, 2)
+                    for v, ms in row.items()} for cell, row in measured[base].items()}
+    print(f"\nthe quiet machine's table (runs alone) x the measured K = {k} ratios "
+          f"(for config._MS_PER_STEP, groups of {k}):")
+    for cell, row in table.items():
+        print(f"    {cell!r}: {row},")
+    if len(table) * 5 == len(PAPER_CELLS):
+        print(f"\npaper grid, training core-hours: alone {grid_core_hours(_MS_PER_STEP):.1f}, "
+              f"grouped (K = {k}) {grid_core_hours(table):.1f}")
+
+
+def pad_or_group(k: int = 28, steps: int = 200) -> None:
+    """Seeker sets of K runs: one projection call on padded sets vs one call per row count."""
+    import numpy as np
+
+    from tutorial_rl.envs.vector import TaskVectorEnv
+    from tutorial_rl.projection import InfeasibleSetError, project_polytope
+
+    vec = TaskVectorEnv("tutorial_rl/Seeker-v0", k, safe_sets=True)
+    vec.reset(seed=list(range(k)))
+    rng = np.random.default_rng(0)
+    padded = grouped = 0.0
+    calls = 0
+    for _ in range(steps):
+        A, b, count = vec.safe_action_sets()
+        u = rng.uniform(-2.0, 2.0, (k, 2))
+        tensors = [torch.from_numpy(x) for x in (u, A, b)]
+        try:
+            start = time.perf_counter()
+            project_polytope(*tensors)
+            mid = time.perf_counter()
+            for c in np.unique(count):
+                rows = np.flatnonzero(count == c)
+                project_polytope(*(torch.from_numpy(np.ascontiguousarray(x)) for x in
+                                   (u[rows], A[rows, :c], b[rows, :c])))
+            padded, grouped = padded + mid - start, grouped + time.perf_counter() - mid
+            calls += 1
+        except InfeasibleSetError:
+            pass
+        vec.step(rng.uniform(-0.2, 0.2, (k, 2)))
+    print(f"\nseeker, {k} runs' sets (row counts {count.min()}-{count.max()}), ms per group-step "
+          f"over {calls} steps: padded {padded / calls * 1e3:.2f}, grouped by row count "
+          f"{grouped / calls * 1e3:.2f}")
 
 
 PAPER_CELLS = [(e, a, v) for e in ENVS for a in ("td3", "a2c") for v in VARIANTS

@@ -224,8 +224,12 @@ class A2C:
         return rollout, obs
 
     # ------------------------------------------------------------------ losses and update
-    def compute_loss_pi(self, rollout: Rollout) -> Tensor:
-        """−E[log πθ(ũ|x) Â] (+ the per-sample loss on the mean, paper eq. (28))."""
+    def compute_loss_pi(self, rollout: Rollout, safe_mean: Tensor | None = None) -> Tensor:
+        """−E[log πθ(ũ|x) Â] (+ the per-sample loss on the mean, paper eq. (28)).
+
+        ``safe_mean``: Φ(x, μθ(x)) if the caller has projected the means already (a group of
+        runs projects all of theirs in one call, :mod:`tutorial_rl.agents.grouped_a2c`).
+        """
         dist, mean = self.distribution(rollout.obs, rollout.A, rollout.b, rollout.safe_action)
         advantage = rollout.advantage
         if self.config.normalize_advantage and advantage.numel() > 1:
@@ -235,9 +239,10 @@ class A2C:
         if self.config.entropy_coef:
             loss = loss - self.config.entropy_coef * dist.entropy().sum(-1).mean()
         if self.safety.mitigation == "per-sample-loss":
-            assert rollout.A is not None and rollout.b is not None
-            safe_mean = project(mean, rollout.A, rollout.b, self.safety.projection_method,
-                                rollout.safe_action)
+            if safe_mean is None:
+                assert rollout.A is not None and rollout.b is not None
+                safe_mean = project(mean, rollout.A, rollout.b, self.safety.projection_method,
+                                    rollout.safe_action)
             loss = loss + per_sample_loss(self.safety.weight, mean, safe_mean)
         return loss
 
@@ -245,10 +250,14 @@ class A2C:
         """E(V(x) − R)² (R: returns of r − α d² with the penalty critic, V then being V + V_pen)."""
         return (self.critic(rollout.obs) - rollout.returns).square().mean()
 
+    def compute_loss(self, rollout: Rollout, safe_mean: Tensor | None = None) -> Tensor:
+        """L_pi + c_v L_V, the loss of one update."""
+        return self.compute_loss_pi(rollout, safe_mean) + self.config.value_coef * \
+            self.compute_loss_v(rollout)
+
     def update(self, rollout: Rollout) -> None:
         """One gradient step on L_pi + c_v L_V, clipped to ``max_grad_norm``."""
-        loss = self.compute_loss_pi(rollout) + self.config.value_coef * \
-            self.compute_loss_v(rollout)
+        loss = self.compute_loss(rollout)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(self.params, self.config.max_grad_norm)

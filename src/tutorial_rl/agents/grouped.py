@@ -22,6 +22,7 @@ separate ``TD3.update`` calls to about 1e-6 per update, not bit for bit (``tests
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import torch
@@ -33,7 +34,7 @@ from tutorial_rl.agents.buffers import Batch
 from tutorial_rl.agents.safe_layer import project_many
 from tutorial_rl.agents.td3 import TD3, _adam
 
-__all__ = ["GroupedTD3Update"]
+__all__ = ["GroupedTD3Update", "StackedNetworks"]
 
 #: Batch fields the losses read inside ``vmap`` (the safe sets are used outside, in Φ).
 _VMAPPED_FIELDS = ("obs", "action", "reward", "next_obs", "done", "unsafe_action", "penalty")
@@ -46,7 +47,7 @@ class _Networks(nn.Module):
     ``self.critic``, ... are the submodules here, so they run with the substituted parameters.
     """
 
-    def __init__(self, template: TD3) -> None:
+    def __init__(self, template: Any) -> None:
         super().__init__()
         for name, net in template.networks().items():
             self.add_module(name, net)
@@ -56,12 +57,95 @@ class _Networks(nn.Module):
         return getattr(self._template[0], method)(*args)
 
 
+class StackedNetworks:
+    """The networks of K agents stacked along a leading run axis, and calls of their methods.
+
+    ``params[name]`` is ``[K, ...]``: run k's parameter ``name`` at index k (target networks'
+    parameters do not require gradients). :meth:`call` evaluates a method of the first agent
+    (the template) for every run with that run's parameters; :meth:`write_back` copies them into
+    the agents' own networks. Works for any agent whose ``networks()`` names its modules (TD3,
+    A2C).
+
+    :param agents: K >= 1 agents of one configuration.
+    """
+
+    def __init__(self, agents: list[Any]) -> None:
+        self.agents, self.template = agents, agents[0]
+        self.module = _Networks(self.template)
+        per_agent = [dict(_Networks(a).named_parameters()) for a in agents]
+        self.params: dict[str, Tensor] = {
+            key: torch.stack([p[key].detach() for p in per_agent]).requires_grad_(
+                not key.split(".")[0].endswith("_target"))
+            for key in per_agent[0]}
+
+    def call(self, method: str, *args: Any) -> Any:
+        """``template.method(*args)`` for every run: run k's parameters and arguments."""
+        def one(params: dict[str, Tensor], *a: Any) -> Any:
+            return functional_call(self.module, params, (method, *a), tie_weights=False)
+
+        # run axis 0 on every tensor, none on the unused (None) fields
+        in_dims = (0, *(tree_map(lambda x: 0 if isinstance(x, Tensor) else None, a)
+                        for a in args))
+        return torch.vmap(one, in_dims=in_dims)(self.params, *args)
+
+    def stacked_module(self, name: str) -> nn.Module:
+        """The template's network ``name`` running all K runs in one call, for acting.
+
+        A structural copy whose ``nn.Linear`` layers multiply with the stacked weights
+        (``torch.baddbmm``) and whose other parameters are the stacked ones with a broadcast
+        axis; everything else (activations, the action scaling, the network's own ``forward``)
+        is the template's code. Inputs and outputs carry the run axis first, ``[K, B, ...]``.
+        It reads ``params`` live (views, no copies), so it always acts with the current
+        parameters. ``vmap`` over ``functional_call`` (:meth:`call`) does the same with
+        autograd-friendly generality but costs about ten times more per call, which dominates
+        acting with tiny networks.
+        """
+        module = copy.deepcopy(dict(self.template.networks())[name])
+        for path, linear in list(module.named_modules()):
+            if isinstance(linear, nn.Linear):
+                parent, _, attr = path.rpartition(".")
+                owner = module.get_submodule(parent) if parent else module
+                prefix = f"{name}.{path}."
+                setattr(owner, attr, _StackedLinear(self.params[prefix + "weight"],
+                                                    self.params.get(prefix + "bias")))
+        for path, _ in list(module.named_parameters()):
+            parent, _, attr = path.rpartition(".")
+            owner = module.get_submodule(parent) if parent else module
+            stacked = self.params[f"{name}.{path}"]
+            del owner._parameters[attr]
+            setattr(owner, attr, stacked.unsqueeze(1))  # [K, 1, ...]: broadcasts over a batch
+        return module
+
+    @torch.no_grad()
+    def write_back(self, networks: tuple[str, ...] | None = None) -> None:
+        """Copy run k's stacked parameters into agent k's networks (all, or those named)."""
+        for k, agent in enumerate(self.agents):
+            for key, value in _Networks(agent).named_parameters():
+                if networks is None or key.split(".")[0] in networks:
+                    value.copy_(self.params[key][k])
+
+
+class _StackedLinear(nn.Module):
+    """``nn.Linear`` of K runs: x [K, B, in] -> x W_kᵀ + b_k [K, B, out] (stacked W, b)."""
+
+    def __init__(self, weight: Tensor, bias: Tensor | None) -> None:
+        super().__init__()
+        self.weight, self.bias = weight, bias
+
+    def forward(self, x: Tensor) -> Tensor:
+        wt = self.weight.transpose(1, 2)
+        if self.bias is None:
+            return torch.bmm(x, wt)
+        return torch.baddbmm(self.bias.unsqueeze(1), x, wt)
+
+
 class GroupedTD3Update:
     """One TD3 update for K agents of the same configuration (see the module docstring).
 
-    The agents' parameters are copied into stacked tensors ``[K, ...]`` when the group is built;
-    :meth:`update` trains those, :meth:`write_back` copies them into the agents again (for
-    ``model.pt``, evaluation or acting with the agents' own ``select_action``).
+    The agents' parameters are copied into stacked tensors ``[K, ...]`` when the group is built
+    (:class:`StackedNetworks`); :meth:`update` trains those, :meth:`write_back` copies them into
+    the agents again (for ``model.pt``, evaluation or acting with the agents' own
+    ``select_action``).
 
     :param agents: K >= 1 fresh TD3 agents with equal ``config`` and ``safety`` and equal
         observation and action spaces (their seeds differ).
@@ -77,13 +161,9 @@ class GroupedTD3Update:
                                  "mitigation, α)")
         self.agents, self.template = agents, first
         self.config, self.safety = first.config, first.safety
-        self.module = _Networks(first)
+        self.stacked = StackedNetworks(agents)
+        self.params = self.stacked.params
         names = list(first.networks())
-        per_agent = [dict(_Networks(a).named_parameters()) for a in agents]
-        self.params: dict[str, Tensor] = {
-            key: torch.stack([p[key].detach() for p in per_agent]).requires_grad_(
-                not key.split(".")[0].endswith("_target"))
-            for key in per_agent[0]}
         groups = {name: [v for k, v in self.params.items() if k.split(".")[0] == name]
                   for name in names}
         lr = self.config.learning_rate
@@ -97,14 +177,7 @@ class GroupedTD3Update:
         self.n_updates = 0
 
     def _call(self, method: str, *args: Any) -> Any:
-        """``template.method(*args)`` for every run: run k's parameters and arguments."""
-        def one(params: dict[str, Tensor], *a: Any) -> Any:
-            return functional_call(self.module, params, (method, *a), tie_weights=False)
-
-        # run axis 0 on every tensor, none on the Batch's unused (None) fields
-        in_dims = (0, *(tree_map(lambda x: 0 if isinstance(x, Tensor) else None, a)
-                        for a in args))
-        return torch.vmap(one, in_dims=in_dims)(self.params, *args)
+        return self.stacked.call(method, *args)
 
     def _stack(self, batches: list[Batch]) -> Batch:
         fields = {name: torch.stack([getattr(b, name) for b in batches])
@@ -165,10 +238,6 @@ class GroupedTD3Update:
                 torch._foreach_lerp_(self._target, self._online, self.config.tau)
         self.n_updates += 1
 
-    @torch.no_grad()
     def write_back(self, networks: tuple[str, ...] | None = None) -> None:
         """Copy run k's stacked parameters into agent k's networks (all, or those named)."""
-        for k, agent in enumerate(self.agents):
-            for key, value in _Networks(agent).named_parameters():
-                if networks is None or key.split(".")[0] in networks:
-                    value.copy_(self.params[key][k])
+        self.stacked.write_back(networks)

@@ -48,6 +48,37 @@ def wrap_angle(theta: float) -> float:
     return (theta + math.pi) % (2 * math.pi) - math.pi
 
 
+#: The state limits |θ| <= 2, |θ̇| <= 6.5.
+LIMITS = np.array([PARAMS.theta_bound, PARAMS.theta_dot_bound])
+
+
+def pendulum_transition(
+    state: np.ndarray, action: np.ndarray, noise: np.ndarray, termination_penalty: float = 0.0
+) -> dict[str, np.ndarray]:
+    """One step of K pendulums at once: what :meth:`PendulumEnv.step` computes, for K states.
+
+    The single environment calls it with K = 1 and :class:`~tutorial_rl.envs.vector.
+    TaskVectorEnv` with K runs; every operation is row by row, so run i gets the same bits
+    either way.
+
+    :param state: [K, 2] physical states; :param action: [K, 1] validated normalised torques
+        (clipped here); :param noise: [K, 2].
+    :returns: ``state`` (next, [K, 2]), ``obs`` (float32 [K, 2]), ``reward`` [K],
+        ``terminated`` [K] (off the state limits), ``outside_rci`` [K] and ``physical_action``
+        [K, 1].
+    """
+    u = ACTION_MAP.to_physical(np.clip(action, -1.0, 1.0))
+    nxt = pendulum_step(state, u, PARAMS, noise)
+    theta, theta_dot = (nxt[:, 0] + math.pi) % (2 * math.pi) - math.pi, nxt[:, 1]
+    off_limits = np.any(np.abs(nxt) > LIMITS, axis=1)
+    outside_rci = off_limits | ~np.asarray(pendulum_safe_set().contains_state(nxt))
+    reward = -(theta**2 + 0.1 * theta_dot**2 + 0.001 * u[:, 0] ** 2)
+    reward = reward - termination_penalty * off_limits
+    obs = np.stack([theta, theta_dot], axis=1).astype(np.float32)
+    return {"state": nxt, "obs": obs, "reward": reward, "terminated": off_limits,
+            "outside_rci": outside_rci, "physical_action": u}
+
+
 class PendulumEnv(RCISafeActions, gym.Env[np.ndarray, np.ndarray]):
     """Inverted pendulum stabilisation (paper A.8.1; DESIGN.md §5; Chapter 3, chapters/03_tasks.py).
 
@@ -121,7 +152,7 @@ class PendulumEnv(RCISafeActions, gym.Env[np.ndarray, np.ndarray]):
         self.render_mode = render_mode
         self.termination_penalty = float(termination_penalty)
         p = PARAMS
-        self.limits = np.array([p.theta_bound, p.theta_dot_bound])
+        self.limits = LIMITS
         self.action_space = spaces.Box(-1.0, 1.0, (1,), np.float32)
         # One step adds at most dt (a |sin θ| + b |u|) + noise to θ̇ of a state inside the limits.
         max_speed = p.theta_dot_bound + p.dt * (
@@ -151,23 +182,20 @@ class PendulumEnv(RCISafeActions, gym.Env[np.ndarray, np.ndarray]):
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         """Apply the torque u = 8 a (a clipped to [-1, 1]) for dt = 0.05 s plus the noise."""
-        a = np.clip(check_action(action, self.action_space), -1.0, 1.0)
-        u = ACTION_MAP.to_physical(a)
+        a = check_action(action, self.action_space)
         noise = self.np_random.uniform(-PARAMS.noise_bound, PARAMS.noise_bound, 2)
-        self.state = pendulum_step(self.state, u, PARAMS, noise)
+        out = pendulum_transition(self.state[None], a[None], noise[None], self.termination_penalty)
+        self.state = out["state"][0]
+        u = out["physical_action"][0]
         self.last_action = float(u[0])
-        theta, theta_dot = wrap_angle(self.state[0]), self.state[1]
-        off_limits = bool(np.any(np.abs(self.state) > self.limits))
-        outside_rci = off_limits or not pendulum_safe_set().contains_state(self.state)
-        reward = -(theta**2 + 0.1 * theta_dot**2 + 0.001 * u[0] ** 2)
-        reward -= self.termination_penalty * off_limits
+        off_limits, outside_rci = bool(out["terminated"][0]), bool(out["outside_rci"][0])
         info = {
             "physical_action": u,
             "constraint_violation": outside_rci,
             "state_limit_violation": off_limits,
             "outside_rci": outside_rci,
         }
-        return self._observation(), float(reward), off_limits, False, info
+        return out["obs"][0], float(out["reward"][0]), off_limits, False, info
 
     # --- safety: safe_action_set, safe_action_set_physical, safe_set_is_empty,
     # project_reference and fallback_action come from RCISafeActions ----------------------------

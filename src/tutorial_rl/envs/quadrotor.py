@@ -65,6 +65,34 @@ def one_step_bounds(low: np.ndarray, high: np.ndarray) -> tuple[np.ndarray, np.n
     return centre - radius, centre + radius
 
 
+def quadrotor_transition(
+    state: np.ndarray, action: np.ndarray, disturbance: np.ndarray,
+    termination_penalty: float = 0.0,
+) -> dict[str, np.ndarray]:
+    """One step of K quadrotors at once: what :meth:`QuadrotorEnv.step` computes, for K states.
+
+    The single environment calls it with K = 1 and :class:`~tutorial_rl.envs.vector.
+    TaskVectorEnv` with K runs; every operation is row by row, so run i gets the same bits
+    either way.
+
+    :param state: [K, 6]; :param action: [K, 2] validated normalised thrusts (clipped here);
+    :param disturbance: [K, 2], held over the step.
+    :returns: ``state`` (next, [K, 6]), ``obs`` (float32), ``reward`` [K], ``terminated`` [K]
+        (off the state limits), ``outside_rci`` [K] and ``physical_action`` [K, 2].
+    """
+    a = np.clip(action, -1.0, 1.0)
+    # the outer clip only absorbs rounding of the map at a = ±1
+    u = np.clip(ACTION_MAP.to_physical(a), ACTION_MAP.low, ACTION_MAP.high)
+    nxt = quadrotor_step(state, u, PARAMS, disturbance)
+    off_limits = ~np.asarray(MODEL.state_box.contains(nxt), dtype=bool).reshape(-1)
+    outside_rci = off_limits | ~np.asarray(quadrotor_safe_set().contains_state(nxt))
+    effort = np.abs(a).mean(axis=1)
+    distance = np.sqrt(np.square(nxt - PARAMS.equilibrium_state).sum(axis=1))
+    reward = -1.0 + np.exp(-(distance + 0.01 * effort)) - termination_penalty * off_limits
+    return {"state": nxt, "obs": nxt.astype(np.float32), "reward": reward,
+            "terminated": off_limits, "outside_rci": outside_rci, "physical_action": u}
+
+
 class QuadrotorEnv(RCISafeActions, gym.Env[np.ndarray, np.ndarray]):
     """Planar quadrotor stabilisation (paper A.8.2; DESIGN.md §5; Chapter 3, chapters/03_tasks.py).
 
@@ -171,26 +199,20 @@ class QuadrotorEnv(RCISafeActions, gym.Env[np.ndarray, np.ndarray]):
 
         The disturbance is drawn uniformly from [0, 0.08]² and held over the step.
         """
-        a = np.clip(check_action(action, self.action_space), -1.0, 1.0)
-        # the outer clip only absorbs rounding of the map at a = ±1
-        u = np.clip(ACTION_MAP.to_physical(a), ACTION_MAP.low, ACTION_MAP.high)
+        a = check_action(action, self.action_space)
         w = self.np_random.uniform(MODEL.disturbance_box.lower, MODEL.disturbance_box.upper)
-        self.state = quadrotor_step(self.state, u, PARAMS, w)
+        out = quadrotor_transition(self.state[None], a[None], w[None], self.termination_penalty)
+        self.state = out["state"][0]
+        u = out["physical_action"][0]
         self.last_action = u
-        limits = MODEL.state_box
-        off_limits = not limits.contains(self.state)
-        outside_rci = off_limits or not quadrotor_safe_set().contains_state(self.state)
-        effort = float(np.mean(np.abs(a)))
-        distance = float(np.linalg.norm(self.state - PARAMS.equilibrium_state))
-        reward = -1.0 + math.exp(-(distance + 0.01 * effort))
-        reward -= self.termination_penalty * off_limits
+        off_limits, outside_rci = bool(out["terminated"][0]), bool(out["outside_rci"][0])
         info = {
             "physical_action": u.copy(),  # not the array rendering keeps
             "constraint_violation": outside_rci,
             "state_limit_violation": off_limits,
             "outside_rci": outside_rci,
         }
-        return self.state.astype(np.float32), float(reward), off_limits, False, info
+        return out["obs"][0], float(out["reward"][0]), off_limits, False, info
 
     # --- safety: safe_action_set, safe_action_set_physical, safe_set_is_empty,
     # project_reference and fallback_action come from RCISafeActions ----------------------------

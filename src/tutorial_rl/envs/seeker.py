@@ -77,7 +77,7 @@ _PIECE_OFFSETS = np.array([(i, j) for i in range(3) for j in range(3)], dtype=fl
 
 def _box_in_halfspace_rows(
     normals: np.ndarray, offsets: np.ndarray, position: np.ndarray, velocity: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Rows of {a : braking box after the step lies in {q : n.q <= h}} for each (n, h), exactly.
 
     After the step p+ = p + v + a, v+ = v + a, and the box's extreme point along n is
@@ -88,19 +88,24 @@ def _box_in_halfspace_rows(
     k_i = k0_i, k0_i + 1, k0_i + 2 with k0_i = max(0, floor(w_i - 1)) can be the maximum; any other
     piece would only add a redundant row. So 9 rows per halfspace, exact on the action box.
 
-    :param normals: unit normals n, shape [H, 2]; :param offsets: h, shape [H].
-    :returns: A [r, 2], b [r], r <= 9 H.
+    For K states at once (every operation row by row, so a state's rows do not depend on the
+    others): :param normals: unit normals n, [K, H, 2]; :param offsets: h, [K, H];
+    :param position: [K, 2]; :param velocity: [K, 2].
+    :returns: A [K, 9 H, 2], b [K, 9 H] and ``distinct`` [K, 9 H]: False marks the repeated rows
+        of an axis with n_i = 0 (its pieces k_i > k0_i add nothing).
     """
-    w = np.sign(normals) * velocity
+    K = len(normals)
+    v = velocity[:, None, :]
+    w = np.sign(normals) * v
     k0 = np.maximum(0.0, np.floor(w - 1.0))
-    k = k0[:, None, :] + _PIECE_OFFSETS[None]  # [H, 9, 2]
-    n = normals[:, None, :]
+    k = k0[:, :, None, :] + _PIECE_OFFSETS  # [K, H, 9, 2]
+    n = normals[:, :, None, :]
     A = n * (1.0 + k)
-    b = (offsets - normals @ (position + velocity))[:, None] - (k * n * velocity).sum(-1)
+    reach = (normals * (position + velocity)[:, None, :]).sum(-1)  # n.(p + v), [K, H]
+    b = (offsets - reach)[..., None] - (k * n * v[:, :, None, :]).sum(-1)
     b = b + (np.abs(n) * k * (k + 1) / 2).sum(-1)
-    # an axis with n_i = 0 contributes nothing, so its pieces k_i > k0_i only repeat rows
-    distinct = ~((normals == 0)[:, None, :] & (_PIECE_OFFSETS[None] > 0)).any(-1)
-    return A[distinct], b[distinct]
+    distinct = ~((normals == 0)[:, :, None, :] & (_PIECE_OFFSETS > 0)).any(-1)
+    return A.reshape(K, -1, 2), b.reshape(K, -1), distinct.reshape(K, -1)
 
 
 _WALL_NORMALS = np.array([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0], [0.0, -1.0]])
@@ -138,23 +143,103 @@ def safe_action_set(
     """
     p, v = np.asarray(position, dtype=float), np.asarray(velocity, dtype=float)
     obstacles = np.asarray(obstacles, dtype=float).reshape(-1, 3)
+    A, b, count = safe_action_sets(p[None], v[None], obstacles[None], margin)
+    return A[0, :count[0]], b[0, :count[0]]
+
+
+#: A padding row 0 · a <= 1: every action meets it, so it never binds.
+PAD_OFFSET = 1.0
+
+
+def safe_action_sets(
+    position: np.ndarray, velocity: np.ndarray, obstacles: np.ndarray, margin: float = SAFETY_MARGIN
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`safe_action_set` of K states at once, padded to one row count.
+
+    The K sets keep different numbers of rows; run i's rows are ``A[i, :count[i]]``,
+    ``b[i, :count[i]]`` (exactly :func:`safe_action_set`'s, which calls this with K = 1), and
+    the rest are padding rows 0 · a <= 1 (:data:`PAD_OFFSET`) that never bind, so ``(A, b)``
+    also describe the K sets as they are.
+
+    :param position: [K, 2]; :param velocity: [K, 2]; :param obstacles: [K, n, 3].
+    :returns: A [K, r, 2], b [K, r], count [K] (r = max count).
+    """
+    p, v = np.asarray(position, dtype=float), np.asarray(velocity, dtype=float)
+    K = len(p)
     lo, hi = braking_box(p, v)
     # walls: offset WALL - margin, moved out to the box's extent if rounding left it in between
-    extent = np.array([hi[0], -lo[0], hi[1], -lo[1]])
+    extent = np.stack([hi[:, 0], -lo[:, 0], hi[:, 1], -lo[:, 1]], axis=1)
     wall_offsets = np.where(extent > WALL, WALL - margin, np.maximum(WALL - margin, extent))
-    centres, reach = obstacles[:, :2], obstacles[:, 2] + AGENT_RADIUS
-    gap = centres - np.clip(centres, lo, hi)
-    dist = np.hypot(gap[:, 0], gap[:, 1])
+    centres, reach = obstacles[..., :2], obstacles[..., 2] + AGENT_RADIUS
+    gap = centres - np.clip(centres, lo[:, None], hi[:, None])
+    dist = np.hypot(gap[..., 0], gap[..., 1])
     inside = dist < 1e-12  # the centre is inside the braking box: I fails; any direction will do
-    gap[inside] = centres[inside] - p + np.array([1e-12, 0.0])
-    normals = gap / np.hypot(gap[:, 0], gap[:, 1])[:, None]
+    away = centres - p[:, None] + np.array([1e-12, 0.0])
+    gap = np.where(inside[..., None], away, gap)
+    normals = gap / np.hypot(gap[..., 0], gap[..., 1])[..., None]
     clearance = np.where(dist >= reach, np.minimum(dist, reach + margin), reach + margin)
-    obstacle_offsets = (normals * centres).sum(1) - clearance
-    A, b = _box_in_halfspace_rows(
-        np.vstack([_WALL_NORMALS, normals]), np.concatenate([wall_offsets, obstacle_offsets]), p, v
-    )
-    keep = np.abs(A).sum(1) > b  # rows met by all of [-1, 1]^2 cannot bind
-    return np.vstack([_BOX_A, A[keep]]), np.concatenate([np.full(4, MAX_ACCELERATION), b[keep]])
+    obstacle_offsets = (normals * centres).sum(-1) - clearance
+    A, b, distinct = _box_in_halfspace_rows(
+        np.concatenate([np.broadcast_to(_WALL_NORMALS, (K, 4, 2)), normals], axis=1),
+        np.concatenate([wall_offsets, obstacle_offsets], axis=1), p, v)
+    keep = distinct & (np.abs(A).sum(-1) > b)  # rows met by all of [-1, 1]^2 cannot bind
+    count = keep.sum(1)
+    order = np.argsort(~keep, axis=1, kind="stable")[:, :count.max()]  # kept rows first, in order
+    A, b = np.take_along_axis(A, order[..., None], 1), np.take_along_axis(b, order, 1)
+    pad = np.arange(order.shape[1]) >= count[:, None]
+    A[pad], b[pad] = 0.0, PAD_OFFSET
+    A = np.concatenate([np.broadcast_to(_BOX_A, (K, 4, 2)), A], axis=1)
+    b = np.concatenate([np.full((K, 4), MAX_ACCELERATION), b], axis=1)
+    return A, b, count + 4
+
+
+def segments_hit_obstacles(start: np.ndarray, end: np.ndarray, obstacles: np.ndarray
+                           ) -> np.ndarray:
+    """Whether each segment start-end passes strictly within r_j + agent radius of a centre.
+
+    :param start: [K, 2]; :param end: [K, 2]; :param obstacles: [K, n, 3]. :returns: [K] bool.
+    """
+    d = end - start
+    dd = (d * d).sum(-1)[:, None]
+    c = obstacles[..., :2]
+    along = ((c - start[:, None]) * d[:, None]).sum(-1)
+    with np.errstate(divide="ignore", invalid="ignore"):  # a standing agent: t = 0 below
+        t = np.where(dd > 0, np.clip(along / dd, 0.0, 1.0), 0.0)
+    closest = start[:, None] + t[..., None] * d[:, None] - c
+    return (np.hypot(closest[..., 0], closest[..., 1]) < obstacles[..., 2] + AGENT_RADIUS).any(1)
+
+
+def seeker_transition(position: np.ndarray, velocity: np.ndarray, goal: np.ndarray,
+                      obstacles: np.ndarray, action: np.ndarray, termination_penalty: float = 0.0
+                      ) -> dict[str, np.ndarray]:
+    """One step of K seekers at once: what :meth:`SeekerEnv.step` computes, for K states.
+
+    The single environment calls it with K = 1 and :class:`~tutorial_rl.envs.vector.
+    TaskVectorEnv` with K runs; every operation is row by row, so run i gets the same bits
+    either way.
+
+    :param position, velocity, goal: [K, 2]; :param obstacles: [K, n, 3];
+    :param action: [K, 2] validated accelerations (clipped here).
+    :returns: ``position``, ``velocity`` (after the step and the wall stop), ``reward`` [K],
+        ``terminated``, ``collision_obstacle``, ``collision_wall``, ``goal_reached`` [K] bool and
+        ``distance_to_goal`` [K].
+    """
+    a = np.clip(action, -MAX_ACCELERATION, MAX_ACCELERATION)
+    velocity = velocity + a
+    end = position + velocity
+    hit_obstacle = segments_hit_obstacles(position, end, obstacles)
+    outside = np.abs(end) > WALL
+    hit_wall = outside.any(1)
+    # the wall stops the agent (the episode ends here anyway); clipping moves no inside point
+    end = np.clip(end, -WALL, WALL)
+    velocity = np.where(outside, 0.0, velocity)
+    distance = np.hypot(end[:, 0] - goal[:, 0], end[:, 1] - goal[:, 1])
+    reached = distance <= GOAL_RADIUS
+    collision = hit_obstacle | hit_wall
+    reward = -1.0 + np.exp(-distance / 10.0) - termination_penalty * collision
+    return {"position": end, "velocity": velocity, "reward": reward,
+            "terminated": reached | collision, "collision_obstacle": hit_obstacle,
+            "collision_wall": hit_wall, "goal_reached": reached, "distance_to_goal": distance}
 
 
 class SeekerEnv(gym.Env[np.ndarray, np.ndarray]):
@@ -284,40 +369,21 @@ class SeekerEnv(gym.Env[np.ndarray, np.ndarray]):
     def _distance_to_goal(self) -> float:
         return float(np.hypot(*(self.position - self.goal)))
 
-    def _hits_obstacle(self, start: np.ndarray, end: np.ndarray) -> bool:
-        """Whether the segment start-end passes strictly within r_j + agent radius of a centre."""
-        d = end - start
-        for cx, cy, r in self.obstacles:
-            c = np.array([cx, cy])
-            t = float(np.clip((c - start) @ d / (d @ d), 0.0, 1.0)) if d @ d > 0 else 0.0
-            if np.hypot(*(start + t * d - c)) < r + AGENT_RADIUS:
-                return True
-        return False
-
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        """Apply the (clipped) acceleration for one step of dt = 1."""
-        a = np.clip(check_action(action, self.action_space), -MAX_ACCELERATION, MAX_ACCELERATION)
-        start = self.position
-        self.velocity = self.velocity + a
-        self.position = start + self.velocity
-        hit_obstacle = self._hits_obstacle(start, self.position)
-        outside = np.abs(self.position) > WALL
-        hit_wall = bool(outside.any())
-        if hit_wall:  # the wall stops the agent; the episode ends here anyway
-            self.position = np.clip(self.position, -WALL, WALL)
-            self.velocity = np.where(outside, 0.0, self.velocity)
-        distance = self._distance_to_goal()
-        reached = distance <= GOAL_RADIUS
-        collision = hit_obstacle or hit_wall
-        reward = -1.0 + math.exp(-distance / 10.0) - self.termination_penalty * collision
+        """Apply the (clipped) acceleration for one step of dt = 1 (:func:`seeker_transition`)."""
+        a = check_action(action, self.action_space)
+        out = seeker_transition(self.position[None], self.velocity[None], self.goal[None],
+                                self.obstacles[None], a[None], self.termination_penalty)
+        self.position, self.velocity = out["position"][0], out["velocity"][0]
         info = {
-            "constraint_violation": collision,
-            "collision_obstacle": hit_obstacle,
-            "collision_wall": hit_wall,
-            "goal_reached": bool(reached),
-            "distance_to_goal": distance,
+            "constraint_violation": bool(out["collision_obstacle"][0] | out["collision_wall"][0]),
+            "collision_obstacle": bool(out["collision_obstacle"][0]),
+            "collision_wall": bool(out["collision_wall"][0]),
+            "goal_reached": bool(out["goal_reached"][0]),
+            "distance_to_goal": float(out["distance_to_goal"][0]),
         }
-        return self._observation(), float(reward), bool(reached or collision), False, info
+        return (self._observation(), float(out["reward"][0]), bool(out["terminated"][0]), False,
+                info)
 
     # --- safety -------------------------------------------------------------------------------
     def safe_action_set(self) -> tuple[np.ndarray, np.ndarray]:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from tutorial_rl.experiments.config import (
+    DEFAULT_GROUP_SIZE,
     FILTER_KEYS,
     PROFILES,
     ExperimentProfile,
@@ -66,10 +67,11 @@ def add_sweep_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--checkpoint-every", type=_steps_or_auto, default=None, metavar="N",
                    help="environment steps between a run's exact checkpoints; a rerun continues "
                         "from them (default auto: about every 10 minutes of work; 0: none)")
-    p.add_argument("--group-size", type=int, default=1, metavar="K",
-                   help="train up to K TD3 runs that differ only in their seed in one process, "
-                        "with one stacked update (default 1: every run alone; A2C runs always "
-                        "alone)")
+    p.add_argument("--group-size", type=int, default=DEFAULT_GROUP_SIZE, metavar="K",
+                   help="train up to K runs that differ only in their seed in one process: one "
+                        "vector environment, one projection call and one stacked update per "
+                        f"step for all of them (default {DEFAULT_GROUP_SIZE}, the paper grid's "
+                        "seeds per configuration; 1: every run alone)")
     p.add_argument("--slurm-partition", default=None, help="SLURM partition (submitit)")
     p.add_argument("--slurm-time", type=int, default=120,
                    help="time limit of one SLURM job in minutes (default 120)")
@@ -92,17 +94,19 @@ def _steps_or_auto(text: str) -> int | None:
     return value
 
 
-def _dry_run(profile: ExperimentProfile, out: Path, only: list[str], jobs: int) -> int:
+def _dry_run(profile: ExperimentProfile, out: Path, only: list[str], jobs: int,
+             group_size: int = DEFAULT_GROUP_SIZE) -> int:
     from tutorial_rl.experiments.runner import run_status
 
     specs = select_runs(profile, only)
     todo = [s for s in specs if run_status(out / RUNS_DIR / s.key) != "done"]
     for spec in todo:
         print(spec.key)
-    hours = estimate_wall_time(todo, jobs) / 3600
+    hours = estimate_wall_time(todo, jobs, group_size) / 3600
     print(f"profile {profile.name}: {len(specs)} runs selected, {len(specs) - len(todo)} done, "
-          f"{len(todo)} to run; estimated {hours:.2f} h on {jobs} core(s) "
-          f"(measured per-step costs of a 2-core development machine)", file=sys.stderr)
+          f"{len(todo)} to run; estimated {hours:.2f} h on {jobs} core(s) with --group-size "
+          f"{group_size} (measured per-step costs of a 2-core development machine)",
+          file=sys.stderr)
     return 0
 
 
@@ -112,7 +116,7 @@ def _sweep_command(args: argparse.Namespace) -> list[str]:
              "--jobs", str(args.jobs), "--launcher", args.launcher]
     if args.checkpoint_every is not None:
         words += ["--checkpoint-every", str(args.checkpoint_every)]
-    if args.group_size != 1:
+    if args.group_size != DEFAULT_GROUP_SIZE:
         words += ["--group-size", str(args.group_size)]
     for flag, values in (("--set", args.overrides), ("--only", args.only)):
         for value in values:
@@ -131,7 +135,8 @@ def run_sweep(args: argparse.Namespace) -> int:
         if args.dry_run:
             if args.jobs < 1:
                 raise ProfileError(f"jobs must be an integer >= 1; got {args.jobs}")
-            return _dry_run(profile, Path(args.out), list(args.only), args.jobs)
+            return _dry_run(profile, Path(args.out), list(args.only), args.jobs,
+                            args.group_size)
         summary = sweep(profile, args.out, jobs=args.jobs, launcher=args.launcher,
                         overrides=overrides, only=args.only,
                         slurm=SlurmOptions(args.slurm_partition, args.slurm_time,

@@ -1,15 +1,21 @@
 """Training a group of runs in one process: :func:`train_group` (issue 11; Chapter 8).
 
-The runs of a group share task, algorithm (TD3), variant and α and differ only in their seeds.
-Each run keeps what :func:`~tutorial_rl.experiments.training.train` gives it: its own environment
-(seeded reset, ``np_random``), replay buffer, numpy and torch generators, episode boundaries,
-progress rows and output files. It acts with its own ``TD3.select_action`` (exactly the single
-run's code and random draws). Only the gradient step is shared:
-:class:`~tutorial_rl.agents.grouped.GroupedTD3Update` evaluates TD3's own losses for all runs
-with stacked parameters, one kernel call per layer and one projection call per update.
+The runs of a group share task, algorithm, variant and α and differ only in their seeds. Each run
+keeps what :func:`~tutorial_rl.experiments.training.train` gives it: its own environment random
+stream (seeded reset, ``np_random``), replay buffer, numpy and torch generators, episode
+boundaries, progress rows and output files. The group steps the K environments as one
+(:class:`~tutorial_rl.agents.group_env.GroupModeEnv` over a
+:class:`~tutorial_rl.envs.vector.TaskVectorEnv`: one batched dynamics, safe-set and projection
+call per step) and updates the K agents as one:
 
-A run trained in a group therefore draws the same random numbers in the same order as alone;
-its parameters differ from the lone run's only by the rounding of batched matrix products
+- TD3: each run acts with its own ``TD3.select_action`` (the single run's code and random draws);
+  :class:`~tutorial_rl.agents.grouped.GroupedTD3Update` evaluates TD3's own losses for all runs
+  with stacked parameters, one kernel call per layer and one projection call per update;
+- A2C: :class:`~tutorial_rl.agents.grouped_a2c.GroupedA2C` samples, computes GAE and updates
+  all runs with A2C's own functions.
+
+A run trained in a group draws the same random numbers in the same order as alone; its
+parameters differ from the lone run's only by the rounding of batched kernels
 (``tests/test_grouped.py`` measures it). A group of one is :func:`train` itself.
 :func:`execute_group` is the sweep's worker for a group (``tutorial-rl sweep --group-size K``).
 """
@@ -24,11 +30,16 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
+from threadpoolctl import threadpool_limits
 
-from tutorial_rl.agents.common import ConfigError, ModeEnv, ProgressRecorder
+from tutorial_rl.agents.common import ConfigError, ProgressRecorder, SafetyConfig
+from tutorial_rl.agents.group_env import GroupModeEnv
 from tutorial_rl.agents.grouped import GroupedTD3Update
+from tutorial_rl.agents.grouped_a2c import GroupedA2C
 from tutorial_rl.agents.td3 import TD3, TD3Config
+from tutorial_rl.envs.vector import TaskVectorEnv
 from tutorial_rl.experiments.checkpoint import Checkpoint, auto_checkpoint_every
 from tutorial_rl.experiments.config import estimate_ms_per_step
 from tutorial_rl.experiments.training import (
@@ -52,7 +63,7 @@ __all__ = ["execute_group", "train_group"]
 
 def train_group(configs: list[RunConfig], checkpoint: str | Path | None = None,
                 checkpoint_every: int | None = None) -> list[RunResult]:
-    """Train TD3 runs that differ only in their seed together; one result per run, in order.
+    """Train runs that differ only in their seed together; one result per run, in order.
 
     Writes each run's ``config.json``, ``progress.csv`` and ``model.pt`` into its ``out`` as
     :func:`train` does. ``wall_time`` of each result is the group's training time divided by
@@ -63,7 +74,8 @@ def train_group(configs: list[RunConfig], checkpoint: str | Path | None = None,
         group is continued from, and deleted when the group has finished.
     :param checkpoint_every: environment steps between checkpoints (0: none; ``None``: about
         every 10 minutes of estimated work for the whole group).
-    :raises ConfigError: runs that differ in more than their seed, or not TD3.
+    :raises ConfigError: runs that differ in more than their seed, or A2C's projected-mean
+        variant (which projects inside its policy and trains alone).
     """
     if not configs:
         raise ConfigError("a group needs at least one run")
@@ -76,14 +88,14 @@ def train_group(configs: list[RunConfig], checkpoint: str | Path | None = None,
     for _, _, r in resolved[1:]:
         if {k: v for k, v in r.items() if k != "seed"} != first:
             raise ConfigError("the runs of a group must differ only in their seed")
-    if first["algo"] != "td3":
-        raise ConfigError(f"only TD3 runs can be trained as a group; got {first['algo']!r}")
+    if first["agent"].get("sp_log_likelihood") == "projected-mean":
+        raise ConfigError("A2C's projected-mean variant cannot be trained as a group")
     saver = None
     if checkpoint is not None:
         every = checkpoint_every
         if every is None:
             every = auto_checkpoint_every(len(configs) * estimate_ms_per_step(
-                first["algo"], first["env"], first["mode"], first["mitigation"]))
+                first["algo"], first["env"], first["mode"], first["mitigation"], grouped=True))
         identity = {"group": [{k: v for k, v in r.items() if k != "profile"}
                               for _, _, r in resolved]}
         saver = Checkpoint(checkpoint, every, identity,
@@ -97,8 +109,12 @@ def train_group(configs: list[RunConfig], checkpoint: str | Path | None = None,
                 (run_dir / name).unlink(missing_ok=True)
             _write_json(run_dir / "config.json", r)
     threads = torch.get_num_threads()
+    limits = None
     if configs[0].num_threads is not None:
         torch.set_num_threads(configs[0].num_threads)
+        # numpy's BLAS too: the group's batched safe-set products would start threads that
+        # compete with the other workers (several times slower on a busy machine)
+        limits = threadpool_limits(configs[0].num_threads)
     try:
         steps = resolved[0][2]["steps"]
         recorders = _Recorders([ProgressRecorder(steps) for _ in configs])
@@ -107,10 +123,7 @@ def train_group(configs: list[RunConfig], checkpoint: str | Path | None = None,
             run, _, recorder_state = restored
             recorders.load_state_dict(recorder_state)
         else:
-            made = [_make(r, safety, agent_config, r["seed"])
-                    for safety, agent_config, r in resolved]
-            run = _GroupRun([agent for _, agent in made],  # type: ignore[misc]
-                            [env for env, _ in made], [r["seed"] for _, _, r in resolved])
+            run = _make_group(resolved)
         if saver is not None:
             saver.attach(run, None, recorders)
         start = time.perf_counter()
@@ -118,10 +131,11 @@ def train_group(configs: list[RunConfig], checkpoint: str | Path | None = None,
             run.learn(recorders.recorders, steps, saver)
         finally:
             rows = [rec.finish() for rec in recorders.recorders]
-            for env in run.envs:
-                env.env.close()
+            run.env.env.close()
     finally:
         torch.set_num_threads(threads)
+        if limits is not None:
+            limits.restore_original_limits()
     share = (time.perf_counter() - start) / len(configs)
     results = []
     for run_dir, agent, run_rows, (_, _, r) in zip(run_dirs, run.agents, rows, resolved,
@@ -152,35 +166,52 @@ class _Recorders:
             recorder.load_state_dict(part)
 
 
-class _GroupRun:
-    """A group's agents, environments, stacked update and loop state: what a checkpoint holds."""
+def _make_group(resolved: list[tuple[SafetyConfig, Any, dict[str, Any]]]
+                ) -> _GroupRun | GroupedA2C:
+    """The group's agents (as :func:`train` makes them, each with its seed) and its vector env."""
+    safety, agent_config, first = resolved[0]
+    seeds = [r["seed"] for _, _, r in resolved]
+    made = [_make(r, s, c, r["seed"]) for s, c, r in resolved]
+    for env, _ in made:  # only their agents are needed: the group steps one vector env
+        env.env.close()
+    agents = [agent for _, agent in made]
+    vector = TaskVectorEnv(first["env_id"], len(resolved), first["termination_penalty"])
+    if isinstance(agent_config, TD3Config):
+        env = GroupModeEnv(vector, safety, track_safe_sets=safety.mode == "sp")
+        return _GroupRun(agents, env, seeds)  # type: ignore[arg-type]
+    track = agents[0].needs_safe_sets  # type: ignore[union-attr]
+    return GroupedA2C(agents, GroupModeEnv(vector, safety, track_safe_sets=track),  # type: ignore[arg-type]
+                      seeds)
 
-    def __init__(self, agents: list[TD3], envs: list[ModeEnv], seeds: list[int]) -> None:
-        self.agents, self.envs, self.seeds = agents, envs, seeds
+
+class _GroupRun:
+    """A TD3 group's agents, environments, stacked update and loop state (a checkpoint's)."""
+
+    def __init__(self, agents: list[TD3], env: GroupModeEnv, seeds: list[int]) -> None:
+        self.agents, self.env, self.seeds = agents, env, seeds
         self.group = GroupedTD3Update(agents)
         self.steps = 0
-        self.obs: list[Any] | None = None
+        self.obs: Any = None
 
     def learn(self, recorders: list[ProgressRecorder], total_steps: int,
               checkpoint: Checkpoint | None = None) -> None:
         """:meth:`TD3.learn` for every run, with one grouped update per environment step."""
-        agents, envs, group = self.agents, self.envs, self.group
+        agents, env, group = self.agents, self.env, self.group
         c: TD3Config = agents[0].config
         if self.obs is None:
-            self.obs = [env.reset(seed=seed) for env, seed in zip(envs, self.seeds, strict=True)]
-        obs = self.obs
+            self.obs = env.reset(self.seeds)
         while self.steps < total_steps:
-            t = self.steps
-            for k, (agent, env, recorder) in enumerate(zip(agents, envs, recorders,
-                                                           strict=True)):
-                if t < c.learning_starts:  # warm-up: uniform actions fill the buffer
-                    unsafe_action = agent.rng.uniform(agent.low, agent.high)
-                else:
-                    unsafe_action = agent.select_action(obs[k], explore=True)
-                step = env.step(unsafe_action)
+            t, obs = self.steps, self.obs
+            if t < c.learning_starts:  # warm-up: uniform actions fill the buffer
+                actions = [agent.rng.uniform(agent.low, agent.high) for agent in agents]
+            else:  # each run's own policy and exploration noise, as alone
+                actions = [agent.select_action(obs[k], explore=True)
+                           for k, agent in enumerate(agents)]
+            steps, self.obs = env.step(np.stack(actions))
+            for k, (agent, step, recorder) in enumerate(zip(agents, steps, recorders,
+                                                            strict=True)):
                 recorder.record(step, agent.safety.weight)
                 agent.store(obs[k], step)
-                obs[k] = env.reset() if step.terminated or step.truncated else step.obs
             if t >= c.learning_starts:
                 update_actor = (t - c.learning_starts + 1) % c.policy_delay == 0
                 group.update([a.buffer.sample(c.batch_size) for a in agents], update_actor)
@@ -190,8 +221,8 @@ class _GroupRun:
             if checkpoint is not None:
                 checkpoint(self.steps)
         group.write_back()
-        for agent, ob in zip(agents, obs, strict=True):
-            agent.steps, agent.obs = self.steps, ob
+        for k, agent in enumerate(agents):
+            agent.steps, agent.obs = self.steps, self.obs[k]
             agent.n_updates = max(0, self.steps - c.learning_starts)
 
 

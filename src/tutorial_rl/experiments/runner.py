@@ -257,12 +257,14 @@ def execute_runs(units: Sequence[Sequence[RunSpec]], runs_dir: str | Path,
 
 
 def group_units(specs: Sequence[RunSpec], group_size: int) -> list[list[RunSpec]]:
-    """Split runs into units of work: TD3 runs that differ only in their seed go together, up to
-    ``group_size`` per unit (``tutorial-rl sweep --group-size``); every other run is alone."""
+    """Split runs into units of work: runs that differ only in their seed go together, up to
+    ``group_size`` per unit (``tutorial-rl sweep --group-size``); runs marked to fail and A2C's
+    projected-mean variant (which cannot be grouped) are alone."""
     units: list[list[RunSpec]] = []
     open_units: dict[tuple[Any, ...], list[RunSpec]] = {}
     for spec in specs:
-        if group_size <= 1 or spec.algo != "td3" or spec.fail:
+        alone = spec.fail or spec.agent.get("sp_log_likelihood") == "projected-mean"
+        if group_size <= 1 or alone:
             units.append([spec])
             continue
         fields = dataclasses.asdict(spec)
@@ -375,7 +377,7 @@ def sweep(profile: str | ExperimentProfile, out: str | Path, *, jobs: int = 1,
     :param command: recorded in provenance.json (default: this process's command line).
     :param checkpoint_every: environment steps between a run's exact checkpoints (0: none;
         ``None``: about every 10 minutes of estimated work); a rerun continues from them.
-    :param group_size: train up to this many TD3 runs that differ only in their seed in one
+    :param group_size: train up to this many runs that differ only in their seed in one
         process (:mod:`~tutorial_rl.experiments.grouped`; one checkpoint per group); 1: every
         run alone.
     :raises ProfileError: bad profile, override, filter, jobs, launcher or ``out``, before any

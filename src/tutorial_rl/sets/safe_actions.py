@@ -110,7 +110,9 @@ class LinearSafeActionSet:
         H, h = self.X.halfspaces()
         self._H, self._h = H, h
         # Augmented [H; −h]ᵀ: one matmul of [x, 1] gives H x − h (fewer passes over memory).
-        self._H_aug = np.vstack([H.T, -h[None, :]])
+        # C order: BLAS multiplies [N, n+1] @ [n+1, k] several times faster than with the
+        # transposed (Fortran-order) layout vstack would keep
+        self._H_aug = np.ascontiguousarray(np.vstack([H.T, -h[None, :]]))
         g = h - self.W.support(H) - H @ self.c  # X ⊖ W, shifted by the affine term
         HB, HA = H @ self.B, H @ self.A
         norms = np.linalg.norm(HB, axis=1)
@@ -145,7 +147,8 @@ class LinearSafeActionSet:
         slack = np.abs(self.action_rows[fm] - D).sum(axis=1) * u_abs.max()
         order = np.argsort(fm, kind="stable")
         self._R, self._r = R[order], (r - slack)[order]
-        self._R_aug = np.vstack([-self._R.T, self._r[None, :]])  # [x, 1] @ R_aug = r − R x
+        # [x, 1] @ R_aug = r − R x (C order, as _H_aug)
+        self._R_aug = np.ascontiguousarray(np.vstack([-self._R.T, self._r[None, :]]))
         self._groups, self._starts = np.unique(fm[order], return_index=True)
 
     # ------------------------------------------------------------------ input handling

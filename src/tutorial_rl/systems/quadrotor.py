@@ -144,7 +144,14 @@ def quadrotor_step(
     model = quadrotor_linear_model(params)
     x = np.asarray(state, dtype=np.float64)
     u = np.asarray(action, dtype=np.float64)
-    out = x @ model.A.T + u @ model.B.T + model.c
+    # one vector-matrix product per state (stacked), so a state's next state has the same bits
+    # whether it is stepped alone or in a batch (tutorial_rl.envs.vector)
+    out = _times(x, model.A.T) + _times(u, model.B.T) + model.c
     if disturbance is not None:
-        out = out + np.asarray(disturbance, dtype=np.float64) @ model.D.T
+        out = out + _times(np.asarray(disturbance, dtype=np.float64), model.D.T)
     return out
+
+
+def _times(v: np.ndarray, M: np.ndarray) -> np.ndarray:
+    """``v @ M`` for ``v`` of shape ``(..., n)``, row by row (see ``quadrotor_step``)."""
+    return (v[..., None, :] @ M)[..., 0, :]

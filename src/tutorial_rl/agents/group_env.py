@@ -1,0 +1,187 @@
+"""The environment side of a mode for K runs at once: :class:`GroupModeEnv` (issue 11).
+
+What :class:`~tutorial_rl.agents.common.ModeEnv` does for one run (Chapter 4, chapters/04_se_rl.py;
+Chapter 5, chapters/05_sp_rl.py), for the K runs of a group stepping one
+:class:`~tutorial_rl.envs.vector.TaskVectorEnv`:
+
+- SE and SP: the safeguard Φ(x, ũ) of every run whose proposal leaves its safe set, in *one*
+  projection call for the group (:func:`~tutorial_rl.projection.project_polytope` on the batch
+  of those runs); runs whose set is empty get their environment's fallback action, as
+  :class:`~tutorial_rl.safeguards.ProjectionSafeguard` gives them;
+- SP-RL with tracked sets: U_s(x), U_s(x') and a point of U_s(x') per run, with the same rules
+  as ``ModeEnv`` (redundant rows dropped once a run's rows vary by state), the points of U_s(x')
+  projected in one call too.
+
+It returns one :class:`~tutorial_rl.agents.common.EnvStep` per run, computed with the very
+expressions ``ProjectionSafeguard.step`` and ``ModeEnv.step`` use, so the agents cannot tell a
+group from a single environment. Batched projections round like single ones up to the last bits
+(``tests/test_grouped.py`` compares).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from tutorial_rl.agents.common import EnvStep, SafetyConfig
+from tutorial_rl.agents.safe_layer import drop_redundant_rows
+from tutorial_rl.envs.vector import TaskVectorEnv
+from tutorial_rl.projection import InfeasibleSetError, project_polytope
+from tutorial_rl.safeguards import INTERVENTION_RTOL
+
+__all__ = ["GroupModeEnv"]
+
+SafeSet = tuple[np.ndarray, np.ndarray]
+
+
+class GroupModeEnv:
+    """:class:`~tutorial_rl.agents.common.ModeEnv` for the K runs of a vector environment.
+
+    :param env: the K runs' task (its ``safe_sets`` switch is set here when a safeguard needs it).
+    :param safety: mode and mitigation, shared by the group; SE-RL's penalty α goes into the
+        reward as the safeguard's.
+    :param track_safe_sets: read U_s(x) and U_s(x') for every run at every step (SP-RL updates).
+    """
+
+    def __init__(self, env: TaskVectorEnv, safety: SafetyConfig,
+                 track_safe_sets: bool = False) -> None:
+        self.env, self.safety = env, safety
+        self.safeguarded = safety.mode != "unsafe"
+        self.penalty = safety.weight if safety.mitigation == "penalty" else 0.0
+        self.track = track_safe_sets and self.safeguarded
+        env.track_safe_sets = self.safeguarded
+        K = self.num_envs = env.num_envs
+        m = int(np.prod(env.single_action_space.shape))
+        self._no_constraint: SafeSet = (np.zeros((0, m)), np.zeros(0))
+        self._safe_sets: list[SafeSet | None] = [None] * K
+        self._raw: list[SafeSet | None] = [None] * K
+        self._rows: list[np.ndarray | None] = [None] * K
+        self._rows_vary = [False] * K
+
+    @property
+    def safe_sets(self) -> list[SafeSet | None]:
+        """Each run's U_s(x) of its current state when tracked, else ``None`` per run."""
+        return list(self._safe_sets)
+
+    def reset(self, seeds: list[int] | None = None) -> np.ndarray:
+        """Reset every run (seeded on the first call of a group) and return x [K, ...]."""
+        obs, _ = self.env.reset(seed=seeds)
+        if self.track:
+            sets = self.env.safe_action_sets()
+            self._safe_sets = [self._read(i, sets) for i in range(self.num_envs)]
+        return obs
+
+    def _read(self, i: int, sets: tuple[np.ndarray, np.ndarray, np.ndarray]) -> SafeSet:
+        """Run i's U_s from the batch ``sets`` (``ModeEnv._read_safe_set``'s rule, per run)."""
+        A, b = sets[0][i, :sets[2][i]], sets[1][i, :sets[2][i]]
+        self._raw[i] = (A, b)
+        if not self._rows_vary[i]:
+            rows = self._rows[i]
+            if rows is None:
+                self._rows[i] = np.array(A)
+            elif not (rows.shape == A.shape and np.array_equal(rows, A)):
+                self._rows_vary[i] = True
+        return drop_redundant_rows(A, b) if self._rows_vary[i] else (A, b)
+
+    def _project(self, u_tilde: np.ndarray, A: np.ndarray, b: np.ndarray,
+                 runs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Φ of the proposals ``u_tilde`` [B, m] of ``runs`` onto their sets, one call for all.
+
+        Returns the safe actions and which sets were empty (their runs' fallback applied).
+        """
+        out, empty = u_tilde.copy(), np.zeros(len(runs), dtype=bool)
+        bad = np.flatnonzero(~np.all((A @ u_tilde[..., None])[..., 0] <= b, axis=1))
+        if len(bad) == 0:  # the common case: every proposal is already safe
+            return out, empty
+        self._project_into(out, empty, u_tilde, A, b, bad, runs)
+        return out, empty
+
+    def _project_into(self, out: np.ndarray, empty: np.ndarray, u_tilde: np.ndarray,
+                      A: np.ndarray, b: np.ndarray, todo: np.ndarray, runs: np.ndarray) -> None:
+        """Project rows ``todo`` in one call; empty sets get their run's fallback action."""
+        shared = bool(np.all(A[todo] == A[todo[0]]))  # one set of rows: factored once
+        try:
+            with torch.inference_mode():  # no gradient here, as in the safeguard
+                u = project_polytope(torch.from_numpy(u_tilde[todo]),
+                                     torch.from_numpy(A[todo[0]] if shared else A[todo]),
+                                     torch.from_numpy(b[todo]), self.safety.projection_method)
+            out[todo] = u.numpy()
+            return
+        except InfeasibleSetError as err:
+            if err.empty is None and len(todo) > 1:  # which ones is unknown: one at a time
+                for j in todo:
+                    self._project_into(out, empty, u_tilde, A, b, np.array([j]), runs)
+                return
+            flags = np.ones(len(todo), bool) if err.empty is None else err.empty.numpy()
+        for j in todo[flags]:
+            out[j], empty[j] = self.env.fallback_action(int(runs[j])), True
+        if (~flags).any():
+            self._project_into(out, empty, u_tilde, A, b, todo[~flags], runs)
+
+    def step(self, unsafe_actions: np.ndarray) -> tuple[list[EnvStep], np.ndarray]:
+        """Apply every run's ũ (projected in SE and SP); the K transitions and the next x.
+
+        The next x is the next episode's first observation where an episode ended (the vector
+        environment resets it); the ended episode's last one is in that run's ``EnvStep.obs``.
+        """
+        u_tilde = np.array(unsafe_actions, dtype=np.float64)
+        K, runs = self.num_envs, np.arange(self.num_envs)
+        empty = np.zeros(K, dtype=bool)
+        u = u_tilde
+        if self.safeguarded:
+            A, b, _ = self.env.safe_action_sets()
+            u, empty = self._project(u_tilde, A, b, runs)
+        obs, reward, terminated, truncated, info = self.env.step(u)
+        final = info.get("final_obs")
+        steps = []
+        for i in range(K):
+            r = float(reward[i])
+            if self.safeguarded:  # ProjectionSafeguard.step's and ModeEnv.step's expressions
+                d2 = float(np.sum((u[i] - u_tilde[i]) ** 2))
+                intervened = bool(math.sqrt(d2) > INTERVENTION_RTOL
+                                  * (1 + np.abs(u_tilde[i]).max()))
+                r = float(r - self.penalty * d2)
+                task_reward = r + self.penalty * d2
+            else:
+                d2, intervened, task_reward = 0.0, False, r
+            last = final[i] if final is not None and final[i] is not None else obs[i]
+            steps.append(EnvStep(last, r, task_reward, bool(terminated[i]), bool(truncated[i]),
+                                 u_tilde[i], u[i], d2, intervened,
+                                 bool(info["constraint_violation"][i])))
+        if self.track:
+            self._track(steps, u, empty, info, terminated | truncated)
+        return steps, obs
+
+    def _track(self, steps: list[EnvStep], u: np.ndarray, empty: np.ndarray,
+               info: dict, done: np.ndarray) -> None:
+        """U_s(x), U_s(x') and a point of U_s(x') per run (``ModeEnv._next_safe_point``).
+
+        One difference from ``ModeEnv``: where an episode has just ended *and* U_s(x') of its
+        last state is empty, the fallback point comes from the next episode's first state (the
+        vector environment has reset that run already). Under the safeguard U_s(x') is empty
+        only outside the RCI set or where the seeker can no longer stop, which the tests never
+        reach; TD3 uses that point only to bootstrap a time limit.
+        """
+        sets = info.get("final_safe_sets", self.env.safe_action_sets())
+        need = []
+        for i, step in enumerate(steps):
+            # a set the safeguard found empty (fallback applied) constrains nothing in updates
+            step.safe_set = self._no_constraint if empty[i] else self._safe_sets[i]
+            A, b = self._read(i, sets)
+            step.next_safe_set, step.next_safe_point = (A, b), u[i]
+            if not np.all(A @ u[i] <= b):  # the applied action is usually still safe at x'
+                need.append(i)
+        if need:
+            idx = np.array(need)
+            points, was_empty = self._project(u[idx], sets[0][idx], sets[1][idx], idx)
+            for j, i in enumerate(need):
+                steps[i].next_safe_point = points[j]
+                if was_empty[j]:
+                    steps[i].next_safe_set = self._no_constraint
+        current = self.env.safe_action_sets()
+        for i, step in enumerate(steps):
+            self._safe_sets[i] = step.next_safe_set
+            if done[i]:  # the next episode's first set, as ModeEnv.reset reads it
+                self._safe_sets[i] = self._read(i, current)
