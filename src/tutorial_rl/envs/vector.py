@@ -31,8 +31,8 @@ sets ``(A [K, k, m], b [K, k], count [K])``, computed once per state: in the ste
 state, so SP-RL's U_s(x') is the next step's U_s(x). The seeker's sets have different row
 counts; they are padded with rows 0 · a <= 1 that never bind (run i's own rows are
 ``A[i, :count[i]]``): one projection call on the padded sets of 28 runs cost 2.7 ms per step,
-one call per distinct row count 10.4 ms (``benchmarks/grid_throughput.py``). The sets at the final states of ended episodes are in
-``info["final_safe_sets"]``.
+one call per distinct row count 10.4 ms (``benchmarks/grid_throughput.py``). The sets at the
+final states of ended episodes are in ``info["final_safe_sets"]``.
 """
 
 from __future__ import annotations
