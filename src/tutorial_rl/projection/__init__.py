@@ -122,6 +122,7 @@ def active_set(u: Tensor, A: Tensor, b: Tensor) -> Tensor:
     """
     u2, A3, b2, squeeze = check_inputs(u, A, b)
     face = identify(u2, A3, b2).face
+    assert face is not None  # need_face=True
     return face[0] if squeeze else face
 
 

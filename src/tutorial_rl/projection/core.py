@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 
 from tutorial_rl._validation import InfeasibleSetError, empty_polytope_message
-from tutorial_rl.projection import enumeration
+from tutorial_rl.projection import enumeration, planar
 from tutorial_rl.projection.dual import (
     ADD_RTOL,
     DEPENDENT_TOL,
@@ -48,13 +48,17 @@ VERIFY_RTOL = 1e-9
 # m = 2: k <= 15 at B = 256, k <= 5 at B = 4096. For m >= 3 every candidate needs an LU: a tenth
 # of the budget (m = 4: k <= 5 at B = 256, k <= 16 at B = 1; m = 6: k <= 12 at B = 1).
 ENUMERATION_MAX_WORK = 500_000
+# m = 2: the edge search of :mod:`~tutorial_rl.projection.planar` (O(k²) per element, no
+# iteration) for every k and B; faster than both other methods there (benchmarks/projection.py).
+PLANAR = True
 
 
 class Identified(NamedTuple):
     """The result of :func:`identify` (float64, no autograd)."""
 
     rows: Tensor  # [B, m] a basis of the locally active face's rows (slots; k = empty)
-    face: Tensor  # [B, k] bool: the rows with a positive multiplier (the rule's I₊)
+    face: Tensor | None  # [B, k] bool: the rows with a positive multiplier (the rule's I₊);
+    # None where need_face=False
     x: Tensor  # [B, m] the verified projection
 
 
@@ -97,6 +101,8 @@ def _use_enumeration(k: int, m: int, B: int) -> bool:
 
 
 def _pad(sel: Tensor, m: int, fill: float) -> Tensor:
+    if sel.shape[1] == m:
+        return sel
     return torch.cat([sel, sel.new_full((sel.shape[0], m - sel.shape[1]), fill)], 1)
 
 
@@ -168,7 +174,13 @@ def _fallback(u: Tensor, A: Tensor, b: Tensor, An: Tensor, bn: Tensor, scale: Te
             res = dual_active_set(ub, Anb, bnb, ADD_RTOL * scale[bad], max_iter=40 * (k + m) + 200,
                                   refresh=1)
             if bool((res.status == EMPTY).any()):
-                _raise_if_empty(Ab, bb, len(bad), res.status == EMPTY)
+                try:
+                    _raise_if_empty(Ab, bb, len(bad), res.status == EMPTY)
+                except InfeasibleSetError as err:  # name the indices of the whole batch
+                    assert err.empty is not None
+                    empty = torch.zeros(B, dtype=torch.bool, device=u.device)
+                    empty[bad[err.empty]] = True
+                    raise InfeasibleSetError(empty_polytope_message(empty), empty) from None
             new, good = res.slots, res.status == SOLVED
         elif stage == "enumeration":
             if not enumeration.fits(k, m):
@@ -205,25 +217,34 @@ def identify(u: Tensor, A: Tensor, b: Tensor, need_face: bool = True) -> Identif
     if k == 0 or B == 0:
         return Identified(torch.full((B, m), k, dtype=torch.long, device=u.device),
                           torch.zeros(B, k, dtype=torch.bool, device=u.device), u.clone())
-    if _use_enumeration(k, m, B):
-        # The winning candidate's KKT solve is already done (float64, unit rows); feasibility
-        # was checked for every candidate, so only the multiplier signs remain to verify.
-        sel = enumeration.select(u, A, b)
+    planar_path = m == 2 and PLANAR
+    if planar_path or _use_enumeration(k, m, B):
+        # The KKT solve on the set found is done (float64, unit rows) and, for the planar
+        # search, verified; the enumeration checked feasibility for every candidate, so only the
+        # multiplier signs remain to verify.
+        sel = (planar.select if planar_path else enumeration.select)(u, A, b)
         slots, lam, res, x = _pad(sel.rows, m, k), _pad(sel.lam, m, 0.0), sel.res, sel.x
         tol = sel.tol  # VERIFY_RTOL · scale, computed alike
-        ok = (sel.lam >= -tol[:, None]).all(1)
+        ok = (sel.lam >= -tol[:, None]).all(1)  # NaN where the planar search left one unverified
+        if bool(ok.all()) and not need_face:
+            # the basis T of the face rule (rows with λ > tol), unless a second extra row is
+            # active where T has fewer than m rows: the test of degenerate() in a few operations
+            T = torch.where((lam > tol[:, None]) & (slots < k), slots, k)
+            n_T = (T < k).sum(1)
+            if not bool((((res >= -tol[:, None]).sum(1) - n_T > 1) & (n_T < m)).any()):
+                return Identified(T, None, x)
         if bool(ok.all()):  # the face rule, normalised rows only where degenerate
             T, face, extra = strong_rows(slots, lam, res, tol)
             face, flagged = degenerate(T, face, extra, need_face)
             if m == 2 and not need_face and bool(flagged.any()):
                 flagged &= ~_single_outside_2d(A, T, extra, flagged)
             if not bool(flagged.any()):  # the common case: done
-                return Identified(T, face, x)
+                return Identified(T, face if need_face else None, x)
             fi = flagged.nonzero(as_tuple=True)[0]
             Af, bf, _ = normalise(u[fi], _sub(A, fi), _sub(b, fi))
             rows_f, face[fi] = face_basis(u[fi], x[fi], Af, slots[fi], lam[fi], res[fi], tol[fi])
             T[fi] = _checked(u[fi], x[fi], Af, bf, slots[fi], rows_f, tol[fi])
-            return Identified(T, face, x)
+            return Identified(T, face if need_face else None, x)
         An, bn, scale = normalise(u, A, b)
     else:
         An, bn, scale = normalise(u, A, b)
@@ -240,7 +261,7 @@ def identify(u: Tensor, A: Tensor, b: Tensor, need_face: bool = True) -> Identif
         x, lam = polish(u, An, bn, slots)
         res = residuals(An, bn, x)[:, :k]
     rows, face = face_basis(u, x, An, slots, lam, res, tol, need_face)
-    return Identified(_checked(u, x, An, bn, slots, rows, tol), face, x)
+    return Identified(_checked(u, x, An, bn, slots, rows, tol), face if need_face else None, x)
 
 
 def _single_outside_2d(A: Tensor, T: Tensor, extra: Tensor, flagged: Tensor) -> Tensor:
