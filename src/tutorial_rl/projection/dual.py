@@ -160,13 +160,16 @@ def dual_active_set(
         x = torch.addcmul(x, tt[:, None], z, value=-1)
         lam = torch.addcmul(lam, tt[:, None], r, value=-1).clamp_min_(0)
         lp = lp + tt
-        drop = (pos == j[:, None]) & (step & ~full)[:, None]
-        add = (pos == free.to(torch.int8).argmax(1)[:, None]) & full[:, None]
+        # one slot changes per stepping element: a full step fills the first free slot with p,
+        # a partial one empties slot j
+        first_free = free.to(torch.int8).argmax(1)
+        hit = (pos == torch.where(full, first_free, j)[:, None]) & step[:, None]
         if inverse:
             # Both inverse updates as one rank-4 product (each element gets at most one):
             # drop j: M − m_j m_jᵀ/M_jj + e_j e_jᵀ;  add p in free slot f: M − e_f e_fᵀ + w wᵀ/‖z‖²,
             # w = r − e_f (the Schur complement of the new row).
-            ej, ef = drop.to(dt), add.to(dt)  # zero where the element has no such update
+            ef = (hit & full[:, None]).to(dt)
+            ej = hit.to(dt) - ef  # zero where the element has no such update
             onehot_j = (pos == j[:, None]).to(dt)
             mj = torch.bmm(M, onehot_j[:, :, None]).squeeze(-1)  # column j of M
             pd = ej.sum(1, keepdim=True)  # 1 where j is dropped
@@ -174,9 +177,9 @@ def dual_active_set(
             left = torch.stack([-pd * mj / (mj * onehot_j).sum(1, keepdim=True), ej, -ef,
                                 w * (full.to(dt) / torch.where(full, zz, 1.0))[:, None]], -1)
             M = torch.baddbmm(M, left, torch.stack([mj, ej, ef, w], -2))
-        slots = torch.where(add, p[:, None], slots.masked_fill(drop, k))
-        lam = torch.where(add, lp[:, None], lam.masked_fill(drop, 0.0))
-        As = torch.where(add[..., None], ap[:, None, :], As.masked_fill(drop[..., None], 0.0))
+        slots = torch.where(hit, p.masked_fill(~full, k)[:, None], slots)
+        lam = torch.where(hit, lp.masked_fill(~full, 0.0)[:, None], lam)
+        As = torch.where(hit[..., None], (ap * full[:, None])[:, None, :], As)
         p = p.masked_fill(full, k)
         lp = lp.masked_fill(full, 0.0)
         fin = done | empty
