@@ -227,11 +227,8 @@ def identify(u: Tensor, A: Tensor, b: Tensor, need_face: bool = True) -> Identif
         tol = sel.tol  # VERIFY_RTOL · scale, computed alike
         ok = (sel.lam >= -tol[:, None]).all(1)  # NaN where the planar search left one unverified
         if bool(ok.all()) and not need_face:
-            # the basis T of the face rule (rows with λ > tol), unless a second extra row is
-            # active where T has fewer than m rows: the test of degenerate() in a few operations
-            T = torch.where((lam > tol[:, None]) & (slots < k), slots, k)
-            n_T = (T < k).sum(1)
-            if not bool((((res >= -tol[:, None]).sum(1) - n_T > 1) & (n_T < m)).any()):
+            T = _plain_basis(slots, lam, res, tol)
+            if T is not None:
                 return Identified(T, None, x)
         if bool(ok.all()):  # the face rule, normalised rows only where degenerate
             T, face, extra = strong_rows(slots, lam, res, tol)
@@ -260,8 +257,25 @@ def identify(u: Tensor, A: Tensor, b: Tensor, need_face: bool = True) -> Identif
         slots, _ = _fallback(u, A, b, An, bn, scale, slots, ok)
         x, lam = polish(u, An, bn, slots)
         res = residuals(An, bn, x)[:, :k]
+    if not need_face:
+        T = _plain_basis(slots, lam, res, tol)
+        if T is not None:
+            return Identified(T, None, x)
     rows, face = face_basis(u, x, An, slots, lam, res, tol, need_face)
     return Identified(_checked(u, x, An, bn, slots, rows, tol), face if need_face else None, x)
+
+
+def _plain_basis(slots: Tensor, lam: Tensor, res: Tensor, tol: Tensor) -> Tensor | None:
+    """The face rule's basis T (the rows of the verified basis with λ > tol) where no element
+    needs the full rule, else None: the test of :func:`~tutorial_rl.projection.face.degenerate`
+    with ``need_face=False`` in a few operations (a second extra active row where T has fewer
+    than m rows sends the batch to it)."""
+    k, m = res.shape[1], slots.shape[1]
+    T = torch.where((lam > tol[:, None]) & (slots < k), slots, k)
+    n_T = (T < k).sum(1)
+    if bool((((res >= -tol[:, None]).sum(1) - n_T > 1) & (n_T < m)).any()):
+        return None
+    return T
 
 
 def _single_outside_2d(A: Tensor, T: Tensor, extra: Tensor, flagged: Tensor) -> Tensor:

@@ -47,10 +47,12 @@ class _Table(NamedTuple):
     key: Tensor  # [C] 2 · size: the tie-break order (the +1 marks negative multipliers)
 
 
+@functools.lru_cache(maxsize=256)
 def candidate_count(k: int, m: int) -> int:
     return sum(math.comb(k, s) for s in range(min(k, m) + 1))
 
 
+@functools.lru_cache(maxsize=256)
 def fits(k: int, m: int) -> bool:
     n = candidate_count(k, m)
     return n <= MAX_CANDIDATES and n * (k + 1) <= _MAX_ELEMS
