@@ -77,8 +77,9 @@ def _project_exact(u: Tensor, A: Tensor, b: Tensor) -> Tensor:
         return project_interval(u, A, b)
     if k == 0 or u.shape[0] == 0:  # nothing to project onto
         return u
-    found = identify(u.detach(), A.detach(), b.detach(), need_face=False)
-    if not (torch.is_grad_enabled() and (u.requires_grad or A.requires_grad or b.requires_grad)):
+    grad = torch.is_grad_enabled() and (u.requires_grad or A.requires_grad or b.requires_grad)
+    found = identify(u.detach(), A.detach(), b.detach(), need_face=False, need_basis=grad)
+    if not grad:  # the verified point is all that is wanted: no face rule
         return found.x
     # The verified value, with the exact KKT sensitivity (eq. (3)) for u, b and A on the face.
     return project_on_face(u, A, b, found.rows, found.x)

@@ -204,10 +204,13 @@ def _fallback(u: Tensor, A: Tensor, b: Tensor, An: Tensor, bn: Tensor, scale: Te
 
 
 @torch.no_grad()
-def identify(u: Tensor, A: Tensor, b: Tensor, need_face: bool = True) -> Identified:
+def identify(u: Tensor, A: Tensor, b: Tensor, need_face: bool = True,
+             need_basis: bool = True) -> Identified:
     """The verified projection of u [B, m] onto {A v <= b} (A [1|B, k, m], b [1|B, k], float64),
     with the rows of its locally active face and a basis of them (see the module docstring).
     ``need_face=False``: only the basis (and x) is needed, which saves work at some ties.
+    ``need_basis=False`` (implies no face): only the verified x is wanted (no gradient); ``rows``
+    is then the verified KKT basis, not the face rule's.
 
     :raises InfeasibleSetError: empty polytopes (their batch indices named).
     :raises RuntimeError: an element no method could verify (never seen in the tests).
@@ -226,6 +229,8 @@ def identify(u: Tensor, A: Tensor, b: Tensor, need_face: bool = True) -> Identif
         slots, lam, res, x = _pad(sel.rows, m, k), _pad(sel.lam, m, 0.0), sel.res, sel.x
         tol = sel.tol  # VERIFY_RTOL · scale, computed alike
         ok = (sel.lam >= -tol[:, None]).all(1)  # NaN where the planar search left one unverified
+        if bool(ok.all()) and not need_basis:
+            return Identified(slots, None, x)
         if bool(ok.all()) and not need_face:
             T = _plain_basis(slots, lam, res, tol)
             if T is not None:
@@ -257,6 +262,8 @@ def identify(u: Tensor, A: Tensor, b: Tensor, need_face: bool = True) -> Identif
         slots, _ = _fallback(u, A, b, An, bn, scale, slots, ok)
         x, lam = polish(u, An, bn, slots)
         res = residuals(An, bn, x)[:, :k]
+    if not need_basis:
+        return Identified(slots, None, x)
     if not need_face:
         T = _plain_basis(slots, lam, res, tol)
         if T is not None:

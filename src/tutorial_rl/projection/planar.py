@@ -74,24 +74,27 @@ def select(u: Tensor, A: Tensor, b: Tensor) -> Selected:
     # a parallel row that cuts the whole line off; a zero row i is cut off by any violated row
     blocked = (res1 > tadd[:, None, None]).logical_and_(~(hi | lo)).any(-1).logical_or_(s_lo > s_hi)
     s = s_lo.clamp_min(0).minimum(s_hi)  # the nearest point of the edge: s* = clamp(0, lo, hi)
-    best, i = torch.addcmul(r.square(), s, s).masked_fill_(blocked, torch.inf).min(1)
-    lost = ~inside & torch.isinf(best)  # no edge: empty, or for the enumeration to judge
     # the second row of a vertex: the one whose bound moved s* off 0 (k: none)
-    other = torch.where(s_hi < 0, l_hi, torch.where(s_lo > 0, l_lo, k)).gather(1, i[:, None])
+    other = torch.where(s_hi < 0, l_hi, torch.where(s_lo > 0, l_lo, k))
+    # the multipliers of each candidate: at a vertex u − x = λ_i a_i + λ_l a_l, dotted with t_i
+    # −s* = λ_l c_il, dotted with a_i r_i = λ_i + λ_l a_iᵀa_l; a single row: λ_i = r_i
+    at = other.clamp_max(k - 1)[..., None]
+    c_il = c.expand(B, k, k).gather(2, at).squeeze(-1)
+    g_il = G.expand(B, k, k).gather(2, at).squeeze(-1)
+    lam_l = torch.where(other < k, -s / c_il, 0.0)
+    lam_i = torch.addcmul(r, lam_l, g_il, value=-1)
+    # Ties (a flat polygon: two opposite rows through the same edge, or three rows through a
+    # vertex) give one point from several candidates: take one whose multipliers are >= 0.
+    wrong = torch.minimum(lam_i, lam_l) < -tol[:, None]
+    best, i = torch.addcmul(r.square(), s, s).masked_fill_(blocked | wrong, torch.inf).min(1)
+    lost = ~inside & torch.isinf(best)  # no candidate: empty, or for the fallbacks to judge
     pick = i[:, None]
-    r_i, s_i, other = r.gather(1, pick)[:, 0], s.gather(1, pick)[:, 0], other[:, 0]
-    vertex = other < k
-    # x = x_i + s* t_i; at a vertex u − x = λ_i a_i + λ_l a_l: dotted with t_i, −s* = λ_l c_il,
-    # dotted with a_i, r_i = λ_i + λ_l a_iᵀa_l
-    flat = i * k + other.clamp_max(k - 1)
-    if Ba == 1:
-        a_i, c_il, g_il = An[0, i], c.view(-1)[flat], G.view(-1)[flat]
-    else:
-        a_i = An[torch.arange(B, device=u.device), i]
-        c_il, g_il = c.view(B, -1).gather(1, flat[:, None])[:, 0], G.view(B, -1).gather(
-            1, flat[:, None])[:, 0]
-    lam_l = torch.where(vertex, -s_i / c_il, 0.0)
-    lam = torch.stack([r_i - lam_l * g_il, lam_l], 1).masked_fill(inside[:, None], 0.0)
+    r_i, s_i = r.gather(1, pick)[:, 0], s.gather(1, pick)[:, 0]
+    other = other.gather(1, pick)[:, 0]
+    lam = torch.stack([lam_i.gather(1, pick)[:, 0], lam_l.gather(1, pick)[:, 0]], 1)
+    lam = lam.masked_fill(inside[:, None], 0.0)
+    a_i = An[0, i] if Ba == 1 else An[torch.arange(B, device=u.device), i]
+    # x = x_i + s* t_i
     x = torch.where(inside[:, None], u, u - r_i[:, None] * a_i - s_i[:, None] * (a_i @ turn))
     rows = torch.stack([i, other], 1).masked_fill(inside[:, None], k)
     # verify: feasibility, multiplier signs, complementarity (rows of the set on their lines)
