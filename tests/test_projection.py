@@ -907,3 +907,33 @@ def test_planar_search_agrees_with_the_dual_method(seed, k, kind):
         torch.testing.assert_close(new, old, rtol=0, atol=atol)
     if kind == "empty" and k > 1:
         assert results[0][0].nonzero().flatten().tolist() == [3, 4]
+
+
+@pytest.mark.parametrize("planar", [True, False])
+def test_two_dimensional_face_rule_shortcut_matches_the_full_rule(planar, monkeypatch):
+    """m = 2 at vertices where three rows meet (and on the edges of their normal cones): the
+    Jacobian of the closed-form rule used for gradients equals the one of the full rule (the
+    projector onto the null space of the rows active_set reports) and autograd's."""
+    monkeypatch.setattr(core, "PLANAR", planar)
+    monkeypatch.setattr(core, "ENUMERATION_MAX_WORK", 0)
+    g = torch.Generator().manual_seed(3)
+    n = 64
+    angles = torch.sort(torch.rand(n, 3, generator=g, dtype=F64) * 2.4 - 1.2, 1).values
+    A = torch.stack([torch.cos(angles), torch.sin(angles)], -1)  # three rows through the origin
+    A = torch.cat([A, -A[:, :1]], 1)  # and a row parallel to the first (a flat set where tight)
+    b = torch.cat([torch.zeros(n, 3, dtype=F64), torch.full((n, 1), 0.5, dtype=F64)], 1)
+    pick = torch.randint(0, 3, (n,), generator=g)
+    w = torch.rand(n, 1, generator=g, dtype=F64)
+    on_edge = A[torch.arange(n), pick] * (1 + 2 * w)  # on a ray of the normal cone
+    inside = A[:, :3].sum(1) * (1 + w)  # inside the cone of the three normals
+    u = torch.where((torch.arange(n) % 2 == 0)[:, None], on_edge, inside)
+    J = projection_jacobian(u, A, b)
+    face = active_set(u, A, b)
+    for i in range(n):
+        rows = A[i][face[i]]
+        P = rows.T @ torch.linalg.pinv(rows.T) if len(rows) else torch.zeros(2, 2, dtype=F64)
+        torch.testing.assert_close(J[i], torch.eye(2, dtype=F64) - P, rtol=0, atol=1e-9)
+    uu = u.clone().requires_grad_(True)
+    out = project_polytope(uu, A, b)
+    rows = [torch.autograd.grad(out[:, c].sum(), uu, retain_graph=True)[0] for c in range(2)]
+    torch.testing.assert_close(torch.stack(rows, 1), J, rtol=0, atol=1e-9)

@@ -232,7 +232,7 @@ def identify(u: Tensor, A: Tensor, b: Tensor, need_face: bool = True,
         if bool(ok.all()) and not need_basis:
             return Identified(slots, None, x)
         if bool(ok.all()) and not need_face:
-            T = _plain_basis(slots, lam, res, tol)
+            T = _plain_basis(slots, lam, res, tol, A)
             if T is not None:
                 return Identified(T, None, x)
         if bool(ok.all()):  # the face rule, normalised rows only where degenerate
@@ -265,23 +265,45 @@ def identify(u: Tensor, A: Tensor, b: Tensor, need_face: bool = True,
     if not need_basis:
         return Identified(slots, None, x)
     if not need_face:
-        T = _plain_basis(slots, lam, res, tol)
+        T = _plain_basis(slots, lam, res, tol, A)
         if T is not None:
             return Identified(T, None, x)
     rows, face = face_basis(u, x, An, slots, lam, res, tol, need_face)
     return Identified(_checked(u, x, An, bn, slots, rows, tol), face if need_face else None, x)
 
 
-def _plain_basis(slots: Tensor, lam: Tensor, res: Tensor, tol: Tensor) -> Tensor | None:
-    """The face rule's basis T (the rows of the verified basis with λ > tol) where no element
-    needs the full rule, else None: the test of :func:`~tutorial_rl.projection.face.degenerate`
-    with ``need_face=False`` in a few operations (a second extra active row where T has fewer
-    than m rows sends the batch to it)."""
+def _plain_basis(slots: Tensor, lam: Tensor, res: Tensor, tol: Tensor,
+                 A: Tensor) -> Tensor | None:
+    """The face rule's basis where no element needs the full rule, else None.
+
+    The basis is T, the rows of the verified basis with λ > tol, unless a second extra row is
+    active where T has fewer than m rows (the test of
+    :func:`~tutorial_rl.projection.face.degenerate` with ``need_face=False``). For m = 2 with one
+    row t in T the rule has a closed form: g = u − x is a positive multiple of a_t, so another
+    active row can carry a positive multiplier iff a_t lies inside the cone of the active normals,
+    i.e. active rows turn away from a_t on both sides (then every active row does and J = 0:
+    the basis is t and one of them), else none outside span(a_t) does (the basis is t).
+    """
     k, m = res.shape[1], slots.shape[1]
     T = torch.where((lam > tol[:, None]) & (slots < k), slots, k)
     n_T = (T < k).sum(1)
-    if bool((((res >= -tol[:, None]).sum(1) - n_T > 1) & (n_T < m)).any()):
+    active = res >= -tol[:, None]
+    flagged = ((active.sum(1) - n_T > 1) & (n_T < m))
+    if not bool(flagged.any()):
+        return T
+    if m != 2 or bool((flagged & (n_T == 0)).any()):
         return None
+    fi = flagged.nonzero(as_tuple=True)[0]
+    Tf = T[fi]
+    t = torch.where(Tf[:, 0] < k, Tf[:, 0], Tf[:, 1])  # the one row of T
+    Af = A[0].expand(len(fi), -1, -1) if A.shape[0] == 1 else A[fi]
+    at = Af[torch.arange(len(fi), device=A.device), t]  # [n, 2]
+    cross = Af[..., 1] * at[:, None, 0] - Af[..., 0] * at[:, None, 1]  # a_t × a_j
+    thr = DEPENDENT_TOL * Af.norm(dim=-1) * at.norm(dim=-1, keepdim=True)
+    left = active[fi] & (cross > thr)
+    both = left.any(1) & (active[fi] & (cross < -thr)).any(1)
+    second = torch.where(both, left.to(torch.int8).argmax(1), k)
+    T[fi] = torch.stack([t, second], 1)
     return T
 
 
