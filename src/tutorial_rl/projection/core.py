@@ -3,9 +3,10 @@
 Chapter 1 (chapters/01_projection.py), "A fast exact projection for any action dimension";
 :func:`identify` is the whole exact method short of autograd:
 
-1. an active set: the candidate enumeration (:mod:`~tutorial_rl.projection.enumeration`) for
-   the tiny problems where it is fastest, the batched dual active-set method
-   (:mod:`~tutorial_rl.projection.dual`) for everything else;
+1. an active set: for m = 2 the edge search of :mod:`~tutorial_rl.projection.planar` (its own
+   polish and verification included), the candidate enumeration
+   (:mod:`~tutorial_rl.projection.enumeration`) for the tiny problems where it is fastest, the
+   batched dual active-set method (:mod:`~tutorial_rl.projection.dual`) for everything else;
 2. polish: the KKT system on that set, solved afresh in float64;
 3. verify, per element, to the tolerance tol = VERIFY_RTOL · (1 + ‖u‖∞ + max_i |b_i|/‖a_i‖) (a
    distance; rows are scaled to unit norm): primal feasibility (every row violated by at most
@@ -45,8 +46,9 @@ __all__ = ["VERIFY_RTOL", "Identified", "identify", "normalise"]
 VERIFY_RTOL = 1e-9
 # Where the enumeration is faster than the dual method (benchmarks/projection.py, 1 thread): its
 # work is B × candidates × (k + 1); the dual method's is dominated by a fixed cost per iteration.
-# m = 2: k <= 15 at B = 256, k <= 5 at B = 4096. For m >= 3 every candidate needs an LU: a tenth
-# of the budget (m = 4: k <= 5 at B = 256, k <= 16 at B = 1; m = 6: k <= 12 at B = 1).
+# (m = 2 with PLANAR off: k <= 15 at B = 256, k <= 5 at B = 4096.) For m >= 3 every candidate
+# needs an LU: a tenth of the budget (m = 4: k <= 5 at B = 256, k <= 16 at B = 1; m = 6: k <= 12
+# at B = 1).
 ENUMERATION_MAX_WORK = 500_000
 # m = 2: the edge search of :mod:`~tutorial_rl.projection.planar` (O(k²) per element, no
 # iteration) for every k and B; faster than both other methods there (benchmarks/projection.py).
