@@ -231,13 +231,14 @@ def identify(u: Tensor, A: Tensor, b: Tensor, need_face: bool = True,
         slots, lam, res, x = _pad(sel.rows, m, k), _pad(sel.lam, m, 0.0), sel.res, sel.x
         tol = sel.tol  # VERIFY_RTOL · scale, computed alike
         ok = (sel.lam >= -tol[:, None]).all(1)  # NaN where the planar search left one unverified
-        if bool(ok.all()) and not need_basis:
+        all_ok = bool(ok.all())
+        if all_ok and not need_basis:
             return Identified(slots, None, x)
-        if bool(ok.all()) and not need_face:
+        if all_ok and not need_face:
             T = _plain_basis(slots, lam, res, tol, A)
             if T is not None:
                 return Identified(T, None, x)
-        if bool(ok.all()):  # the face rule, normalised rows only where degenerate
+        if all_ok:  # the face rule, normalised rows only where degenerate
             T, face, extra = strong_rows(slots, lam, res, tol)
             face, flagged = degenerate(T, face, extra, need_face)
             if m == 2 and not need_face and bool(flagged.any()):

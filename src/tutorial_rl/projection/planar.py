@@ -43,9 +43,9 @@ _PARALLEL = 1e-6  # |sin| of the angle between two unit rows below which they ar
 _TURN = torch.tensor([[0.0, -1.0], [1.0, 0.0]], dtype=torch.float64)  # a @ _TURN = (a2, −a1)
 
 
-@torch.no_grad()
 def select(u: Tensor, A: Tensor, b: Tensor) -> Selected:
-    """The active set of the projection of u [B, 2] onto {A v <= b} and its KKT data.
+    """The active set of the projection of u [B, 2] onto {A v <= b} and its KKT data (inputs
+    without autograd: :func:`~tutorial_rl.projection.core.identify` runs it under no_grad).
 
     :param A: [1 or B, k, 2] (k >= 1), ``b`` [1 or B, k], float64, zero rows allowed (0 <= b).
     :returns: rows [B, 2] (k marks an empty slot), multipliers of the unit rows, residuals of the
@@ -87,21 +87,22 @@ def select(u: Tensor, A: Tensor, b: Tensor) -> Selected:
     # vertex) give one point from several candidates: take one whose multipliers are >= 0.
     wrong = torch.minimum(lam_i, lam_l) < -tol[:, None]
     best, i = torch.addcmul(r.square(), s, s).masked_fill_(blocked | wrong, torch.inf).min(1)
-    lost = ~inside & torch.isinf(best)  # no candidate: empty, or for the fallbacks to judge
-    pick = i[:, None]
-    r_i, s_i = r.gather(1, pick)[:, 0], s.gather(1, pick)[:, 0]
-    other = other.gather(1, pick)[:, 0]
-    lam = torch.stack([lam_i.gather(1, pick)[:, 0], lam_l.gather(1, pick)[:, 0]], 1)
-    lam = lam.masked_fill(inside[:, None], 0.0)
+    # the chosen candidate's data, in one gather
+    pick = i[:, None, None].expand(B, 1, 4)
+    r_i, s_i, l_i, l_l = torch.stack([r, s, lam_i, lam_l], -1).gather(1, pick)[:, 0].unbind(1)
+    other = other.gather(1, i[:, None])[:, 0]
+    lam = torch.stack([l_i, l_l], 1).masked_fill_(inside[:, None], 0.0)
     a_i = An[0, i] if Ba == 1 else An[torch.arange(B, device=u.device), i]
     # x = x_i + s* t_i
     x = torch.where(inside[:, None], u, u - r_i[:, None] * a_i - s_i[:, None] * (a_i @ turn))
-    rows = torch.stack([i, other], 1).masked_fill(inside[:, None], k)
-    # verify: feasibility, multiplier signs, complementarity (rows of the set on their lines)
+    rows = torch.stack([i, other], 1).masked_fill_(inside[:, None], k)
+    # Verify: feasibility and complementarity (the rows of the set on their lines) of x itself;
+    # the multiplier signs were required of every candidate above. No candidate (best = inf):
+    # an empty polygon, or one for the fallbacks to judge.
     res = (An @ x[:, :, None]).squeeze(-1) - bn if Ba > 1 else x @ An[0].T - bn
-    res = res.masked_fill(inv == 0, -torch.inf)  # a zero row is never active
-    on = torch.where(rows < k, res.gather(1, rows.clamp_max(k - 1)), 0.0).abs().amax(1)
-    ok = (res.amax(1).maximum(on) <= tol) & (lam.amin(1) >= -tol) & ~lost | inside
+    res = res.masked_fill_(inv == 0, -torch.inf)  # a zero row is never active
+    on = torch.nn.functional.pad(res, (0, 1)).gather(1, rows).abs().amax(1)  # slot k: 0
+    ok = ((res.amax(1).maximum(on) <= tol) & torch.isfinite(best)) | inside
     # NaN multipliers mark the rest for the caller's fallbacks (the dual method with more
     # iterations, the enumeration, Clarabel; emptiness confirmed by an LP before it is raised)
-    return Selected(rows, lam.masked_fill(~ok[:, None], torch.nan), res, tol, x)
+    return Selected(rows, lam.masked_fill_(~ok[:, None], torch.nan), res, tol, x)
