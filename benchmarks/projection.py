@@ -7,10 +7,11 @@ load on a shared machine hits them alike; the table reports medians of forward +
 (gradient with respect to the proposals) in milliseconds of process (CPU) time by default, which
 a loaded machine inflates far less than wall-clock time (``--clock wall`` for the latter). Methods:
 
-- ``exact``: ``project_polytope(method="exact")``, the package's path (the dual active-set method,
-  or the enumeration where that is faster, then the verified polish and the face rule);
-- ``enum``: the candidate enumeration alone (the teaching version and the old default), where its
-  candidate table fits;
+- ``exact``: ``project_polytope(method="exact")``, the package's path (for m = 2 the edge search,
+  else the dual active-set method or the enumeration where that is faster; then the verified
+  polish and the face rule);
+- ``enum``: the candidate enumeration alone, run as the old default ran it (input checks, the
+  chosen set, its KKT solve recomputed with autograd-tracked ops), where its table fits;
 - ``cvxpylayers``: the paper's setup (``method="cvxpylayers"``); skipped at B = 4096, where one
   run takes minutes (said in the output);
 - ``proxsuite``: proxsuite's QPLayer (``pip install -e '.[bench]'``; skipped with a message if it

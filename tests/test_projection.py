@@ -850,7 +850,90 @@ def test_identical_to_the_enumeration_on_the_tasks_sets(env_index, monkeypatch):
     lam = torch.linalg.solve(G, (As @ u[..., None]).squeeze(-1) - bs)
     old_x = u - (As.mT @ lam[..., None]).squeeze(-1)
     old_J = torch.eye(A.shape[-1], dtype=F64) - As.mT @ torch.linalg.solve(G, As)
-    for work in (0, 10**12):  # the dual method and the enumeration path
+    # the planar edge search (m = 2), the dual method and the enumeration path
+    for planar, work in ((True, 0), (False, 0), (False, 10**12)):
+        monkeypatch.setattr(core, "PLANAR", planar)
         monkeypatch.setattr(core, "ENUMERATION_MAX_WORK", work)
         torch.testing.assert_close(project_polytope(u, A, b), old_x, rtol=0, atol=1e-10)
         torch.testing.assert_close(projection_jacobian(u, A, b), old_J, rtol=0, atol=1e-9)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 10**6), st.integers(1, 12), st.sampled_from(["plain", "duplicate", "parallel",
+                                                                   "zero", "wedge", "empty"]))
+def test_planar_search_agrees_with_the_dual_method(seed, k, kind):
+    """m = 2: the edge search and the general method give the same points, Jacobians and
+    gradients for u, A and b (for A and b not at duplicate rows, where the row that carries the
+    gradient is a choice, nor in the wedge, where ∂/∂A = −w xᵀ with ‖w‖ ~ 1e4 magnifies the
+    general method's apex error), including parallel (redundant) and zero rows, 1e-4 rad wedges and
+    empty polygons."""
+    g = torch.Generator().manual_seed(seed)
+    B = 16
+    A = torch.randn(B, k, 2, dtype=F64, generator=g)
+    b = 0.2 + torch.rand(B, k, dtype=F64, generator=g)
+    if kind == "duplicate" and k > 1:
+        A[:, -1], b[:, -1] = 3 * A[:, 0], 3 * b[:, 0]
+    elif kind == "parallel" and k > 1:
+        A[:, -1], b[:, -1] = 2 * A[:, 0], 2 * b[:, 0] + 0.5  # a redundant parallel row
+    elif kind == "zero":
+        A[:, -1], b[:, -1] = 0.0, 1.0
+    elif kind == "wedge" and k > 1:
+        A[:, 0] = torch.tensor([-1e-4, 1.0], dtype=F64)  # 0 <= |y| <= 1e-4 x: 1e-4 rad wide
+        A[:, 1], b[:, :2] = torch.tensor([-1e-4, -1.0], dtype=F64), 0.0
+    elif kind == "empty" and k > 1:
+        A[3:5, 0], b[3:5, 0] = -A[3:5, -1], -b[3:5, -1] - 0.1  # two opposite rows 0.1 apart
+    u = 2 * torch.randn(B, 2, dtype=F64, generator=g)
+    results = []
+    for planar in (True, False):
+        core.PLANAR, saved = planar, core.PLANAR
+        work, core.ENUMERATION_MAX_WORK = core.ENUMERATION_MAX_WORK, 0
+        try:
+            if kind == "empty" and k > 1:
+                with pytest.raises(InfeasibleSetError) as err:
+                    project_polytope(u, A, b)
+                results.append((err.value.empty,))
+                continue
+            uu, AA, bb = (t.clone().requires_grad_(True) for t in (u, A, b))
+            out = project_polytope(uu, AA, bb)
+            (out * torch.arange(1.0, 3.0, dtype=F64)).sum().backward()
+            results.append((out.detach(), projection_jacobian(u, A, b), uu.grad)
+                           + ((AA.grad, bb.grad) if kind not in ("duplicate", "wedge") else ()))
+        finally:
+            core.PLANAR, core.ENUMERATION_MAX_WORK = saved, work
+    # in a 1e-4 rad wedge the general method's Gram polish places the apex up to 1e-8 off along
+    # the wedge (its residuals are exact to 1e-12); the edge search intersects the two lines
+    atol = 1e-7 if kind == "wedge" else 1e-8
+    for new, old in zip(*results, strict=True):
+        torch.testing.assert_close(new, old, rtol=0, atol=atol)
+    if kind == "empty" and k > 1:
+        assert results[0][0].nonzero().flatten().tolist() == [3, 4]
+
+
+@pytest.mark.parametrize("planar", [True, False])
+def test_two_dimensional_face_rule_shortcut_matches_the_full_rule(planar, monkeypatch):
+    """m = 2 at vertices where three rows meet (and on the edges of their normal cones): the
+    Jacobian of the closed-form rule used for gradients equals the one of the full rule (the
+    projector onto the null space of the rows active_set reports) and autograd's."""
+    monkeypatch.setattr(core, "PLANAR", planar)
+    monkeypatch.setattr(core, "ENUMERATION_MAX_WORK", 0)
+    g = torch.Generator().manual_seed(3)
+    n = 64
+    angles = torch.sort(torch.rand(n, 3, generator=g, dtype=F64) * 2.4 - 1.2, 1).values
+    A = torch.stack([torch.cos(angles), torch.sin(angles)], -1)  # three rows through the origin
+    A = torch.cat([A, -A[:, :1]], 1)  # and a row parallel to the first (a flat set where tight)
+    b = torch.cat([torch.zeros(n, 3, dtype=F64), torch.full((n, 1), 0.5, dtype=F64)], 1)
+    pick = torch.randint(0, 3, (n,), generator=g)
+    w = torch.rand(n, 1, generator=g, dtype=F64)
+    on_edge = A[torch.arange(n), pick] * (1 + 2 * w)  # on a ray of the normal cone
+    inside = A[:, :3].sum(1) * (1 + w)  # inside the cone of the three normals
+    u = torch.where((torch.arange(n) % 2 == 0)[:, None], on_edge, inside)
+    J = projection_jacobian(u, A, b)
+    face = active_set(u, A, b)
+    for i in range(n):
+        rows = A[i][face[i]]
+        P = rows.T @ torch.linalg.pinv(rows.T) if len(rows) else torch.zeros(2, 2, dtype=F64)
+        torch.testing.assert_close(J[i], torch.eye(2, dtype=F64) - P, rtol=0, atol=1e-9)
+    uu = u.clone().requires_grad_(True)
+    out = project_polytope(uu, A, b)
+    rows = [torch.autograd.grad(out[:, c].sum(), uu, retain_graph=True)[0] for c in range(2)]
+    torch.testing.assert_close(torch.stack(rows, 1), J, rtol=0, atol=1e-9)

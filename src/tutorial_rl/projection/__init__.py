@@ -6,23 +6,26 @@ chapters/01_projection.py, eq. (1)-(3)). Two methods share one API:
 ``method="exact"`` (default): any action dimension m and any number of rows k, polynomial time.
     Batched torch, no Python loop over the batch (:mod:`~tutorial_rl.projection.core`):
     a batched dual active-set method (Goldfarb-Idnani, :mod:`~tutorial_rl.projection.dual`)
-    identifies the active set, about |S*| + a few steps of one m × m solve per element; the tiny
-    problems where enumerating every candidate set is faster use that instead
-    (:mod:`~tutorial_rl.projection.enumeration`, also the teaching version of chapter 1). The KKT
+    identifies the active set, about |S*| + a few steps of one m × m solve per element; 2-D
+    actions take the nearest point of each edge of the polygon instead, O(k²) per element and no
+    iteration (:mod:`~tutorial_rl.projection.planar`), and the tiny problems where enumerating
+    every candidate set is faster use that (:mod:`~tutorial_rl.projection.enumeration`, also the
+    teaching version of chapter 1). The KKT
     system on the set is then solved in float64 and VERIFIED per element (feasibility,
     multiplier signs and complementarity to the tolerance below; stationarity holds by
     construction); failures go to fallbacks (more iterations, the enumeration, Clarabel), and an
     unverified point is never returned: the output is that verified point. Gradients with respect
     to u, A and b are the exact KKT sensitivity on the rows of the face rule below, computed from
-    their QR factorisation (:mod:`~tutorial_rl.projection.sensitivity`): dΦ/dũ = I −
-    A₊ᵀ(A₊A₊ᵀ)⁻¹A₊. m = 1 is a clamp onto an interval.
+    their QR factorisation (:mod:`~tutorial_rl.projection.sensitivity`; m = 2 in closed form):
+    dΦ/dũ = I − A₊ᵀ(A₊A₊ᵀ)⁻¹A₊. m = 1 is a clamp onto an interval. Where no gradient is wanted
+    (no input requires one, or autograd is off) only the verified point is computed.
 ``method="cvxpylayers"``: the same problem in a ``cvxpylayers`` layer (diffcp + SCS, eps 1e-9),
     one conic solve per element: the paper's setup, kept as the reference.
 
 Cost of the exact method: O(B · s · (m³ + k m)) for s ≈ |S*| + a few steps (at most m rows are
-active at once), memory O(B (k + m) m). benchmarks/projection.py measures m = 1..12, k up to
-4m + 6 and B up to 4096. Unbounded polyhedra are fine; empty ones raise ``InfeasibleSetError``
-naming the batch indices.
+active at once), memory O(B (k + m) m); for m = 2, O(B k²) in a fixed number of operations.
+benchmarks/projection.py measures m = 1..12, k up to 4m + 6 and B up to 4096. Unbounded
+polyhedra are fine; empty ones raise ``InfeasibleSetError`` naming the batch indices.
 
 The Jacobian at degenerate points (one rule, :mod:`~tutorial_rl.projection.face`). Let x = Φ(ũ).
 The rows used are I₊, those that carry a positive multiplier in SOME KKT multiplier vector
@@ -77,8 +80,9 @@ def _project_exact(u: Tensor, A: Tensor, b: Tensor) -> Tensor:
         return project_interval(u, A, b)
     if k == 0 or u.shape[0] == 0:  # nothing to project onto
         return u
-    found = identify(u.detach(), A.detach(), b.detach(), need_face=False)
-    if not (torch.is_grad_enabled() and (u.requires_grad or A.requires_grad or b.requires_grad)):
+    grad = torch.is_grad_enabled() and (u.requires_grad or A.requires_grad or b.requires_grad)
+    found = identify(u.detach(), A.detach(), b.detach(), need_face=False, need_basis=grad)
+    if not grad:  # the verified point is all that is wanted: no face rule
         return found.x
     # The verified value, with the exact KKT sensitivity (eq. (3)) for u, b and A on the face.
     return project_on_face(u, A, b, found.rows, found.x)
@@ -122,6 +126,7 @@ def active_set(u: Tensor, A: Tensor, b: Tensor) -> Tensor:
     """
     u2, A3, b2, squeeze = check_inputs(u, A, b)
     face = identify(u2, A3, b2).face
+    assert face is not None  # need_face=True
     return face[0] if squeeze else face
 
 

@@ -3,9 +3,10 @@
 Chapter 1 (chapters/01_projection.py), "A fast exact projection for any action dimension";
 :func:`identify` is the whole exact method short of autograd:
 
-1. an active set: the candidate enumeration (:mod:`~tutorial_rl.projection.enumeration`) for
-   the tiny problems where it is fastest, the batched dual active-set method
-   (:mod:`~tutorial_rl.projection.dual`) for everything else;
+1. an active set: for m = 2 the edge search of :mod:`~tutorial_rl.projection.planar` (its own
+   polish and verification included), the candidate enumeration
+   (:mod:`~tutorial_rl.projection.enumeration`) for the tiny problems where it is fastest, the
+   batched dual active-set method (:mod:`~tutorial_rl.projection.dual`) for everything else;
 2. polish: the KKT system on that set, solved afresh in float64;
 3. verify, per element, to the tolerance tol = VERIFY_RTOL · (1 + ‖u‖∞ + max_i |b_i|/‖a_i‖) (a
    distance; rows are scaled to unit norm): primal feasibility (every row violated by at most
@@ -28,7 +29,7 @@ import torch
 from torch import Tensor
 
 from tutorial_rl._validation import InfeasibleSetError, empty_polytope_message
-from tutorial_rl.projection import enumeration
+from tutorial_rl.projection import enumeration, planar
 from tutorial_rl.projection.dual import (
     ADD_RTOL,
     DEPENDENT_TOL,
@@ -45,16 +46,21 @@ __all__ = ["VERIFY_RTOL", "Identified", "identify", "normalise"]
 VERIFY_RTOL = 1e-9
 # Where the enumeration is faster than the dual method (benchmarks/projection.py, 1 thread): its
 # work is B × candidates × (k + 1); the dual method's is dominated by a fixed cost per iteration.
-# m = 2: k <= 15 at B = 256, k <= 5 at B = 4096. For m >= 3 every candidate needs an LU: a tenth
-# of the budget (m = 4: k <= 5 at B = 256, k <= 16 at B = 1; m = 6: k <= 12 at B = 1).
+# (m = 2 with PLANAR off: k <= 15 at B = 256, k <= 5 at B = 4096.) For m >= 3 every candidate
+# needs an LU: a tenth of the budget (m = 4: k <= 5 at B = 256, k <= 16 at B = 1; m = 6: k <= 12
+# at B = 1).
 ENUMERATION_MAX_WORK = 500_000
+# m = 2: the edge search of :mod:`~tutorial_rl.projection.planar` (O(k²) per element, no
+# iteration) for every k and B; faster than both other methods there (benchmarks/projection.py).
+PLANAR = True
 
 
 class Identified(NamedTuple):
     """The result of :func:`identify` (float64, no autograd)."""
 
     rows: Tensor  # [B, m] a basis of the locally active face's rows (slots; k = empty)
-    face: Tensor  # [B, k] bool: the rows with a positive multiplier (the rule's I₊)
+    face: Tensor | None  # [B, k] bool: the rows with a positive multiplier (the rule's I₊);
+    # None where need_face=False
     x: Tensor  # [B, m] the verified projection
 
 
@@ -97,6 +103,8 @@ def _use_enumeration(k: int, m: int, B: int) -> bool:
 
 
 def _pad(sel: Tensor, m: int, fill: float) -> Tensor:
+    if sel.shape[1] == m:
+        return sel
     return torch.cat([sel, sel.new_full((sel.shape[0], m - sel.shape[1]), fill)], 1)
 
 
@@ -168,7 +176,13 @@ def _fallback(u: Tensor, A: Tensor, b: Tensor, An: Tensor, bn: Tensor, scale: Te
             res = dual_active_set(ub, Anb, bnb, ADD_RTOL * scale[bad], max_iter=40 * (k + m) + 200,
                                   refresh=1)
             if bool((res.status == EMPTY).any()):
-                _raise_if_empty(Ab, bb, len(bad), res.status == EMPTY)
+                try:
+                    _raise_if_empty(Ab, bb, len(bad), res.status == EMPTY)
+                except InfeasibleSetError as err:  # name the indices of the whole batch
+                    assert err.empty is not None
+                    empty = torch.zeros(B, dtype=torch.bool, device=u.device)
+                    empty[bad[err.empty]] = True
+                    raise InfeasibleSetError(empty_polytope_message(empty), empty) from None
             new, good = res.slots, res.status == SOLVED
         elif stage == "enumeration":
             if not enumeration.fits(k, m):
@@ -192,10 +206,13 @@ def _fallback(u: Tensor, A: Tensor, b: Tensor, An: Tensor, bn: Tensor, scale: Te
 
 
 @torch.no_grad()
-def identify(u: Tensor, A: Tensor, b: Tensor, need_face: bool = True) -> Identified:
+def identify(u: Tensor, A: Tensor, b: Tensor, need_face: bool = True,
+             need_basis: bool = True) -> Identified:
     """The verified projection of u [B, m] onto {A v <= b} (A [1|B, k, m], b [1|B, k], float64),
     with the rows of its locally active face and a basis of them (see the module docstring).
     ``need_face=False``: only the basis (and x) is needed, which saves work at some ties.
+    ``need_basis=False`` (implies no face): only the verified x is wanted (no gradient); ``rows``
+    is then the verified KKT basis, not the face rule's.
 
     :raises InfeasibleSetError: empty polytopes (their batch indices named).
     :raises RuntimeError: an element no method could verify (never seen in the tests).
@@ -205,25 +222,34 @@ def identify(u: Tensor, A: Tensor, b: Tensor, need_face: bool = True) -> Identif
     if k == 0 or B == 0:
         return Identified(torch.full((B, m), k, dtype=torch.long, device=u.device),
                           torch.zeros(B, k, dtype=torch.bool, device=u.device), u.clone())
-    if _use_enumeration(k, m, B):
-        # The winning candidate's KKT solve is already done (float64, unit rows); feasibility
-        # was checked for every candidate, so only the multiplier signs remain to verify.
-        sel = enumeration.select(u, A, b)
+    planar_path = m == 2 and PLANAR
+    if planar_path or _use_enumeration(k, m, B):
+        # The KKT solve on the set found is done (float64, unit rows) and, for the planar
+        # search, verified; the enumeration checked feasibility for every candidate, so only the
+        # multiplier signs remain to verify.
+        sel = (planar.select if planar_path else enumeration.select)(u, A, b)
         slots, lam, res, x = _pad(sel.rows, m, k), _pad(sel.lam, m, 0.0), sel.res, sel.x
         tol = sel.tol  # VERIFY_RTOL · scale, computed alike
-        ok = (sel.lam >= -tol[:, None]).all(1)
-        if bool(ok.all()):  # the face rule, normalised rows only where degenerate
+        ok = (sel.lam >= -tol[:, None]).all(1)  # NaN where the planar search left one unverified
+        all_ok = bool(ok.all())
+        if all_ok and not need_basis:
+            return Identified(slots, None, x)
+        if all_ok and not need_face:
+            T = _plain_basis(slots, lam, res, tol, A)
+            if T is not None:
+                return Identified(T, None, x)
+        if all_ok:  # the face rule, normalised rows only where degenerate
             T, face, extra = strong_rows(slots, lam, res, tol)
             face, flagged = degenerate(T, face, extra, need_face)
             if m == 2 and not need_face and bool(flagged.any()):
                 flagged &= ~_single_outside_2d(A, T, extra, flagged)
             if not bool(flagged.any()):  # the common case: done
-                return Identified(T, face, x)
+                return Identified(T, face if need_face else None, x)
             fi = flagged.nonzero(as_tuple=True)[0]
             Af, bf, _ = normalise(u[fi], _sub(A, fi), _sub(b, fi))
             rows_f, face[fi] = face_basis(u[fi], x[fi], Af, slots[fi], lam[fi], res[fi], tol[fi])
             T[fi] = _checked(u[fi], x[fi], Af, bf, slots[fi], rows_f, tol[fi])
-            return Identified(T, face, x)
+            return Identified(T, face if need_face else None, x)
         An, bn, scale = normalise(u, A, b)
     else:
         An, bn, scale = normalise(u, A, b)
@@ -239,8 +265,49 @@ def identify(u: Tensor, A: Tensor, b: Tensor, need_face: bool = True) -> Identif
         slots, _ = _fallback(u, A, b, An, bn, scale, slots, ok)
         x, lam = polish(u, An, bn, slots)
         res = residuals(An, bn, x)[:, :k]
+    if not need_basis:
+        return Identified(slots, None, x)
+    if not need_face:
+        T = _plain_basis(slots, lam, res, tol, A)
+        if T is not None:
+            return Identified(T, None, x)
     rows, face = face_basis(u, x, An, slots, lam, res, tol, need_face)
-    return Identified(_checked(u, x, An, bn, slots, rows, tol), face, x)
+    return Identified(_checked(u, x, An, bn, slots, rows, tol), face if need_face else None, x)
+
+
+def _plain_basis(slots: Tensor, lam: Tensor, res: Tensor, tol: Tensor,
+                 A: Tensor) -> Tensor | None:
+    """The face rule's basis where no element needs the full rule, else None.
+
+    The basis is T, the rows of the verified basis with λ > tol, unless a second extra row is
+    active where T has fewer than m rows (the test of
+    :func:`~tutorial_rl.projection.face.degenerate` with ``need_face=False``). For m = 2 with one
+    row t in T the rule has a closed form: g = u − x is a positive multiple of a_t, so another
+    active row can carry a positive multiplier iff a_t lies inside the cone of the active normals,
+    i.e. active rows turn away from a_t on both sides (then every active row does and J = 0:
+    the basis is t and one of them), else none outside span(a_t) does (the basis is t).
+    """
+    k, m = res.shape[1], slots.shape[1]
+    T = torch.where((lam > tol[:, None]) & (slots < k), slots, k)
+    n_T = (T < k).sum(1)
+    active = res >= -tol[:, None]
+    flagged = ((active.sum(1) - n_T > 1) & (n_T < m))
+    if not bool(flagged.any()):
+        return T
+    if m != 2 or bool((flagged & (n_T == 0)).any()):
+        return None
+    fi = flagged.nonzero(as_tuple=True)[0]
+    Tf = T[fi]
+    t = torch.where(Tf[:, 0] < k, Tf[:, 0], Tf[:, 1])  # the one row of T
+    Af = A[0].expand(len(fi), -1, -1) if A.shape[0] == 1 else A[fi]
+    at = Af[torch.arange(len(fi), device=A.device), t]  # [n, 2]
+    cross = Af[..., 1] * at[:, None, 0] - Af[..., 0] * at[:, None, 1]  # a_t × a_j
+    thr = DEPENDENT_TOL * Af.norm(dim=-1) * at.norm(dim=-1, keepdim=True)
+    left = active[fi] & (cross > thr)
+    both = left.any(1) & (active[fi] & (cross < -thr)).any(1)
+    second = torch.where(both, left.to(torch.int8).argmax(1), k)
+    T[fi] = torch.stack([t, second], 1)
+    return T
 
 
 def _single_outside_2d(A: Tensor, T: Tensor, extra: Tensor, flagged: Tensor) -> Tensor:

@@ -63,7 +63,9 @@ def residuals(A: Tensor, b: Tensor, x: Tensor) -> Tensor:
     """a_iᵀx − b_i [n, K] for A [1 or n, K, m], b [1 or n, K], x [n, m]."""
     if A.shape[0] == 1:  # one polytope for the batch: a single matrix product
         return x @ A[0].T - b
-    return (A * x[:, None, :]).sum(-1) - b  # faster than a batch of tiny matrix products
+    if A.shape[-1] <= 8:  # batched products win for small m, a broadcast sum for larger ones
+        return (A @ x[:, :, None]).squeeze(-1) - b
+    return (A * x[:, None, :]).sum(-1) - b
 
 
 @torch.no_grad()
@@ -96,19 +98,28 @@ def dual_active_set(
         status.fill_(SOLVED)
         return DualResult(out_slots, out_lam, status)
     idx = torch.arange(B, device=dev)
-    uw, Aw, bw, tw = u, An, bn, tol
+    u_w, Aw, bw, tw = u, An, bn, tol
+    # The first step in closed form: from v = u (S empty) the most violated row p enters with
+    # the full step t = its violation (a_p is a unit row, z = a_p).
+    viol, p0 = residuals(Aw, bw, u)[:, :k].max(1)
+    go = viol > tw
     slots = out_slots.clone()
+    slots[:, 0] = torch.where(go, p0, k)
     lam = out_lam.clone()
-    x = u.clone()
-    M = torch.eye(m, dtype=dt, device=dev).expand(B, m, m).clone()  # (A_S A_Sᵀ)⁻¹, I if empty
+    lam[:, 0] = torch.where(go, viol, 0.0)
+    ap0 = _rows(Aw, slots[:, 0], idx)
+    x = u - lam[:, :1] * ap0
+    As = torch.zeros(B, m, m, dtype=dt, device=dev)  # the rows of the slots (zero if free)
+    As[:, 0] = ap0
+    pos = torch.arange(m, device=dev)
+    inverse = m > INVERSE_FROM_M
+    # (A_S A_Sᵀ)⁻¹ with identity on free slots: after the first step, the identity itself
+    M = torch.eye(m, dtype=dt, device=dev).expand(B, m, m).clone() if inverse else None
     p = torch.full((B,), k, dtype=torch.long, device=dev)  # the row being added; k: none
     lp = torch.zeros(B, dtype=dt, device=dev)  # its multiplier so far
-    pos = torch.arange(m, device=dev)
-    # m × m solves per iteration for small m; inverse updates (no factorisation) for larger m,
-    # where a batched LU per iteration costs more than the updates (benchmarks/projection.py)
-    inverse = m > INVERSE_FROM_M
     fin = torch.zeros(B, dtype=torch.bool, device=dev)
     empty = fin
+    ar = idx
 
     def flush(rows: Tensor) -> None:
         out_slots[idx[rows]] = slots[rows]
@@ -117,57 +128,60 @@ def dual_active_set(
 
     for it in range(max_iter):
         if inverse and refresh and it % refresh == 0 and it:
-            As = take(Aw, slots)
-            M = torch.linalg.inv(As @ As.mT + torch.diag_embed((slots == k).to(dt)))
-            x = uw - (lam[..., None] * As).sum(1) - lp[:, None] * take(Aw, p[:, None])[:, 0]
+            free = slots == k
+            M = torch.linalg.inv(torch.baddbmm(torch.diag_embed(free.to(dt)), As, As.mT))
+            x = u_w - (lam[..., None] * As).sum(1) - lp[:, None] * _rows(Aw, p, ar)
         res = residuals(Aw, bw, x)  # [n, k + 1]; the padding row k has residual 0
         # rows of S hold with equality; rounding must not make them candidates again
         viol, q = res.scatter(1, slots, -torch.inf)[:, :k].max(1)
         fresh = p == k
         done = fresh & (viol <= tw)  # finished elements stay done: their state no longer changes
         p = torch.where(fresh & ~done, q, p)
-        ap = take(Aw, p[:, None])[:, 0]  # [n, m]; zero for done elements
+        ap = _rows(Aw, p, ar)  # [n, m]; zero for done elements
         viol_p = res.gather(1, p[:, None]).squeeze(1)
-        As = take(Aw, slots)  # [n, m, m]
         free = slots == k
-        c = (As * ap[:, None, :]).sum(-1)
+        c = torch.bmm(As, ap[:, :, None])  # [n, m, 1]: A_S a_p (0 in free slots)
         if inverse:  # dual direction r = M c (M is symmetric), 0 in free slots
-            r = (M * c[:, None, :]).sum(-1).masked_fill(free, 0.0)
-        else:
-            G = torch.baddbmm(torch.diag_embed(free.to(dt)), As, As.mT)
-            r = torch.linalg.solve(G, c).masked_fill(free, 0.0)
-        z = ap - (r[..., None] * As).sum(1)  # primal direction: a_p outside span(A_S)
-        zz = (z * z).sum(1)
-        dependent = (zz <= DEPENDENT_TOL**2) | ~free.any(1)
-        t2 = torch.where(dependent, torch.inf, viol_p / zz)
+            assert M is not None
+            r = torch.bmm(M, c).masked_fill_(free[..., None], 0.0)
+        else:  # identity on free slots, where c is 0: r is 0 there
+            r = torch.linalg.solve(torch.baddbmm(torch.diag_embed(free.to(dt)), As, As.mT), c)
+        z = torch.baddbmm(ap[:, :, None], As.mT, r, alpha=-1).squeeze(-1)  # a_p outside span
+        r = r.squeeze(-1)
+        zz = z.square().sum(1)
+        n_free = free.any(1)
+        t2 = torch.where((zz <= DEPENDENT_TOL**2) | ~n_free, torch.inf, viol_p / zz)
         t1, j = torch.where(r > 0, lam / r, torch.inf).min(1)
         t = torch.minimum(t1, t2)
         step = torch.isfinite(t)
-        empty = ~done & ~step
+        empty = ~(done | step)
         full = step & (t2 <= t1)
-        tt = torch.where(step, t, 0.0)
-        x = x - tt[:, None] * z
-        lam = (lam - tt[:, None] * r).clamp_min(0)
+        tt = t.nan_to_num(posinf=0.0)
+        x = torch.addcmul(x, tt[:, None], z, value=-1)
+        lam = torch.addcmul(lam, tt[:, None], r, value=-1).clamp_min_(0)
         lp = lp + tt
-        # Both inverse updates as one rank-4 product (each element gets at most one of them):
-        # drop j: M − m_j m_jᵀ/M_jj + e_j e_jᵀ;  add p in free slot f: M − e_f e_fᵀ + w wᵀ/‖z‖²,
-        # w = r − e_f (the Schur complement of the new row).
-        pd = (step & ~full).to(dt)[:, None]
-        pf = full.to(dt)[:, None]
-        ej = (pos == j[:, None]).to(dt)
-        ef = (pos == free.to(torch.int8).argmax(1)[:, None]).to(dt)
+        # one slot changes per stepping element: a full step fills the first free slot with p,
+        # a partial one empties slot j
+        first_free = free.to(torch.int8).argmax(1)
+        hit = (pos == torch.where(full, first_free, j)[:, None]) & step[:, None]
         if inverse:
-            mj = (M * ej[:, None, :]).sum(-1)
+            # Both inverse updates as one rank-4 product (each element gets at most one):
+            # drop j: M − m_j m_jᵀ/M_jj + e_j e_jᵀ;  add p in free slot f: M − e_f e_fᵀ + w wᵀ/‖z‖²,
+            # w = r − e_f (the Schur complement of the new row).
+            ef = (hit & full[:, None]).to(dt)
+            ej = hit.to(dt) - ef  # zero where the element has no such update
+            onehot_j = (pos == j[:, None]).to(dt)
+            mj = torch.bmm(M, onehot_j[:, :, None]).squeeze(-1)  # column j of M
+            pd = ej.sum(1, keepdim=True)  # 1 where j is dropped
             w = r - ef
-            left = torch.stack([-pd * mj / (mj * ej).sum(1, keepdim=True), pd * ej, -pf * ef,
-                                pf * w / torch.where(full, zz, 1.0)[:, None]], -1)
+            left = torch.stack([-pd * mj / (mj * onehot_j).sum(1, keepdim=True), ej, -ef,
+                                w * (full.to(dt) / torch.where(full, zz, 1.0))[:, None]], -1)
             M = torch.baddbmm(M, left, torch.stack([mj, ej, ef, w], -2))
-        drop = (pd * ej) > 0
-        add = (pf * ef) > 0
-        slots = torch.where(drop, k, torch.where(add, p[:, None], slots))
-        lam = torch.where(drop, 0.0, torch.where(add, lp[:, None], lam))
-        p = torch.where(full, k, p)
-        lp = torch.where(full, 0.0, lp)
+        slots = torch.where(hit, p.masked_fill(~full, k)[:, None], slots)
+        lam = torch.where(hit, lp.masked_fill(~full, 0.0)[:, None], lam)
+        As = torch.where(hit[..., None], (ap * full[:, None])[:, None, :], As)
+        p = p.masked_fill(full, k)
+        lp = lp.masked_fill(full, 0.0)
         fin = done | empty
         n_fin = int(fin.sum())
         if n_fin == len(fin):
@@ -175,10 +189,18 @@ def dual_active_set(
         if 2 * n_fin >= len(fin) and len(fin) > 8:  # shrink the working batch
             flush(fin)
             keep = ~fin
-            idx, uw, tw, x, M = idx[keep], uw[keep], tw[keep], x[keep], M[keep]
+            idx, u_w, tw, x = idx[keep], u_w[keep], tw[keep], x[keep]
             Aw = Aw if Aw.shape[0] == 1 else Aw[keep]
             bw = bw if bw.shape[0] == 1 else bw[keep]
-            slots, lam, p, lp = slots[keep], lam[keep], p[keep], lp[keep]
+            slots, lam, p, lp, As = slots[keep], lam[keep], p[keep], lp[keep], As[keep]
+            M = M[keep] if M is not None else None
             fin, empty = fin[keep], empty[keep]
+            ar = torch.arange(len(idx), device=dev)
     flush(fin)  # the rest stays UNFINISHED
     return DualResult(out_slots, out_lam, status)
+
+
+def _rows(X: Tensor, rows: Tensor, ar: Tensor) -> Tensor:
+    """Row ``rows[i]`` of X [1 or n, K, m] for each element i: [n, m]."""
+    return X[0][rows] if X.shape[0] == 1 else X[ar, rows]
+

@@ -6,9 +6,10 @@ of u onto the affine set {A_S v = b_S}: u − A_Sᵀ(A_S A_Sᵀ)⁻¹(A_S u − 
 size 0..min(k, m) is evaluated at once; sets with a (near-)singular Gram matrix (duplicate or
 dependent rows, zero rows) and infeasible candidates are discarded, and the feasible candidate
 closest to u is the projection. Exact, batched, no Python loop over the batch, but its work grows
-as B × Σ_{s<=m} C(k, s) × k: it is fastest for tiny problems (m <= 2 and a handful of rows), where
-:mod:`tutorial_rl.projection` uses it; larger ones go to the dual active-set method
-(:mod:`tutorial_rl.projection.dual`). The candidate it returns is only a basis of the optimum: the
+as B × Σ_{s<=m} C(k, s) × k: it is fastest for tiny problems (m >= 3 and a handful of rows),
+where :mod:`tutorial_rl.projection` uses it; larger ones go to the dual active-set method
+(:mod:`tutorial_rl.projection.dual`), and m = 2 to the edge search
+(:mod:`tutorial_rl.projection.planar`). The candidate it returns is only a basis of the optimum: the
 package's rule for degenerate points (:mod:`tutorial_rl.projection.face`) is applied afterwards.
 
 Tie-breaking among candidates that give the same point (within tolerance): the SMALLEST set, then
@@ -47,10 +48,12 @@ class _Table(NamedTuple):
     key: Tensor  # [C] 2 · size: the tie-break order (the +1 marks negative multipliers)
 
 
+@functools.lru_cache(maxsize=256)
 def candidate_count(k: int, m: int) -> int:
     return sum(math.comb(k, s) for s in range(min(k, m) + 1))
 
 
+@functools.lru_cache(maxsize=256)
 def fits(k: int, m: int) -> bool:
     n = candidate_count(k, m)
     return n <= MAX_CANDIDATES and n * (k + 1) <= _MAX_ELEMS

@@ -52,6 +52,8 @@ class _OnFace(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: Tensor):  # type: ignore[override]
         u, A, b, rows, x = ctx.saved_tensors
+        if u.shape[1] == 2:
+            return (*_planar_backward(u, A, b, rows, x, grad, ctx.needs_input_grad), None, None)
         rows, Q, R, used = face_factor(A, rows)
         k = A.shape[-2]
         idx = rows.clamp_max(max(k - 1, 0))
@@ -69,6 +71,42 @@ class _OnFace(torch.autograd.Function):
             if ctx.needs_input_grad[2]:
                 gb = _scatter_rows(w[..., None], idx, b.shape[0], k)[..., 0]
         return Jg, gA, gb, None, None
+
+
+def _planar_backward(u: Tensor, A: Tensor, b: Tensor, rows: Tensor, x: Tensor, grad: Tensor,
+                     needs: tuple[bool, ...]) -> tuple[Tensor, Tensor | None, Tensor | None]:
+    """m = 2 in closed form: no face (J = I), one row a (J = I − aaᵀ/‖a‖², w = aᵀḡ/‖a‖²,
+    λ = (aᵀu − b)/‖a‖²) or a vertex (J = 0, w = A_R⁻ᵀḡ, λ = A_R⁻ᵀ(u − x) by Cramer's rule)."""
+    k = A.shape[-2]
+    used = rows < k
+    idx = rows.clamp_max(max(k - 1, 0))
+    As = take(A, idx) * used[..., None]  # [B, 2, 2], unused slots zero
+    two = used.all(1)
+    one = used.any(1) & ~two
+    a = As.sum(1)  # the used row where there is one
+    aa = torch.where(one, (a * a).sum(1), 1.0)
+    w1 = torch.where(one, (a * grad).sum(1) / aa, 0.0)
+    Jg = torch.where(two[:, None], 0.0, grad - w1[:, None] * a)
+    if not (needs[1] or needs[2]):
+        return Jg, None, None
+    a1, a2 = As[:, 0], As[:, 1]
+    det = torch.where(two, a1[:, 0] * a2[:, 1] - a1[:, 1] * a2[:, 0], 1.0)
+
+    def inv_t(v: Tensor) -> Tensor:  # A_R⁻ᵀ v for the vertices
+        return torch.stack([v[:, 0] * a2[:, 1] - v[:, 1] * a2[:, 0],
+                            a1[:, 0] * v[:, 1] - a1[:, 1] * v[:, 0]], 1) / det[:, None]
+
+    bs = take(b, idx) * used
+    lam1 = torch.where(one, ((a * u).sum(1) - bs.sum(1)) / aa, 0.0)
+    w = torch.where(two[:, None], inv_t(grad), w1[:, None] * used)
+    lam = torch.where(two[:, None], inv_t(u - x), lam1[:, None] * used)
+    gA = gb = None
+    if needs[1]:
+        gAs = -(w[..., None] * x[:, None, :] + lam[..., None] * Jg[:, None, :])
+        gA = _scatter_rows(gAs * used[..., None], idx, A.shape[0], k)
+    if needs[2]:
+        gb = _scatter_rows(w[..., None], idx, b.shape[0], k)[..., 0]
+    return Jg, gA, gb
 
 
 def _scatter_rows(vals: Tensor, idx: Tensor, batch: int, k: int) -> Tensor:
