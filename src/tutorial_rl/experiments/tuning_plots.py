@@ -41,11 +41,14 @@ def trial_counts(study: Any) -> dict[str, int]:
 
 
 def trial_hours(study: Any) -> float:
-    """Hours the study's finished trials ran (start to end, summed): each trial trains on one
-    torch thread, so this is the study's cost in core-hours (a busy machine inflates it)."""
+    """Hours the study's complete and pruned trials ran (start to end, summed): each trial trains
+    on one torch thread, so this is the study's cost in core-hours (a busy machine inflates it).
+    Failed trials are left out: a killed worker's trial is failed when its heartbeat is found
+    stale, possibly hours later, so its start-to-end time is not work done."""
     return sum((t.datetime_complete - t.datetime_start).total_seconds()
                for t in study.trials
-               if t.datetime_complete is not None and t.datetime_start is not None) / 3600
+               if t.state.name in ("COMPLETE", "PRUNED")
+               and t.datetime_complete is not None and t.datetime_start is not None) / 3600
 
 
 @contextlib.contextmanager
