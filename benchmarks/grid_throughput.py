@@ -302,9 +302,11 @@ def group_cell(env: str, algo: str, variant: str, k: int, steps: int, warmup: in
 
     mode, mitigation = VARIANTS[variant]
     agent = {"learning_starts": warmup} if algo == "td3" else {}
+    alphas = PROFILES["paper"].alphas  # a mitigated group mixes α, as the sweep groups them
     run = _make_group([_resolve(RunConfig(
         env=env, algo=algo, mode=mode, mitigation=mitigation, seed=s, steps=warmup + steps,
-        alpha=None if mitigation == "none" else 0.5, agent=agent)) for s in range(k)])
+        alpha=None if mitigation == "none" else alphas[s % len(alphas)], agent=agent))
+        for s in range(k)])
     recorders = [_TimingRecorder(warmup + steps, warmup) for _ in range(k)]
     run.learn(recorders, warmup + steps)  # type: ignore[arg-type]
     return (time.perf_counter() - recorders[0].marked_at) / (steps * k) * 1e3
