@@ -24,7 +24,6 @@ from tutorial_rl.agents.grouped import GroupedTD3Update
 from tutorial_rl.experiments.grouped import train_group
 from tutorial_rl.experiments.training import ENVS, RunConfig, env_defaults, train
 
-
 #: The paper grid's α values; seed k trains with ``ALPHAS[k % 4]`` (mixed-α groups).
 ALPHAS = (0.1, 0.5, 1.0, 2.0)
 

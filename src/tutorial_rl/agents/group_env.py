@@ -41,8 +41,8 @@ class GroupModeEnv:
     """:class:`~tutorial_rl.agents.common.ModeEnv` for the K runs of a vector environment.
 
     :param env: the K runs' task (its ``safe_sets`` switch is set here when a safeguard needs it).
-    :param safety: mode and mitigation, shared by the group; SE-RL's penalty α goes into the
-        reward as the safeguard's.
+    :param safety: mode, mitigation and projection, shared by the group; SE-RL's penalty goes
+        into the reward as the safeguard's, with each run's α (``alphas``).
     :param track_safe_sets: read U_s(x) and U_s(x') for every run at every step (SP-RL updates).
     :param alphas: each run's α (runs of one group may differ in α); default ``safety``'s.
     """

@@ -13,9 +13,9 @@ What stays per run: the minibatch (each run samples its own buffer with its own 
 target-policy noise (drawn from each run's torch generator, in the order ``TD3.update`` draws it),
 α (a ``[K]`` tensor mapped by ``vmap`` like the parameters: the per-sample loss's weight in
 ``compute_loss_pi``; the penalty critic's rewards −α‖ũ − Φ(ũ)‖² are stored per run by
-``TD3.store``) and, through the elementwise Adam, the optimiser state. What is shared: one kernel call per
-layer for all K runs, one Adam step over the stacked tensors, one Polyak update and, in SP-RL,
-one projection call for the K target-action batches and the K policy batches
+``TD3.store``) and, through the elementwise Adam, the optimiser state. What is shared: one
+kernel call per layer for all K runs, one Adam step over the stacked tensors, one Polyak update
+and, in SP-RL, one projection call for the K target-action batches and the K policy batches
 (:func:`~tutorial_rl.agents.safe_layer.project_many` pads their row counts).
 
 Batched matrix products round differently from single ones, so a grouped update equals K
