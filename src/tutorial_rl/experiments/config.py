@@ -405,27 +405,46 @@ _MS_PER_STEP: dict[str, dict[str, float]] = {
 #: The sweep's default ``--group-size``: a group holds the runs of one configuration that differ
 #: in seed and α (:func:`group_identity`), so 28 fills every mitigated configuration of the paper
 #: grid (4 α × 7 seeds) and the vanilla ones form groups of 7; larger groups pay less per-call
-#: overhead per run (``benchmarks/grid_throughput.py``, K = 1, 7, 28).
+#: overhead per run (``benchmarks/grid_throughput.py``, K = 1, 7, 28: the paper grid's estimate
+#: is 28.8 core-hours with 28, 33.4 with 7, 77 alone). A group is one worker's job, so with many
+#: workers smaller groups can finish sooner (paper grid on 16 cores: 5.5 h with 28, 2.2 h with 7);
+#: 28 is the default because the course's reader has a laptop.
 DEFAULT_GROUP_SIZE = 28
-#: ms per run-step of runs trained in groups of K (the keys: the measured group sizes), the
-#: table above scaled by the speed-ups ``benchmarks/grid_throughput.py`` measured side by side
-#: (alone vs K, one repeat of 160 steps per cell) on the busy 2-core machine (issue 11; its
-#: "table x the measured K ratios" output; K = 28 groups mix the four α, as the sweep does).
-#: K = 7: td3/pendulum sp-penalty-critic measured no gain (a noisy cell; kept).
+#: ms per run-step of runs trained in groups of K (the keys: the measured group sizes): the
+#: table above scaled by the speed-ups ``benchmarks/grid_throughput.py --group-sizes ''
+#: --run-sizes 1,7,28 --skip-cells`` measured side by side (alone, K = 7 and K = 28 back to back
+#: per cell, 160 timed steps after 300) on the 2-core machine while a tuning job used both cores
+#: (issue 11; its "table x the measured K ratios" output; K = 28 groups mix the four α, as the
+#: sweep's do). Single measurements on a busy machine: a few cells are noise (td3/seeker
+#: se-penalty 1.7x at K = 7 but 1.0x at K = 28; a2c/quadrotor se-vanilla 5.0x and 3.6x).
 _MS_PER_STEP_GROUPED: dict[int, dict[str, dict[str, float]]] = {
     7: {
-        "td3/pendulum": {"se-vanilla": 1.57, "se-penalty": 1.65, "sp-vanilla": 2.35,
-                         "sp-per-sample-loss": 2.67, "sp-penalty-critic": 5.75},
-        "td3/quadrotor": {"se-vanilla": 3.14, "se-penalty": 3.24, "sp-vanilla": 5.22,
-                          "sp-per-sample-loss": 4.35, "sp-penalty-critic": 5.98},
-        "td3/seeker": {"se-vanilla": 3.19, "se-penalty": 3.32, "sp-vanilla": 5.52,
-                       "sp-per-sample-loss": 4.6, "sp-penalty-critic": 6.76},
-        "a2c/pendulum": {"se-vanilla": 0.27, "se-penalty": 0.24, "sp-vanilla": 0.23,
-                         "sp-per-sample-loss": 0.52, "sp-penalty-critic": 0.44},
-        "a2c/quadrotor": {"se-vanilla": 0.32, "se-penalty": 0.68, "sp-vanilla": 0.27,
-                          "sp-per-sample-loss": 1.65, "sp-penalty-critic": 0.24},
-        "a2c/seeker": {"se-vanilla": 0.3, "se-penalty": 0.86, "sp-vanilla": 0.38,
-                       "sp-per-sample-loss": 0.91, "sp-penalty-critic": 0.24},
+        "td3/pendulum": {"se-vanilla": 0.84, "se-penalty": 2.09, "sp-vanilla": 1.83,
+                         "sp-per-sample-loss": 2.41, "sp-penalty-critic": 2.77},
+        "td3/quadrotor": {"se-vanilla": 5.2, "se-penalty": 3.43, "sp-vanilla": 6.12,
+                          "sp-per-sample-loss": 5.16, "sp-penalty-critic": 6.18},
+        "td3/seeker": {"se-vanilla": 3.33, "se-penalty": 2.71, "sp-vanilla": 5.6,
+                       "sp-per-sample-loss": 5.32, "sp-penalty-critic": 7.13},
+        "a2c/pendulum": {"se-vanilla": 0.22, "se-penalty": 0.29, "sp-vanilla": 0.31,
+                         "sp-per-sample-loss": 0.52, "sp-penalty-critic": 0.25},
+        "a2c/quadrotor": {"se-vanilla": 0.34, "se-penalty": 1.06, "sp-vanilla": 0.59,
+                          "sp-per-sample-loss": 0.83, "sp-penalty-critic": 0.27},
+        "a2c/seeker": {"se-vanilla": 0.35, "se-penalty": 0.32, "sp-vanilla": 0.29,
+                       "sp-per-sample-loss": 1.03, "sp-penalty-critic": 0.3},
+    },
+    28: {
+        "td3/pendulum": {"se-vanilla": 0.55, "se-penalty": 1.14, "sp-vanilla": 0.97,
+                         "sp-per-sample-loss": 0.61, "sp-penalty-critic": 0.92},
+        "td3/quadrotor": {"se-vanilla": 3.08, "se-penalty": 3.55, "sp-vanilla": 4.64,
+                          "sp-per-sample-loss": 4.13, "sp-penalty-critic": 5.06},
+        "td3/seeker": {"se-vanilla": 3.0, "se-penalty": 4.82, "sp-vanilla": 4.38,
+                       "sp-per-sample-loss": 4.48, "sp-penalty-critic": 7.03},
+        "a2c/pendulum": {"se-vanilla": 0.07, "se-penalty": 0.11, "sp-vanilla": 0.08,
+                         "sp-per-sample-loss": 0.1, "sp-penalty-critic": 0.08},
+        "a2c/quadrotor": {"se-vanilla": 0.47, "se-penalty": 0.67, "sp-vanilla": 0.35,
+                          "sp-per-sample-loss": 0.43, "sp-penalty-critic": 0.16},
+        "a2c/seeker": {"se-vanilla": 0.18, "se-penalty": 0.18, "sp-vanilla": 0.15,
+                       "sp-per-sample-loss": 0.71, "sp-penalty-critic": 0.17},
     },
 }
 _EVAL_S_PER_10_EPISODES = {"pendulum": 1.0, "quadrotor": 2.2, "seeker": 0.8}

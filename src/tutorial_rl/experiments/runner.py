@@ -267,7 +267,9 @@ def group_units(specs: Sequence[RunSpec], group_size: int) -> list[list[RunSpec]
     paper grid's 4 α × 7 seeds of a mitigated variant form one group of 28 and its vanilla
     variants (no α) groups of 7. Larger groups pay less per-call overhead per run
     (``benchmarks/grid_throughput.py``), which is why the default
-    (:data:`~tutorial_rl.experiments.config.DEFAULT_GROUP_SIZE`) fills a whole configuration.
+    (:data:`~tutorial_rl.experiments.config.DEFAULT_GROUP_SIZE`) fills a whole configuration:
+    fewest core-hours, best on a few cores; a unit is one worker's job, so with many workers
+    smaller groups can finish sooner (``--dry-run`` estimates both).
     Runs marked to fail and A2C's projected-mean variant (which cannot be grouped) are alone.
     """
     units: list[list[RunSpec]] = []
