@@ -22,10 +22,12 @@ Before the cell table it prints the grouped tables (issue 11): the cost of one T
 K separate ``TD3.update`` calls against one :class:`~tutorial_rl.agents.grouped.GroupedTD3Update`
 (``--group-sizes 1,7,28``); env-steps per second per core of whole training runs for every
 task × algorithm × variant at K = 1, 7, 28 (``--run-sizes``; K = 1 is a run alone, K > 1 a group
-of :func:`~tutorial_rl.experiments.grouped.train_group`), measured side by side; the paper grid's
-core-hours alone and grouped (the quiet machine's table scaled by the measured ratios at
-``--default-k``, what ``config._MS_PER_STEP`` holds); and, for the seeker, one projection call
-on padded sets against one call per row count. ``--skip-cells`` stops there::
+of :func:`~tutorial_rl.experiments.grouped.train_group`; mitigated groups mix the paper's four α,
+as the sweep's groups do), measured side by side; the paper grid's core-hours alone and grouped
+(the quiet machine's table scaled by the measured ratios at each K, what
+``config._MS_PER_STEP_GROUPED`` holds, every run costed at its group's size); and, for the
+seeker, one projection call on padded sets against one call per row count. ``--skip-cells``
+stops there::
 
     python benchmarks/grid_throughput.py --group-sizes '' --skip-cells
 """
@@ -160,8 +162,6 @@ def main() -> None:
     parser.add_argument("--run-sizes", default="1,7,28",
                         help="K of the env-steps-per-second table ('' skips it)")
     parser.add_argument("--run-steps", type=int, default=160, help="timed steps per run there")
-    parser.add_argument("--default-k", type=int, default=7,
-                        help="K whose ratios give the grouped core-hour estimate")
     parser.add_argument("--skip-cells", action="store_true",
                         help="only the grouped tables")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -180,7 +180,7 @@ def main() -> None:
                  for v in VARIANTS if v != "unsafe"]
         measured = group_table(cells, [int(k) for k in args.run_sizes.split(",")],
                                args.run_steps, args.warmup)
-        grouped_estimate(measured, args.default_k)
+        grouped_estimate(measured)
         if "seeker" in args.envs:
             pad_or_group()
     if args.skip_cells:
@@ -302,9 +302,11 @@ def group_cell(env: str, algo: str, variant: str, k: int, steps: int, warmup: in
 
     mode, mitigation = VARIANTS[variant]
     agent = {"learning_starts": warmup} if algo == "td3" else {}
+    alphas = PROFILES["paper"].alphas  # a mitigated group mixes α, as the sweep groups them
     run = _make_group([_resolve(RunConfig(
         env=env, algo=algo, mode=mode, mitigation=mitigation, seed=s, steps=warmup + steps,
-        alpha=None if mitigation == "none" else 0.5, agent=agent)) for s in range(k)])
+        alpha=None if mitigation == "none" else alphas[s % len(alphas)], agent=agent))
+        for s in range(k)])
     recorders = [_TimingRecorder(warmup + steps, warmup) for _ in range(k)]
     run.learn(recorders, warmup + steps)  # type: ignore[arg-type]
     return (time.perf_counter() - recorders[0].marked_at) / (steps * k) * 1e3
@@ -337,19 +339,39 @@ def group_table(cells: list[tuple[str, str, str]], sizes: list[int], steps: int,
     return out
 
 
-def grouped_estimate(measured: dict[int, dict[str, dict[str, float]]], k: int) -> None:
-    """The paper grid's core-hours: the quiet table, and scaled by the grouped speed-ups."""
+def grouped_estimate(measured: dict[int, dict[str, dict[str, float]]]) -> None:
+    """The paper grid's core-hours: the quiet table, and scaled by the grouped speed-ups.
+
+    For every measured K > 1 it prints the quiet machine's table (runs alone) times the measured
+    K ratios (``config._MS_PER_STEP_GROUPED[K]``), then the grid's training core-hours with every
+    run costed at its group's size under the default ``--group-size``, as
+    :func:`~tutorial_rl.experiments.config.estimate_wall_time` does (4 α × 7 seeds = 28 for a
+    mitigated configuration, 7 for a vanilla one).
+    """
+    from tutorial_rl.experiments.config import DEFAULT_GROUP_SIZE
+    from tutorial_rl.experiments.runner import group_units
+
     base = min(measured)
-    k = k if k in measured else max(measured)
-    table = {cell: {v: round(_MS_PER_STEP[cell][v] * measured[k][cell][v] / ms, 2)
-                    for v, ms in row.items()} for cell, row in measured[base].items()}
-    print(f"\nthe quiet machine's table (runs alone) x the measured K = {k} ratios "
-          f"(for config._MS_PER_STEP, groups of {k}):")
-    for cell, row in table.items():
-        print(f"    {cell!r}: {row},")
-    if len(table) * 5 == len(PAPER_CELLS):
-        print(f"\npaper grid, training core-hours: alone {grid_core_hours(_MS_PER_STEP):.1f}, "
-              f"grouped (K = {k}) {grid_core_hours(table):.1f}")
+    tables = {k: {cell: {v: round(_MS_PER_STEP[cell][v] * measured[k][cell][v] / ms, 2)
+                         for v, ms in row.items()} for cell, row in measured[base].items()}
+              for k in measured if k > base}
+    for k, table in tables.items():
+        print(f"\nthe quiet machine's table (runs alone) x the measured K = {k} ratios "
+              f"(for config._MS_PER_STEP_GROUPED[{k}]):")
+        for cell, row in table.items():
+            print(f"    {cell!r}: {row},")
+    if not tables or len(measured[base]) * 5 != len(PAPER_CELLS):
+        return
+    seconds = 0.0
+    for unit in group_units(PROFILES["paper"].runs(), DEFAULT_GROUP_SIZE):
+        sizes = [k for k in tables if k <= len(unit)]
+        table = tables[max(sizes)] if sizes else _MS_PER_STEP
+        for spec in unit:
+            per_step = table[f"{spec.algo}/{spec.env}"]
+            seconds += spec.steps * per_step.get(spec.variant, per_step["se-vanilla"]) / 1000
+    print(f"\npaper grid, training core-hours: alone {grid_core_hours(_MS_PER_STEP):.1f}, "
+          + ", ".join(f"every run at K = {k} {grid_core_hours(t):.1f}" for k, t in tables.items())
+          + f", groups of --group-size {DEFAULT_GROUP_SIZE} {seconds / 3600:.1f}")
 
 
 def pad_or_group(k: int = 28, steps: int = 200) -> None:

@@ -133,19 +133,23 @@ print(f"\nquick: {len(quick.runs())} runs = 3 tasks x 2 algorithms x (2 vanilla 
 # that never stopped (the tests kill one with SIGKILL), so a long sweep can be spread over many
 # sessions. A run that crashes is recorded with its traceback and does not stop the others.
 #
-# The seven seeds of one configuration differ only in their random streams, so
-# `--group-size K` (default 7) trains up to K of them in one process. Their environments step as
-# one gymnasium vector environment, which computes the dynamics, rewards and safe action sets of
-# all K states with the tasks' own functions (a single environment calls them with K = 1), and
-# one projection call serves the whole group. Their agents update as one: TD3's and A2C's own
-# loss functions, evaluated with the K parameter sets stacked along a leading axis
-# (`torch.vmap`). Each run keeps its own random streams, buffer, episodes and files, and matches
-# the same run alone up to the rounding of batched kernels. Grouping pays where per-call overhead
-# dominates: `benchmarks/grid_throughput.py`, run side by side on the 2-core machine, measured
-# 1.6 to 8.6 times more environment steps per second per core for A2C at $K = 7$, but only
-# 0.9 to 2.2 times for TD3, whose $[128, 128]$ updates already keep a core busy with arithmetic.
-# With the default groups, the estimated cost of the `paper` profile falls from 77 to 35
-# core-hours.
+# The runs of one configuration differ only in their random streams and their weight α, so
+# `--group-size K` (default 28: the `paper` grid's 4 α × 7 seeds) trains up to K of them in one
+# process. Their environments step as one gymnasium vector environment, which computes the
+# dynamics, rewards and safe action sets of all K states with the tasks' own functions (a single
+# environment calls them with K = 1), and one projection call serves the whole group. Their agents
+# update as one: TD3's and A2C's own loss functions, evaluated with the K parameter sets stacked
+# along a leading axis (`torch.vmap`), and with α as a per-run tensor mapped alongside them; the
+# SE penalty uses each run's own α. Each run keeps its own random streams, buffer, episodes and
+# files, and matches the same run alone up to the rounding of batched kernels. Grouping pays where
+# per-call overhead dominates: `benchmarks/grid_throughput.py`, run side by side on the busy
+# 2-core machine, measured 3.6 to 17.6 times more environment steps per second per core for A2C
+# at $K = 28$ (2.3 to 7.3 at $K = 7$), 3.0 to 8.5 times for the pendulum's small TD3, but only
+# 1.0 to 2.2 times for TD3 on the quadrotor and the seeker, whose $[128, 128]$ updates already
+# keep a core busy with arithmetic. With the default groups, the estimated cost of the `paper`
+# profile falls from 77 to 29 core-hours (33 with groups of 7). A group is one worker's job, so
+# on many cores smaller groups finish sooner: on 16 cores the estimate is 5.5 h with groups of 28
+# and 2.2 h with `--group-size 7`.
 #
 # The `ci` profile runs in seconds; here it is, live:
 

@@ -224,11 +224,13 @@ class A2C:
         return rollout, obs
 
     # ------------------------------------------------------------------ losses and update
-    def compute_loss_pi(self, rollout: Rollout, safe_mean: Tensor | None = None) -> Tensor:
+    def compute_loss_pi(self, rollout: Rollout, safe_mean: Tensor | None = None,
+                        alpha: float | Tensor | None = None) -> Tensor:
         """−E[log πθ(ũ|x) Â] (+ the per-sample loss on the mean, paper eq. (28)).
 
         ``safe_mean``: Φ(x, μθ(x)) if the caller has projected the means already (a group of
-        runs projects all of theirs in one call, :mod:`tutorial_rl.agents.grouped_a2c`).
+        runs projects all of theirs in one call, :mod:`tutorial_rl.agents.grouped_a2c`);
+        ``alpha``: the config's α unless given (a group with different α passes each run's).
         """
         dist, mean = self.distribution(rollout.obs, rollout.A, rollout.b, rollout.safe_action)
         advantage = rollout.advantage
@@ -243,16 +245,18 @@ class A2C:
                 assert rollout.A is not None and rollout.b is not None
                 safe_mean = project(mean, rollout.A, rollout.b, self.safety.projection_method,
                                     rollout.safe_action)
-            loss = loss + per_sample_loss(self.safety.weight, mean, safe_mean)
+            alpha = self.safety.weight if alpha is None else alpha
+            loss = loss + per_sample_loss(alpha, mean, safe_mean)
         return loss
 
     def compute_loss_v(self, rollout: Rollout) -> Tensor:
         """E(V(x) − R)² (R: returns of r − α d² with the penalty critic, V then being V + V_pen)."""
         return (self.critic(rollout.obs) - rollout.returns).square().mean()
 
-    def compute_loss(self, rollout: Rollout, safe_mean: Tensor | None = None) -> Tensor:
+    def compute_loss(self, rollout: Rollout, safe_mean: Tensor | None = None,
+                     alpha: float | Tensor | None = None) -> Tensor:
         """L_pi + c_v L_V, the loss of one update."""
-        return self.compute_loss_pi(rollout, safe_mean) + self.config.value_coef * \
+        return self.compute_loss_pi(rollout, safe_mean, alpha) + self.config.value_coef * \
             self.compute_loss_v(rollout)
 
     def update(self, rollout: Rollout) -> None:

@@ -21,6 +21,7 @@ group from a single environment. Batched projections round like single ones up t
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -40,19 +41,24 @@ class GroupModeEnv:
     """:class:`~tutorial_rl.agents.common.ModeEnv` for the K runs of a vector environment.
 
     :param env: the K runs' task (its ``safe_sets`` switch is set here when a safeguard needs it).
-    :param safety: mode and mitigation, shared by the group; SE-RL's penalty α goes into the
-        reward as the safeguard's.
+    :param safety: mode, mitigation and projection, shared by the group; SE-RL's penalty goes
+        into the reward as the safeguard's, with each run's α (``alphas``).
     :param track_safe_sets: read U_s(x) and U_s(x') for every run at every step (SP-RL updates).
+    :param alphas: each run's α (runs of one group may differ in α); default ``safety``'s.
     """
 
     def __init__(self, env: TaskVectorEnv, safety: SafetyConfig,
-                 track_safe_sets: bool = False) -> None:
+                 track_safe_sets: bool = False, alphas: Sequence[float] | None = None) -> None:
         self.env, self.safety = env, safety
         self.safeguarded = safety.mode != "unsafe"
-        self.penalty = safety.weight if safety.mitigation == "penalty" else 0.0
+        K = self.num_envs = env.num_envs
+        alphas = [safety.weight] * K if alphas is None else [float(a) for a in alphas]
+        if len(alphas) != K:
+            raise ValueError(f"{K} runs need {K} alphas; got {len(alphas)}")
+        # SE-RL's reward penalty, per run: the safeguard's −α‖u − ũ‖² with the run's own α
+        self.penalties = alphas if safety.mitigation == "penalty" else [0.0] * K
         self.track = track_safe_sets and self.safeguarded
         env.track_safe_sets = self.safeguarded
-        K = self.num_envs = env.num_envs
         m = int(np.prod(env.single_action_space.shape))
         self._no_constraint: SafeSet = (np.zeros((0, m)), np.zeros(0))
         self._safe_sets: list[SafeSet | None] = [None] * K
@@ -142,8 +148,8 @@ class GroupModeEnv:
                 d2 = float(np.sum((u[i] - u_tilde[i]) ** 2))
                 intervened = bool(math.sqrt(d2) > INTERVENTION_RTOL
                                   * (1 + np.abs(u_tilde[i]).max()))
-                r = float(r - self.penalty * d2)
-                task_reward = r + self.penalty * d2
+                r = float(r - self.penalties[i] * d2)
+                task_reward = r + self.penalties[i] * d2
             else:
                 d2, intervened, task_reward = 0.0, False, r
             last = final[i] if final is not None and final[i] is not None else obs[i]

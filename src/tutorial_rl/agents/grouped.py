@@ -1,7 +1,7 @@
 """K TD3 runs of one configuration updated as one: networks stacked on a leading run axis.
 
 Issue 11 (grouped training; Chapter 8, "Running a sweep"). The runs of a sweep that share task,
-algorithm, variant and α differ only in their seeds, so their updates have the same shapes. A
+algorithm and variant differ only in their seeds and α, so their updates have the same shapes. A
 :class:`GroupedTD3Update` evaluates the *agents' own* loss functions
 (:meth:`TD3.target_actions <tutorial_rl.agents.td3.TD3.target_actions>`, ``compute_loss_q``,
 ``compute_loss_pen``, ``compute_loss_pi``) for all K runs at once, the way PyTorch's "model
@@ -10,10 +10,12 @@ ensembling" tutorial does: ``torch.func.stack_module_state``-style stacked param
 of TD3: the group only decides *how often* its functions are called.
 
 What stays per run: the minibatch (each run samples its own buffer with its own generator), the
-target-policy noise (drawn from each run's torch generator, in the order ``TD3.update`` draws it)
-and, through the elementwise Adam, the optimiser state. What is shared: one kernel call per
-layer for all K runs, one Adam step over the stacked tensors, one Polyak update and, in SP-RL,
-one projection call for the K target-action batches and the K policy batches
+target-policy noise (drawn from each run's torch generator, in the order ``TD3.update`` draws it),
+α (a ``[K]`` tensor mapped by ``vmap`` like the parameters: the per-sample loss's weight in
+``compute_loss_pi``; the penalty critic's rewards −α‖ũ − Φ(ũ)‖² are stored per run by
+``TD3.store``) and, through the elementwise Adam, the optimiser state. What is shared: one
+kernel call per layer for all K runs, one Adam step over the stacked tensors, one Polyak update
+and, in SP-RL, one projection call for the K target-action batches and the K policy batches
 (:func:`~tutorial_rl.agents.safe_layer.project_many` pads their row counts).
 
 Batched matrix products round differently from single ones, so a grouped update equals K
@@ -23,6 +25,7 @@ separate ``TD3.update`` calls to about 1e-6 per update, not bit for bit (``tests
 from __future__ import annotations
 
 import copy
+import dataclasses
 from typing import Any
 
 import torch
@@ -31,13 +34,30 @@ from torch.func import functional_call
 from torch.utils._pytree import tree_map
 
 from tutorial_rl.agents.buffers import Batch
+from tutorial_rl.agents.common import ConfigError
 from tutorial_rl.agents.safe_layer import project_many
 from tutorial_rl.agents.td3 import TD3, _adam
 
-__all__ = ["GroupedTD3Update", "StackedNetworks"]
+__all__ = ["GroupedTD3Update", "StackedNetworks", "run_alphas"]
 
 #: Batch fields the losses read inside ``vmap`` (the safe sets are used outside, in Φ).
 _VMAPPED_FIELDS = ("obs", "action", "reward", "next_obs", "done", "unsafe_action", "penalty")
+
+
+def run_alphas(agents: list[Any]) -> Tensor:
+    """Each run's α as a ``[K]`` float32 tensor, for ``vmap`` (the losses' ``alpha`` argument).
+
+    :raises ConfigError: agents whose configs, or safety settings other than α, differ.
+    """
+    def shared(safety: Any) -> list[Any]:  # everything but α
+        return [getattr(safety, f.name) for f in dataclasses.fields(safety) if f.name != "alpha"]
+
+    first = agents[0]
+    for agent in agents[1:]:
+        if agent.config != first.config or shared(agent.safety) != shared(first.safety):
+            raise ConfigError("the agents of a group must share config and safety (mode, "
+                              "mitigation, projection); only α and the seed may differ")
+    return torch.tensor([a.safety.weight for a in agents], dtype=torch.float32)
 
 
 class _Networks(nn.Module):
@@ -147,18 +167,15 @@ class GroupedTD3Update:
     the agents again (for ``model.pt``, evaluation or acting with the agents' own
     ``select_action``).
 
-    :param agents: K >= 1 fresh TD3 agents with equal ``config`` and ``safety`` and equal
-        observation and action spaces (their seeds differ).
+    :param agents: K >= 1 fresh TD3 agents with equal ``config``, equal ``safety`` up to α, and
+        equal observation and action spaces (their seeds differ).
     """
 
     def __init__(self, agents: list[TD3]) -> None:
         if not agents:
             raise ValueError("a group needs at least one agent")
         first = agents[0]
-        for agent in agents[1:]:
-            if agent.config != first.config or agent.safety != first.safety:
-                raise ValueError("the agents of a group must share config and safety (mode, "
-                                 "mitigation, α)")
+        self.alphas = run_alphas(agents)
         self.agents, self.template = agents, first
         self.config, self.safety = first.config, first.safety
         self.stacked = StackedNetworks(agents)
@@ -229,7 +246,7 @@ class GroupedTD3Update:
             loss_pen.backward()
             self.penalty_optimizer.step()
         if update_actor:
-            loss_pi = self._call("compute_loss_pi", batch, mu, u).sum()
+            loss_pi = self._call("compute_loss_pi", batch, mu, u, self.alphas).sum()
             self.actor_optimizer.zero_grad(set_to_none=True)
             actor = [v for k, v in self.params.items() if k.split(".")[0] == "actor"]
             loss_pi.backward(inputs=actor)

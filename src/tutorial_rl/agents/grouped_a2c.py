@@ -1,6 +1,6 @@
 """K A2C runs of one configuration trained as one: :class:`GroupedA2C` (issue 11; Chapter 8).
 
-The runs of a sweep that share task, variant and α differ only in their seeds. A2C spends most of
+The runs of a sweep that share task and variant differ only in their seeds and α. A2C spends most of
 its time stepping the environment, so a group steps all K runs' environments at once
 (:class:`~tutorial_rl.agents.group_env.GroupModeEnv` over a
 :class:`~tutorial_rl.envs.vector.TaskVectorEnv`: one batched dynamics call, one batched
@@ -12,7 +12,9 @@ A2C's maths: GAE is :func:`~tutorial_rl.agents.buffers.compute_gae` on [T, K] ar
 elementwise over runs, so every run keeps its own episode-end masks), the rewards go through the
 expressions of :meth:`A2C.collect_rollout <tutorial_rl.agents.a2c.A2C.collect_rollout>`.
 
-Per run: its environment's random stream and episodes, its torch generator (one standard normal
+Per run: α (the SE penalty and the penalty critic's reward r − α‖ũ − Φ(ũ)‖² with the run's float
+α, as alone; the per-sample loss's α as a ``[K]`` tensor mapped by ``vmap``), its environment's
+random stream and episodes, its torch generator (one standard normal
 draw per step, as ``A2C.select_action`` draws), its rollouts, advantages, gradient-norm clipping
 (the norm over *its* parameters) and Adam state (Adam is elementwise). SP-RL's per-sample loss
 projects the K runs' means in one call (:func:`~tutorial_rl.agents.safe_layer.project_many`).
@@ -38,14 +40,14 @@ from tutorial_rl.agents.a2c import A2C, Rollout
 from tutorial_rl.agents.buffers import compute_gae, pad_safe_sets
 from tutorial_rl.agents.common import ConfigError, ProgressRecorder
 from tutorial_rl.agents.group_env import GroupModeEnv
-from tutorial_rl.agents.grouped import StackedNetworks
+from tutorial_rl.agents.grouped import StackedNetworks, run_alphas
 from tutorial_rl.agents.safe_layer import project_many
 
 __all__ = ["GroupedA2C"]
 
 
 class GroupedA2C:
-    """K A2C agents (equal config and safety, their own seeds) trained on one grouped env.
+    """K A2C agents (equal config, safety up to α, their own seeds) trained on one grouped env.
 
     :meth:`learn` is :meth:`A2C.learn <tutorial_rl.agents.a2c.A2C.learn>` for every run; the
     stacked parameters are copied back into the agents at the end (``model.pt``, evaluation).
@@ -61,8 +63,7 @@ class GroupedA2C:
         if not agents:
             raise ValueError("a group needs at least one agent")
         first = agents[0]
-        if any(a.config != first.config or a.safety != first.safety for a in agents[1:]):
-            raise ConfigError("the agents of a group must share config and safety")
+        self.alphas = run_alphas(agents)
         if first.projected_mean:
             raise ConfigError("A2C's projected-mean variant projects inside the policy; its "
                               "runs cannot be grouped (train them alone)")
@@ -105,7 +106,7 @@ class GroupedA2C:
     # ------------------------------------------------------------------ rollout and update
     def collect_rollouts(self, n_steps: int, recorders: list[ProgressRecorder]) -> list[Rollout]:
         """:meth:`A2C.collect_rollout` for every run: ``n_steps`` grouped steps, then GAE."""
-        c, weight = self.config, self.safety.weight
+        c = self.config
         assert self.obs is not None
         obs = self.obs
         keys = ("obs", "act", "rew", "done", "val")
@@ -120,10 +121,11 @@ class GroupedA2C:
             truncated = [k for k, s in enumerate(steps) if s.truncated and not s.terminated]
             final_values = self._values(np.stack([s.obs for s in steps])) if truncated else None
             for k, (step, recorder) in enumerate(zip(steps, recorders, strict=True)):
-                recorder.record(step, weight)
+                agent = self.agents[k]
+                recorder.record(step, agent.safety.weight)
                 reward = step.reward
-                if self.agents[k].penalty_critic_on_reward:  # A2C.collect_rollout's expression
-                    reward = reward - weight * step.distance_sq
+                if agent.penalty_critic_on_reward:  # A2C.collect_rollout's expression, its α
+                    reward = reward - agent.safety.weight * step.distance_sq
                 if final_values is not None and k in truncated:  # bootstrap a time limit
                     reward += c.gamma * float(final_values[k])
                 rewards[k] = reward
@@ -162,7 +164,7 @@ class GroupedA2C:
             mean, _ = self._call("actor", fields["obs"])
             parts = [(mean[k], r.A, r.b, r.safe_action) for k, r in enumerate(rollouts)]
             safe_mean = torch.stack(project_many(parts, self.safety.projection_method))
-        loss = self._call("compute_loss", _RolloutFields(**fields), safe_mean).sum()
+        loss = self._call("compute_loss", _RolloutFields(**fields), safe_mean, self.alphas).sum()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self._clip_grad_norm(self.config.max_grad_norm)

@@ -233,7 +233,7 @@ def squared_distance(unsafe: Tensor, safe: Tensor) -> Tensor:
     return (unsafe - safe).square().sum(-1)
 
 
-def per_sample_loss(alpha: float, mean: Tensor, projected_mean: Tensor) -> Tensor:
+def per_sample_loss(alpha: float | Tensor, mean: Tensor, projected_mean: Tensor) -> Tensor:
     """SP-RL per-sample loss α · E‖μθ(x) − Φ(x, μθ(x))‖² (paper eq. (27)-(28); Chapter 5).
 
     Added to the actor loss (on the mean for A2C). Its gradient 2α(μ − Φ(μ)) points from the safe

@@ -241,13 +241,14 @@ class TD3:
         return F.mse_loss(q1, y) + F.mse_loss(q2, y)
 
     def compute_loss_pi(self, batch: Batch, mu: Tensor | None = None,
-                        u: Tensor | None = None) -> Tensor:
+                        u: Tensor | None = None, alpha: float | Tensor | None = None) -> Tensor:
         """Actor loss −E[Q1(x, u)], u = Φ(x, μθ(x)) (+ the SP mitigation's term).
 
         SE-RL and unsafe: u = μθ(x). SP-RL: the gradient passes through ∂Φ/∂ũ (paper eq.
         (20)); the per-sample loss adds α‖μ − Φ(μ)‖² (paper eq. (27)), the penalty critic
         −Q_pen1(x, μθ(x)) (paper eq. (30)).
-        ``mu`` and ``u`` are computed here unless ``update`` already has them.
+        ``mu`` and ``u`` are computed here unless ``update`` already has them; ``alpha`` is
+        the config's α unless given (a group of runs with different α passes each run's).
         """
         if mu is None:
             mu = self.actor(batch.obs)
@@ -259,7 +260,8 @@ class TD3:
                         batch.action.to(batch.A.dtype))
         loss = -self.critic.q1(batch.obs, u).mean()
         if self.safety.mitigation == "per-sample-loss":
-            loss = loss + per_sample_loss(self.safety.weight, mu, u)
+            alpha = self.safety.weight if alpha is None else alpha
+            loss = loss + per_sample_loss(alpha, mu, u)
         elif self.penalty_critic is not None:
             loss = loss - self.penalty_critic.q1(batch.obs, mu).mean()
         return loss

@@ -68,10 +68,10 @@ def add_sweep_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="environment steps between a run's exact checkpoints; a rerun continues "
                         "from them (default auto: about every 10 minutes of work; 0: none)")
     p.add_argument("--group-size", type=int, default=DEFAULT_GROUP_SIZE, metavar="K",
-                   help="train up to K runs that differ only in their seed in one process: one "
-                        "vector environment, one projection call and one stacked update per "
-                        f"step for all of them (default {DEFAULT_GROUP_SIZE}, the paper grid's "
-                        "seeds per configuration; 1: every run alone)")
+                   help="train up to K runs that differ only in their seed and alpha in one "
+                        "process: one vector environment, one projection call and one stacked "
+                        f"update per step for all of them (default {DEFAULT_GROUP_SIZE}, the "
+                        "paper grid's 4 alphas x 7 seeds of a configuration; 1: every run alone)")
     p.add_argument("--slurm-partition", default=None, help="SLURM partition (submitit)")
     p.add_argument("--slurm-time", type=int, default=120,
                    help="time limit of one SLURM job in minutes (default 120)")

@@ -42,8 +42,8 @@ from tutorial_rl.projection import METHODS
 
 __all__ = ["DEFAULT_GROUP_SIZE", "FILTER_KEYS", "PAPER_VARIANTS", "PROFILES", "VARIANTS",
            "ExperimentProfile", "ProfileError", "RunSpec", "estimate_ms_per_step",
-           "estimate_run_seconds",
-           "estimate_wall_time", "get_profile", "parse_assignments", "run_key", "select_runs"]
+           "estimate_run_seconds", "estimate_wall_time", "get_profile", "group_identity",
+           "parse_assignments", "run_key", "select_runs"]
 
 
 class ProfileError(ConfigError):
@@ -402,57 +402,88 @@ _MS_PER_STEP: dict[str, dict[str, float]] = {
     "a2c/seeker": {"se-vanilla": 1.5, "se-penalty": 1.4, "sp-vanilla": 1.5,
                    "sp-per-sample-loss": 2.7, "sp-penalty-critic": 1.3},
 }
-#: The sweep's default ``--group-size``: the paper grid has 7 seeds per configuration and a group
-#: holds runs that differ only in their seed, so 7 fills every group and larger K forms no larger
-#: group there (``benchmarks/grid_throughput.py`` also measures K = 28: what groups across α
-#: could add).
-DEFAULT_GROUP_SIZE = 7
-#: ms per run-step of runs trained in groups of :data:`DEFAULT_GROUP_SIZE`: the table above scaled
-#: by the speed-ups ``benchmarks/grid_throughput.py`` measured side by side (alone vs K = 7, one
-#: repeat of 160 steps per cell) on the busy 2-core machine (issue 11; its "table x the measured
-#: K = 7 ratios" output). td3/pendulum sp-penalty-critic measured no gain (a noisy cell; kept).
-_MS_PER_STEP_GROUPED: dict[str, dict[str, float]] = {
-    "td3/pendulum": {"se-vanilla": 1.57, "se-penalty": 1.65, "sp-vanilla": 2.35,
-                     "sp-per-sample-loss": 2.67, "sp-penalty-critic": 5.75},
-    "td3/quadrotor": {"se-vanilla": 3.14, "se-penalty": 3.24, "sp-vanilla": 5.22,
-                      "sp-per-sample-loss": 4.35, "sp-penalty-critic": 5.98},
-    "td3/seeker": {"se-vanilla": 3.19, "se-penalty": 3.32, "sp-vanilla": 5.52,
-                   "sp-per-sample-loss": 4.6, "sp-penalty-critic": 6.76},
-    "a2c/pendulum": {"se-vanilla": 0.27, "se-penalty": 0.24, "sp-vanilla": 0.23,
-                     "sp-per-sample-loss": 0.52, "sp-penalty-critic": 0.44},
-    "a2c/quadrotor": {"se-vanilla": 0.32, "se-penalty": 0.68, "sp-vanilla": 0.27,
-                      "sp-per-sample-loss": 1.65, "sp-penalty-critic": 0.24},
-    "a2c/seeker": {"se-vanilla": 0.3, "se-penalty": 0.86, "sp-vanilla": 0.38,
-                   "sp-per-sample-loss": 0.91, "sp-penalty-critic": 0.24},
+#: The sweep's default ``--group-size``: a group holds the runs of one configuration that differ
+#: in seed and α (:func:`group_identity`), so 28 fills every mitigated configuration of the paper
+#: grid (4 α × 7 seeds) and the vanilla ones form groups of 7; larger groups pay less per-call
+#: overhead per run (``benchmarks/grid_throughput.py``, K = 1, 7, 28: the paper grid's estimate
+#: is 28.8 core-hours with 28, 33.4 with 7, 77 alone). A group is one worker's job, so with many
+#: workers smaller groups can finish sooner (paper grid on 16 cores: 5.5 h with 28, 2.2 h with 7);
+#: 28 is the default because the course's reader has a laptop.
+DEFAULT_GROUP_SIZE = 28
+#: ms per run-step of runs trained in groups of K (the keys: the measured group sizes): the
+#: table above scaled by the speed-ups ``benchmarks/grid_throughput.py --group-sizes ''
+#: --run-sizes 1,7,28 --skip-cells`` measured side by side (alone, K = 7 and K = 28 back to back
+#: per cell, 160 timed steps after 300) on the 2-core machine while a tuning job used both cores
+#: (issue 11; its "table x the measured K ratios" output; K = 28 groups mix the four α, as the
+#: sweep's do). Single measurements on a busy machine: a few cells are noise (td3/seeker
+#: se-penalty 1.7x at K = 7 but 1.0x at K = 28; a2c/quadrotor se-vanilla 5.0x and 3.6x).
+_MS_PER_STEP_GROUPED: dict[int, dict[str, dict[str, float]]] = {
+    7: {
+        "td3/pendulum": {"se-vanilla": 0.84, "se-penalty": 2.09, "sp-vanilla": 1.83,
+                         "sp-per-sample-loss": 2.41, "sp-penalty-critic": 2.77},
+        "td3/quadrotor": {"se-vanilla": 5.2, "se-penalty": 3.43, "sp-vanilla": 6.12,
+                          "sp-per-sample-loss": 5.16, "sp-penalty-critic": 6.18},
+        "td3/seeker": {"se-vanilla": 3.33, "se-penalty": 2.71, "sp-vanilla": 5.6,
+                       "sp-per-sample-loss": 5.32, "sp-penalty-critic": 7.13},
+        "a2c/pendulum": {"se-vanilla": 0.22, "se-penalty": 0.29, "sp-vanilla": 0.31,
+                         "sp-per-sample-loss": 0.52, "sp-penalty-critic": 0.25},
+        "a2c/quadrotor": {"se-vanilla": 0.34, "se-penalty": 1.06, "sp-vanilla": 0.59,
+                          "sp-per-sample-loss": 0.83, "sp-penalty-critic": 0.27},
+        "a2c/seeker": {"se-vanilla": 0.35, "se-penalty": 0.32, "sp-vanilla": 0.29,
+                       "sp-per-sample-loss": 1.03, "sp-penalty-critic": 0.3},
+    },
+    28: {
+        "td3/pendulum": {"se-vanilla": 0.55, "se-penalty": 1.14, "sp-vanilla": 0.97,
+                         "sp-per-sample-loss": 0.61, "sp-penalty-critic": 0.92},
+        "td3/quadrotor": {"se-vanilla": 3.08, "se-penalty": 3.55, "sp-vanilla": 4.64,
+                          "sp-per-sample-loss": 4.13, "sp-penalty-critic": 5.06},
+        "td3/seeker": {"se-vanilla": 3.0, "se-penalty": 4.82, "sp-vanilla": 4.38,
+                       "sp-per-sample-loss": 4.48, "sp-penalty-critic": 7.03},
+        "a2c/pendulum": {"se-vanilla": 0.07, "se-penalty": 0.11, "sp-vanilla": 0.08,
+                         "sp-per-sample-loss": 0.1, "sp-penalty-critic": 0.08},
+        "a2c/quadrotor": {"se-vanilla": 0.47, "se-penalty": 0.67, "sp-vanilla": 0.35,
+                          "sp-per-sample-loss": 0.43, "sp-penalty-critic": 0.16},
+        "a2c/seeker": {"se-vanilla": 0.18, "se-penalty": 0.18, "sp-vanilla": 0.15,
+                       "sp-per-sample-loss": 0.71, "sp-penalty-critic": 0.17},
+    },
 }
 _EVAL_S_PER_10_EPISODES = {"pendulum": 1.0, "quadrotor": 2.2, "seeker": 0.8}
 _RUN_OVERHEAD_S = 0.3   # environment and safeguard set-up, writing files
 _WORKER_START_S = 5.0   # importing torch and the package, once per worker process
 
 
+def group_identity(spec: RunSpec) -> tuple[tuple[str, str], ...]:
+    """What the runs of one group share: every field of ``spec`` except its key, seed and α.
+
+    Seed and α are per-run quantities of the grouped code (``tutorial-rl sweep --group-size``,
+    :func:`~tutorial_rl.experiments.runner.group_units`); everything else shapes the shared
+    computation.
+    """
+    return tuple(sorted((k, repr(v)) for k, v in dataclasses.asdict(spec).items()
+                        if k not in ("key", "seed", "alpha")))
+
+
 def estimate_ms_per_step(algo: str, env: str, mode: str, mitigation: str,
-                         grouped: bool = False) -> float:
+                         group_size: int = 1) -> float:
     """Estimated single-core milliseconds per training step of one run (measured table).
 
-    ``grouped``: the run's share of a group of :data:`DEFAULT_GROUP_SIZE` (``--group-size``).
+    ``group_size``: the size of the run's group (1: alone); a group costs what the largest
+    measured K not above its size costs, so groups between the measured sizes are estimated on
+    the slow side.
     """
-    per_step = (_MS_PER_STEP_GROUPED if grouped else _MS_PER_STEP)[f"{algo}/{env}"]
+    measured = [k for k in _MS_PER_STEP_GROUPED if k <= group_size]
+    table = _MS_PER_STEP_GROUPED[max(measured)] if measured else _MS_PER_STEP
+    per_step = table[f"{algo}/{env}"]
     variant = next((v for v, pair in VARIANTS.items() if pair == (mode, mitigation)), "")
     return per_step.get(variant, per_step["se-vanilla"])  # unsafe: like SE without a set
-
-
-def _groupable(spec: RunSpec, group_size: int) -> bool:
-    return group_size > 1 and spec.agent.get("sp_log_likelihood") != "projected-mean"
 
 
 def estimate_run_seconds(spec: RunSpec, group_size: int = 1) -> float:
     """Estimated single-core seconds of one run: steps × measured ms/step + evaluation.
 
-    ``group_size`` > 1: trained in a group (the grouped table; measured at
-    :data:`DEFAULT_GROUP_SIZE`, so smaller groups are estimated a little optimistically).
+    ``group_size``: the size of the group the run trains in (1: alone).
     """
-    ms = estimate_ms_per_step(spec.algo, spec.env, spec.mode, spec.mitigation,
-                              _groupable(spec, group_size))
+    ms = estimate_ms_per_step(spec.algo, spec.env, spec.mode, spec.mitigation, group_size)
     evaluation = _EVAL_S_PER_10_EPISODES[spec.env] * spec.eval_episodes / 10
     return spec.steps * ms / 1000 + evaluation + _RUN_OVERHEAD_S
 
@@ -461,17 +492,23 @@ def estimate_wall_time(runs: ExperimentProfile | Iterable[RunSpec], cores: int,
                        group_size: int = DEFAULT_GROUP_SIZE) -> float:
     """Estimated wall seconds of a sweep on ``cores`` one-thread workers.
 
-    How: each run costs :func:`estimate_run_seconds` (per-step costs measured on this project's
-    2-core machine for every task × algorithm × variant, alone and in groups of
-    :data:`DEFAULT_GROUP_SIZE`, evaluation and set-up costs likewise); the runs are scheduled
-    longest first onto the least-loaded worker, as a pool of ``cores`` workers does, and every
-    worker pays the import once. Faster or slower cores scale the result; the paper's
-    cvxpylayers projection would make SP-RL runs many times slower.
+    How: the runs are split into the sweep's units of work
+    (:func:`~tutorial_rl.experiments.runner.group_units`); each run costs
+    :func:`estimate_run_seconds` at its unit's size (per-step costs measured on this project's
+    2-core machine for every task × algorithm × variant, alone and in groups of 7 and 28,
+    evaluation and set-up costs likewise); the units are scheduled longest first onto the
+    least-loaded worker, as a pool of ``cores`` workers does, and every worker pays the import
+    once. Faster or slower cores scale the result; the paper's cvxpylayers projection would make
+    SP-RL runs many times slower.
 
     :param group_size: the sweep's ``--group-size`` (1: every run alone).
     """
+    from tutorial_rl.experiments.runner import group_units  # the runner imports this module
+
     specs = runs.runs() if isinstance(runs, ExperimentProfile) else list(runs)
+    costs = [sum(estimate_run_seconds(s, len(unit)) for s in unit)
+             for unit in group_units(specs, group_size)]
     loads = [_WORKER_START_S] * max(1, int(cores))
-    for cost in sorted((estimate_run_seconds(s, group_size) for s in specs), reverse=True):
+    for cost in sorted(costs, reverse=True):
         loads[loads.index(min(loads))] += cost
     return max(loads)

@@ -1,6 +1,6 @@
 """Training a group of runs in one process: :func:`train_group` (issue 11; Chapter 8).
 
-The runs of a group share task, algorithm, variant and α and differ only in their seeds. Each run
+The runs of a group share task, algorithm and variant and differ only in their seeds and α. Each run
 keeps what :func:`~tutorial_rl.experiments.training.train` gives it: its own environment random
 stream (seeded reset, ``np_random``), replay buffer, numpy and torch generators, episode
 boundaries, progress rows and output files. The group steps the K environments as one
@@ -60,10 +60,13 @@ if TYPE_CHECKING:
 
 __all__ = ["execute_group", "train_group"]
 
+#: What may differ between the runs of a group (everything else shapes the shared computation).
+_PER_RUN = ("seed", "alpha")
+
 
 def train_group(configs: list[RunConfig], checkpoint: str | Path | None = None,
                 checkpoint_every: int | None = None) -> list[RunResult]:
-    """Train runs that differ only in their seed together; one result per run, in order.
+    """Train runs that differ only in their seed and α together; one result per run, in order.
 
     Writes each run's ``config.json``, ``progress.csv`` and ``model.pt`` into its ``out`` as
     :func:`train` does. ``wall_time`` of each result is the group's training time divided by
@@ -74,7 +77,7 @@ def train_group(configs: list[RunConfig], checkpoint: str | Path | None = None,
         group is continued from, and deleted when the group has finished.
     :param checkpoint_every: environment steps between checkpoints (0: none; ``None``: about
         every 10 minutes of estimated work for the whole group).
-    :raises ConfigError: runs that differ in more than their seed, or A2C's projected-mean
+    :raises ConfigError: runs that differ in more than their seed and α, or A2C's projected-mean
         variant (which projects inside its policy and trains alone).
     """
     if not configs:
@@ -84,10 +87,10 @@ def train_group(configs: list[RunConfig], checkpoint: str | Path | None = None,
                                      checkpoint_every=checkpoint_every)
         return [train(single)]
     resolved = [_resolve(c) for c in configs]
-    first = {k: v for k, v in resolved[0][2].items() if k != "seed"}
+    first = {k: v for k, v in resolved[0][2].items() if k not in _PER_RUN}
     for _, _, r in resolved[1:]:
-        if {k: v for k, v in r.items() if k != "seed"} != first:
-            raise ConfigError("the runs of a group must differ only in their seed")
+        if {k: v for k, v in r.items() if k not in _PER_RUN} != first:
+            raise ConfigError("the runs of a group must differ only in their seed and alpha")
     if first["agent"].get("sp_log_likelihood") == "projected-mean":
         raise ConfigError("A2C's projected-mean variant cannot be trained as a group")
     saver = None
@@ -95,7 +98,7 @@ def train_group(configs: list[RunConfig], checkpoint: str | Path | None = None,
         every = checkpoint_every
         if every is None:
             every = auto_checkpoint_every(len(configs) * estimate_ms_per_step(
-                first["algo"], first["env"], first["mode"], first["mitigation"], grouped=True))
+                first["algo"], first["env"], first["mode"], first["mitigation"], len(configs)))
         identity = {"group": [{k: v for k, v in r.items() if k != "profile"}
                               for _, _, r in resolved]}
         saver = Checkpoint(checkpoint, every, identity,
@@ -176,12 +179,13 @@ def _make_group(resolved: list[tuple[SafetyConfig, Any, dict[str, Any]]]
         env.env.close()
     agents = [agent for _, agent in made]
     vector = TaskVectorEnv(first["env_id"], len(resolved), first["termination_penalty"])
+    alphas = [s.weight for s, _, _ in resolved]  # each run's α: the SE penalty in its reward
     if isinstance(agent_config, TD3Config):
-        env = GroupModeEnv(vector, safety, track_safe_sets=safety.mode == "sp")
+        env = GroupModeEnv(vector, safety, track_safe_sets=safety.mode == "sp", alphas=alphas)
         return _GroupRun(agents, env, seeds)  # type: ignore[arg-type]
     track = agents[0].needs_safe_sets  # type: ignore[union-attr]
-    return GroupedA2C(agents, GroupModeEnv(vector, safety, track_safe_sets=track),  # type: ignore[arg-type]
-                      seeds)
+    return GroupedA2C(agents,  # type: ignore[arg-type]
+                      GroupModeEnv(vector, safety, track_safe_sets=track, alphas=alphas), seeds)
 
 
 class _GroupRun:

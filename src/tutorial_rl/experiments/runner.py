@@ -47,6 +47,7 @@ from tutorial_rl.experiments.config import (
     RunSpec,
     estimate_run_seconds,
     get_profile,
+    group_identity,
     select_runs,
 )
 from tutorial_rl.provenance import invocations, provenance, write_json_atomic, write_provenance
@@ -257,9 +258,20 @@ def execute_runs(units: Sequence[Sequence[RunSpec]], runs_dir: str | Path,
 
 
 def group_units(specs: Sequence[RunSpec], group_size: int) -> list[list[RunSpec]]:
-    """Split runs into units of work: runs that differ only in their seed go together, up to
-    ``group_size`` per unit (``tutorial-rl sweep --group-size``); runs marked to fail and A2C's
-    projected-mean variant (which cannot be grouped) are alone."""
+    """Split runs into units of work (``tutorial-rl sweep --group-size``), up to ``group_size``
+    runs per unit.
+
+    Runs that share task, algorithm, variant, budget and hyperparameters go together, whatever
+    their seed and α: α is a per-run quantity of the grouped code (a ``[K]`` tensor in the
+    losses, each run's own weight in the SE penalty and the penalty critic's reward), so the
+    paper grid's 4 α × 7 seeds of a mitigated variant form one group of 28 and its vanilla
+    variants (no α) groups of 7. Larger groups pay less per-call overhead per run
+    (``benchmarks/grid_throughput.py``), which is why the default
+    (:data:`~tutorial_rl.experiments.config.DEFAULT_GROUP_SIZE`) fills a whole configuration:
+    fewest core-hours, best on a few cores; a unit is one worker's job, so with many workers
+    smaller groups can finish sooner (``--dry-run`` estimates both).
+    Runs marked to fail and A2C's projected-mean variant (which cannot be grouped) are alone.
+    """
     units: list[list[RunSpec]] = []
     open_units: dict[tuple[Any, ...], list[RunSpec]] = {}
     for spec in specs:
@@ -267,9 +279,7 @@ def group_units(specs: Sequence[RunSpec], group_size: int) -> list[list[RunSpec]
         if group_size <= 1 or alone:
             units.append([spec])
             continue
-        fields = dataclasses.asdict(spec)
-        identity = tuple(sorted((k, repr(v)) for k, v in fields.items()
-                                if k not in ("key", "seed")))
+        identity = group_identity(spec)
         unit = open_units.get(identity)
         if unit is None or len(unit) >= group_size:
             unit = open_units[identity] = []
