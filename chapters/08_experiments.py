@@ -147,9 +147,9 @@ print(f"\nquick: {len(quick.runs())} runs = 3 tasks x 2 algorithms x (2 vanilla 
 # at $K = 28$ (2.3 to 7.3 at $K = 7$), 3.0 to 8.5 times for the pendulum's small TD3, but only
 # 1.0 to 2.2 times for TD3 on the quadrotor and the seeker, whose $[128, 128]$ updates already
 # keep a core busy with arithmetic. With the default groups, the estimated cost of the `paper`
-# profile falls from 77 to 29 core-hours (33 with groups of 7). A group is one worker's job, so
-# on many cores smaller groups finish sooner: on 16 cores the estimate is 5.5 h with groups of 28
-# and 2.2 h with `--group-size 7`.
+# profile falls from 60.5 core-hours with every run alone to 25.5 (28.5 with groups of 7). A
+# group is one worker's job, so on many cores smaller groups finish sooner: on 16 cores the
+# estimate is 5.5 h with groups of 28 and 1.8 h with `--group-size 7`.
 #
 # The `ci` profile runs in seconds; here it is, live:
 
@@ -187,7 +187,7 @@ print(f"\n{len(runs)} finished runs, {len(tables['failures'])} failed, "
 # %% [markdown]
 # ```{warning}
 # These are **`quick`-profile** results: TD3 trained for 1,000 to 2,000 steps and A2C for 3,000
-# to 6,000, against the paper's 10,000 to 500,000. Most agents are far from converged, so the
+# to 6,000, against the `paper` profile's 10,000 to 250,000. Most agents are far from converged, so the
 # scores are much lower than the paper's, and differences that only appear late in training
 # cannot show. Read every verdict below as "at this budget".
 # ```

@@ -283,16 +283,27 @@ for env in paper.envs:
                         "source": "the paper's code"})
 for env in paper.envs:
     choice = curves[env]["choice"] if env in curves else None
-    source = ("ours, provisional: no curve yet" if choice is None else
-              f"ours: curve flattens at {choice['reached_at']:,} steps"
-              + ("" if choice["flattened"] else " (still rising at its end)"))
+    if choice is None:
+        source = "ours, provisional: no curve yet"
+    elif choice["budget"] is None:
+        source = "ours, provisional: the curve shows no learning"
+    else:
+        source = (f"ours: curve flattens at {choice['reached_at']:,} steps"
+                  + ("" if choice["flattened"] else " (still rising at its end)"))
     budget_rows.append({"cell": f"a2c/{env}", "budget": paper.steps[f"a2c/{env}"],
                         "source": source})
 print(pd.DataFrame(budget_rows).set_index("cell").to_string())
 print()
+print(pd.DataFrame({env: {"first evaluation": c["choice"]["first_evaluation"],
+                          "plateau": c["choice"]["plateau"], "band": c["choice"]["band"],
+                          "learned": c["choice"]["learned"],
+                          "reached at": c["choice"]["reached_at"],
+                          "rule revised": bool(c.get("rechosen"))}
+                    for env, c in curves.items()}).T.to_string(float_format=lambda v: f"{v:.2f}"))
+print()
 print(describe_invocations(budget_dir))
 
-# %% tags=["hide-input"] mystnb={"figure": {"caption": "Learning curves of the tuned unsafe A2C on the two tuning seeds (thin lines) and their mean (black), evaluated on the tuning evaluation seed. The green band is the plateau the rule asks the mean curve to stay in; the dashed line is the budget it reads off, rounded up to 25,000 steps. These budgets are ours, not the paper's.", "name": "fig-a2c-budgets"}, "image": {"alt": "Three learning curves of A2C with a dashed vertical line at the chosen budget"}}
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Learning curves of the tuned unsafe A2C on the two tuning seeds (thin lines) and their mean (black), evaluated on the tuning evaluation seed. The green band is the plateau the rule asks the mean curve to stay in (5 % of the rise or two standard errors of the running mean, whichever is larger); the dashed line is the budget it reads off, rounded up to 25,000 steps. The quadrotor's curve shows no learning and decides no budget. These budgets are ours, not the paper's.", "name": "fig-a2c-budgets"}, "image": {"alt": "Three learning curves of A2C with a dashed vertical line at the chosen budget"}}
 fig, axes = plt.subplots(1, len(curves), figsize=(5 * len(curves), 3.8), squeeze=False)
 for ax, curve in zip(axes[0], curves.values(), strict=True):
     plot_budget_curve(curve, ax)
@@ -300,7 +311,21 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# BUDGET_PROSE
+# On the pendulum the tuned A2C's curve flattens at about 47,000 steps, so the 50,000 steps we
+# had first guessed (five times TD3's) stand. On the seeker it flattens at about 133,000 steps:
+# its budget is 150,000, not the 500,000 we had guessed, which also cuts the grid's cost by a
+# fifth. On the quadrotor the tuned A2C learned nothing in 400,000 steps: from the fifth
+# evaluation on, its mean return is the same −211.8 at every evaluation, barely above its first.
+# That curve decides no budget; 250,000 steps stay as a provisional budget, and the study, with
+# only 4 trials, needs more (rerun `make tune`, then `tutorial-rl budget-curve`).
+#
+# **A rule we revised, and why.** The rule first stated had a band of 5 % of the rise alone. On
+# the seeker the rise is small (about 15) and the evaluations on the plateau scatter by more than
+# that band, so it read the budget off the noise: 450,000 steps, the 27th of 30 evaluations,
+# where the mean curve had long stopped rising. We widened the
+# band to at least two standard errors of the running mean and added the no-learning test. The
+# curves were not rerun; `tutorial-rl budget-curve --rechoose` re-applied the rule, and each file
+# keeps what the old rule said (its `rechosen` entry).
 #
 # ## Exercises
 #

@@ -10,14 +10,16 @@ budgets"). This module produces that evidence:
   ``every`` steps on the *tuning* evaluation seed: like the tuning itself, it never touches the
   grid's training seeds 0-6 or its evaluation seed, so choosing a budget cannot bias the grid.
 - :func:`choose_budget` reads a budget off the seed-averaged curve with a stated rule
-  (:data:`PLATEAU_RULE`).
+  (:data:`PLATEAU_RULE`), or none where the curve shows no learning; :func:`rechoose` re-applies
+  a revised rule to a stored curve and keeps what the old rule said.
 - :func:`write_curve` stores curve, rule, choice and provenance in
   ``results/budgets/<algo>-<env>.json`` (``tutorial-rl budget-curve``).
 
 The ``paper`` profile's A2C budgets are then written into
 :data:`tutorial_rl.experiments.config._PAPER_STEPS` by hand, and a test checks that they equal
 :func:`choose_budget` of the committed curves, and that each curve was trained with the
-hyperparameters the profile uses now.
+hyperparameters the profile uses now. A cell whose curve decides no budget keeps a provisional
+one, and the tuning appendix says so.
 """
 
 from __future__ import annotations
@@ -34,9 +36,9 @@ from tutorial_rl.agents.common import ConfigError
 from tutorial_rl.experiments.training import ALGOS, ENVS, RunConfig, train
 from tutorial_rl.provenance import invocations, provenance, write_json_atomic
 
-__all__ = ["BUDGET_ROUNDING", "CURVE_EVALUATIONS", "CURVE_STEPS", "PLATEAU_FRACTION",
-           "PLATEAU_RULE", "PLATEAU_TOLERANCE", "choose_budget", "curve_path", "learning_curve",
-           "load_curve", "write_curve"]
+__all__ = ["BUDGET_ROUNDING", "CURVE_EVALUATIONS", "CURVE_STEPS", "MIN_RISE_FRACTION",
+           "PLATEAU_FRACTION", "PLATEAU_RULE", "PLATEAU_TOLERANCE", "choose_budget", "curve_path",
+           "learning_curve", "load_curve", "rechoose", "write_curve"]
 
 #: Default length of a curve per ``"algo/env"``: twice the tuning budget or more (pendulum 2×,
 #: quadrotor 4×, seeker 3.3×), so that a plateau, if there is one, is seen for long enough to be
@@ -51,11 +53,18 @@ PLATEAU_FRACTION = 0.25
 PLATEAU_TOLERANCE = 0.05
 #: Budgets are rounded up to a multiple of this many steps.
 BUDGET_ROUNDING = 25_000
+#: A curve shows learning only if its plateau is above its first evaluation by at least this
+#: fraction of the first evaluation's magnitude; otherwise it decides no budget.
+MIN_RISE_FRACTION = 0.1
 PLATEAU_RULE = (
     f"the plateau is the mean of the last {PLATEAU_FRACTION:.0%} of the seed-averaged evaluations;"
-    f" the budget is the first evaluation step from which the seed-averaged curve (a running mean"
-    f" over 3 evaluations) stays within {PLATEAU_TOLERANCE:.0%} of the rise (plateau minus the"
-    f" first evaluation) below the plateau, rounded up to a multiple of {BUDGET_ROUNDING:,} steps")
+    f" a curve whose plateau is not above its first evaluation by {MIN_RISE_FRACTION:.0%} of that"
+    f" evaluation's magnitude shows no learning and decides no budget; otherwise the budget is the"
+    f" first evaluation step from which the seed-averaged curve (a running mean over 3"
+    f" evaluations) stays above the plateau minus a band, rounded up to a multiple of"
+    f" {BUDGET_ROUNDING:,} steps. The band is {PLATEAU_TOLERANCE:.0%} of the rise (plateau minus"
+    f" first evaluation) or two standard errors of a 3-evaluation mean on the plateau, whichever"
+    f" is larger")
 
 
 def learning_curve(algo: str, env: str, steps: int, seeds: Sequence[int], every: int,
@@ -113,18 +122,23 @@ def choose_budget(steps: Sequence[int], returns: dict[str, Sequence[float]]) -> 
     if not np.all(np.isfinite(mean)):
         raise ConfigError("the curve has non-finite returns")
     smooth = np.convolve(np.pad(mean, (1, 1), mode="edge"), np.ones(3) / 3, mode="valid")
-    tail = max(1, math.ceil(PLATEAU_FRACTION * len(mean)))
+    tail = max(2, math.ceil(PLATEAU_FRACTION * len(mean)))
     plateau = float(mean[-tail:].mean())
     rise = plateau - float(mean[0])
-    threshold = plateau - PLATEAU_TOLERANCE * abs(rise)
+    # evaluation noise: a band of 5 % of a small rise would be narrower than the noise of the
+    # running mean itself (the seeker's curve), so the band is at least two of its standard errors
+    noise = float(mean[-tail:].std(ddof=1)) / math.sqrt(3)
+    band = max(PLATEAU_TOLERANCE * abs(rise), 2 * noise)
+    threshold = plateau - band
+    learned = rise >= MIN_RISE_FRACTION * abs(float(mean[0]))
     below = np.flatnonzero(smooth < threshold)
     first = 0 if below.size == 0 else int(below[-1]) + 1
     first = min(first, len(steps) - 1)
     reached = int(steps[first])
-    budget = int(math.ceil(reached / BUDGET_ROUNDING) * BUDGET_ROUNDING)
-    return {"budget": budget, "reached_at": reached, "plateau": plateau,
-            "first_evaluation": float(mean[0]), "threshold": threshold,
-            "mean_curve": mean.round(4).tolist(), "rule": PLATEAU_RULE,
+    budget = int(math.ceil(reached / BUDGET_ROUNDING) * BUDGET_ROUNDING) if learned else None
+    return {"budget": budget, "learned": bool(learned), "reached_at": reached,
+            "plateau": plateau, "first_evaluation": float(mean[0]), "band": band,
+            "threshold": threshold, "mean_curve": mean.round(4).tolist(), "rule": PLATEAU_RULE,
             "flattened": bool(first < len(steps) - tail)}
 
 
@@ -160,3 +174,21 @@ def load_curve(algo: str, env: str, folder: str | Path = "results/budgets") -> d
         raise FileNotFoundError(f"no learning curve for {algo}/{env} at {path}; run "
                                 f"`tutorial-rl budget-curve --algo {algo} --env {env}`")
     return json.loads(path.read_text())
+
+
+def rechoose(algo: str, env: str, folder: str | Path = "results/budgets",
+             command: str = "") -> dict[str, Any]:
+    """Re-apply the current :data:`PLATEAU_RULE` to a stored curve (no training) and record it.
+
+    The curve and its provenance are kept; the file gains ``rechosen``: when, by which command,
+    and the choice it replaced, so a revised rule never hides what the old one said.
+    """
+    data = load_curve(algo, env, folder)
+    choice = choose_budget(data["steps"], data["returns"])
+    if choice != data["choice"]:
+        record = provenance(command or f"tutorial-rl budget-curve --algo {algo} --env {env} "
+                                       "--rechoose", 0.0)
+        data.setdefault("rechosen", []).append({**record, "replaced_choice": data["choice"]})
+        data["choice"] = choice
+        write_json_atomic(curve_path(algo, env, folder), data)
+    return data

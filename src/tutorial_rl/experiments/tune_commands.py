@@ -154,15 +154,27 @@ def add_budget_curve_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="comma-separated training seeds (default: the tuning seeds)")
     p.add_argument("--episodes", type=int, default=10, help="episodes per evaluation")
     p.add_argument("--out", default="results/budgets", help="folder of the curves")
+    p.add_argument("--rechoose", action="store_true",
+                   help="do not train: re-apply the current rule to the stored curve")
     p.set_defaults(run=_run_budget_curve)
     return p
 
 
 def _run_budget_curve(args: argparse.Namespace) -> int:
     from tutorial_rl.agents.common import ConfigError
-    from tutorial_rl.experiments.budget_curves import CURVE_EVALUATIONS, CURVE_STEPS, write_curve
+    from tutorial_rl.experiments.budget_curves import (
+        CURVE_EVALUATIONS,
+        CURVE_STEPS,
+        rechoose,
+        write_curve,
+    )
 
     cell = f"{args.algo}/{args.env}"
+    if args.rechoose:
+        data = rechoose(args.algo, args.env, args.out,
+                        command=_command(args, ("algo", "env", "out")) + " --rechoose")
+        _print_choice(cell, data["choice"])
+        return 0
     steps = args.steps if args.steps is not None else CURVE_STEPS.get(cell)
     if steps is None:
         raise ConfigError(f"no default curve length for {cell}; pass --steps "
@@ -172,7 +184,14 @@ def _run_budget_curve(args: argparse.Namespace) -> int:
     command = _command(args, ("algo", "env", "steps", "every", "seeds", "episodes", "out"))
     data = write_curve(args.algo, args.env, steps, args.seeds, every, args.episodes, args.out,
                        command=command)
-    choice = data["choice"]
-    print(f"{cell}: plateau {choice['plateau']:.2f} reached at {choice['reached_at']:,} steps "
-          f"-> budget {choice['budget']:,} (flattened: {choice['flattened']})")
+    _print_choice(cell, data["choice"])
     return 0
+
+
+def _print_choice(cell: str, choice: dict[str, Any]) -> None:
+    if choice["budget"] is None:
+        print(f"{cell}: no learning (plateau {choice['plateau']:.2f}, first evaluation "
+              f"{choice['first_evaluation']:.2f}): the curve decides no budget")
+    else:
+        print(f"{cell}: plateau {choice['plateau']:.2f} reached at {choice['reached_at']:,} "
+              f"steps -> budget {choice['budget']:,} (flattened: {choice['flattened']})")

@@ -108,10 +108,9 @@ def plot_importances(study: Any, ax: Axes | None = None) -> Axes:
 
 def plot_budget_curve(curve: dict[str, Any], ax: Axes) -> None:
     """A learning curve of :mod:`~tutorial_rl.experiments.budget_curves`: each seed (thin), their
-    mean (thick), the plateau band the rule asks for and the budget it reads off (dashed)."""
+    mean (thick), the plateau band the rule asks for and the budget it reads off (dashed), or a
+    note where the curve shows no learning."""
     import numpy as np
-
-    from tutorial_rl.experiments.budget_curves import PLATEAU_TOLERANCE
 
     steps = np.asarray(curve["steps"]) / 1000
     for seed, values in curve["returns"].items():
@@ -119,9 +118,13 @@ def plot_budget_curve(curve: dict[str, Any], ax: Axes) -> None:
     choice = curve["choice"]
     ax.plot(steps, choice["mean_curve"], lw=2.2, color="black", label="mean over seeds")
     ax.axhspan(choice["threshold"], choice["plateau"], color="tab:green", alpha=0.15,
-               label=f"within {PLATEAU_TOLERANCE:.0%} of the rise")
-    ax.axvline(choice["budget"] / 1000, ls="--", color="tab:red",
-               label=f"budget {choice['budget'] // 1000}k")
+               label="plateau band")
+    if choice["budget"] is not None:
+        ax.axvline(choice["budget"] / 1000, ls="--", color="tab:red",
+                   label=f"budget {choice['budget'] // 1000}k")
+    else:
+        ax.text(0.5, 0.5, "no learning:\nno budget", transform=ax.transAxes, ha="center",
+                color="tab:red")
     ax.set_xlabel("environment steps (thousands)")
     ax.set_ylabel("mean evaluation return")
     ax.set_title(f"{curve['algo'].upper()} on the {curve['env']} (unsafe, tuned)")
