@@ -211,16 +211,16 @@ print(yardstick_table.to_string(float_format=lambda v: f"{v:.2f}"))
 
 # %% [markdown]
 # Read against the same start states, the pendulum studies found hyperparameters that bring the
-# *unsafe* agents close to the LQR: normalised scores of about 0.86 (TD3) and 0.79 (A2C). The A2C
-# studies of the quadrotor and the seeker did not: after 100,000 and 150,000 training steps their
-# best trials still score below the zero action behind the safeguard (normalised about −0.75 and
-# −0.22), because the unsafe agent still leaves the state limits now and then and pays the
-# termination penalty. Those two studies are also the thinnest, with 4 and 6 complete trials
-# (a trial costs 10 to 20 minutes there on a busy laptop): rerunning `make tune` adds trials to
-# them. A study missing from the tables, or without a complete trial, has not run yet (the TD3
-# studies of the quadrotor and the seeker, as committed): its cells train with the package's
-# defaults until it has. The last two columns are the point of the safeguard: without it, the LQR leaves the
-# quadrotor's state limits and the PD controller drives the seeker into obstacles.
+# *unsafe* agents close to the LQR: normalised scores of about 0.86 (TD3) and 0.79 (A2C). TD3 on
+# the quadrotor gets about 0.67 of the way from doing nothing to the LQR within its 20,000 tuning
+# steps. The others stay below the zero action behind the safeguard: A2C on the quadrotor and
+# the seeker (about −0.75 and −0.22 after 100,000 and 150,000 steps) and TD3 on the seeker (about
+# −0.04 after 30,000). Their scores are those of the unsafe agent, which pays a termination penalty
+# whenever it leaves the state limits. These three studies are also the thinnest, with 4, 6 and
+# 7 complete trials (TD3 on the quadrotor has 19): a trial costs 1 to 20 minutes there on a
+# busy laptop, and rerunning `make tune` adds trials up to 30 per study, each resuming where the
+# database stops. The last two columns are the point of the safeguard: without it, the LQR leaves
+# the quadrotor's state limits and the PD controller drives the seeker into obstacles.
 
 # %% tags=["hide-input"] mystnb={"figure": {"caption": "Left: every complete trial's mean evaluation return (dots), the last evaluation of pruned trials (crosses) and the best so far (line). Right: which hyperparameters separate the best trials from the rest (PED-ANOVA importances). Only studies with at least three complete trials are shown.", "name": "fig-tuning-studies"}, "image": {"alt": "Per study, an optimisation history and a bar chart of hyperparameter importances"}}
 shown = [name for name, study in studies.items() if trial_counts(study)["complete"] >= 3]
