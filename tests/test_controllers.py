@@ -91,3 +91,21 @@ def test_reference_command_writes_json_with_provenance(tmp_path: Path, capsys) -
     assert "reference --env pendulum" in prov["command"] and len(prov["previous_invocations"]) == 1
     assert "pd-to-goal" in capsys.readouterr().out
     assert main(["reference", "--env", "seeker", "--episodes", "0", "--out", str(out)]) == 2
+
+
+def test_noise_rollouts_start_from_the_zero_action_and_show_the_crash_incentive() -> None:
+    """σ = 0 is exactly the zero action of the unsafe yardstick (same start states, same
+    penalty); on the quadrotor, whose zero action also leaves the state limits, a noisy policy
+    ends its episodes sooner and scores *better*: the incentive the appendix explains."""
+    from tutorial_rl.experiments.reference_runs import unsafe_noise_rollouts
+
+    rows = unsafe_noise_rollouts("quadrotor", (0.0, 0.6), episodes=3, seed=2_000_000)
+    zero = evaluate_references("quadrotor", episodes=3, seed=2_000_000, mode="unsafe")["zero"]
+    assert rows[0]["mean_return"] == pytest.approx(zero["mean"], abs=1e-12)
+    assert rows[0]["terminated"] == 3  # without a safeguard, doing nothing crashes too
+    assert rows[1]["mean_length"] < rows[0]["mean_length"]
+    assert rows[1]["mean_return"] > rows[0]["mean_return"]
+    with pytest.raises(ValueError, match="noise_stds must be finite and >= 0"):
+        unsafe_noise_rollouts("quadrotor", (-0.1,))
+    with pytest.raises(ValueError, match="unknown env 'cartpole'"):
+        unsafe_noise_rollouts("cartpole")

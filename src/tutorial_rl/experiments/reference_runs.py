@@ -19,13 +19,14 @@ from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
+import numpy as np
 
 from tutorial_rl.agents.common import ConfigError, ModeEnv, SafetyConfig
 from tutorial_rl.controllers import CONTROLLERS, controller_policy, zero_policy
 from tutorial_rl.experiments.training import ENVS, env_defaults, run_episodes
 from tutorial_rl.provenance import invocations, provenance, write_json_atomic
 
-__all__ = ["evaluate_references", "write_references"]
+__all__ = ["evaluate_references", "unsafe_noise_rollouts", "write_references"]
 
 
 def evaluate_references(env: str, episodes: int = 10, seed: int = 1_000_000,
@@ -55,6 +56,49 @@ def evaluate_references(env: str, episodes: int = 10, seed: int = 1_000_000,
                        "interventions": result["interventions"],
                        "constraint_violations": result["constraint_violations"]}
     return entry
+
+
+def unsafe_noise_rollouts(env: str, noise_stds: Sequence[float] = (0.0, 0.2, 0.6),
+                          episodes: int = 10, seed: int = 2_000_000,
+                          noise_seed: int = 0) -> list[dict[str, Any]]:
+    """What an untrained stochastic policy meets *without* a safeguard (appendix on tuning).
+
+    Acts with zero-mean Gaussian actions, ``clip(σ ε, −1, 1)`` in normalised units (the action
+    box's centre plus σ ε half-widths; σ = 0 is the zero action), in the unsafe task with the
+    termination penalty the tuning studies train with, and reports per σ the mean return (penalty
+    included) and the mean episode length. On a task whose zero action also leaves the state
+    limits, a noisier policy ends *earlier* and so pays fewer per-step costs: the gradient of an
+    on-policy learner then points toward crashing sooner.
+
+    :param noise_stds: the σ values, each >= 0, in half-widths of the action box.
+    :param seed: the first reset's seed (default: the tuning evaluation seed).
+    :param noise_seed: seeds the action noise.
+    """
+    if env not in ENVS:
+        raise ConfigError(f"unknown env {env!r}; valid envs: {', '.join(ENVS)}")
+    if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes <= 0:
+        raise ConfigError(f"episodes must be a positive integer; got {episodes!r}")
+    if any(not np.isfinite(s) or s < 0 for s in noise_stds):
+        raise ConfigError(f"noise_stds must be finite and >= 0; got {list(noise_stds)}")
+    penalty = env_defaults(env, "td3")["termination_penalty"]
+    rows = []
+    for std in noise_stds:
+        task = gym.make(ENVS[env], termination_penalty=penalty)
+        space = task.action_space
+        center, half = (space.high + space.low) / 2.0, (space.high - space.low) / 2.0
+        rng = np.random.default_rng(noise_seed)
+
+        def act(obs: np.ndarray, std: float = float(std)) -> np.ndarray:
+            noise = np.clip(std * rng.standard_normal(center.shape), -1.0, 1.0)
+            return (center + half * noise).astype(np.float64)
+
+        result = run_episodes(ModeEnv(task, SafetyConfig("unsafe", "none")), act, episodes, seed)
+        rows.append({"noise_std": float(std), "mean_return": result["mean_return"],
+                     "mean_length": float(np.mean(result["lengths"])),
+                     "terminated": int(sum(n < task.spec.max_episode_steps
+                                           for n in result["lengths"]))
+                     if task.spec is not None and task.spec.max_episode_steps else 0})
+    return rows
 
 
 def write_references(out: str | Path, envs: Sequence[str], episodes: int = 10,

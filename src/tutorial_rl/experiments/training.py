@@ -359,25 +359,27 @@ def run_episodes(env: ModeEnv, act: Callable[[np.ndarray], np.ndarray], episodes
     policy evaluated with the same seed meets the same start states (common random numbers).
     Returns are the task's, without penalties; ``env`` is closed at the end.
     """
-    returns, interventions, violations = [], [], []
+    returns, lengths, interventions, violations = [], [], [], []
     obs = env.reset(seed=seed)
     for _ in range(episodes):
-        total, n_int, n_vio, done = 0.0, 0, 0, False
+        total, n_steps, n_int, n_vio, done = 0.0, 0, 0, 0, False
         while not done:
             step = env.step(act(obs))
             total += step.task_reward
+            n_steps += 1
             n_int += step.intervened
             n_vio += step.violation
             done = step.terminated or step.truncated
             obs = env.reset() if done else step.obs
         returns.append(total)
+        lengths.append(n_steps)
         interventions.append(n_int)
         violations.append(n_vio)
     env.env.close()
     return {
         "episodes": episodes, "seed": seed, "returns": returns,
         "mean_return": float(np.mean(returns)), "std_return": float(np.std(returns)),
-        "interventions": int(sum(interventions)), "interventions_per_episode": interventions,
+        "lengths": lengths, "interventions": int(sum(interventions)), "interventions_per_episode": interventions,
         "constraint_violations": int(sum(violations)),
         "constraint_violations_per_episode": violations,
     }
