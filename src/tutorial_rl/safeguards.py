@@ -153,7 +153,7 @@ class ProjectionSafeguard(gym.Wrapper[Any, np.ndarray, Any, np.ndarray]):
                 )
         except InfeasibleSetError:
             return self._fallback(A, b), True
-        return u.numpy().astype(np.float64), False
+        return u.cpu().numpy().astype(np.float64), False
 
     def _fallback(self, A: np.ndarray, b: np.ndarray) -> np.ndarray:
         # (A, b), the env's fallback and the action box are all in action-space coordinates

@@ -62,14 +62,19 @@ class Checkpoint:
     :param identity: what the run is (its resolved configuration); a checkpoint with another
         identity is never restored.
     :param write: ``write(path, fn)`` writes atomically through ``fn(file)``.
+    :param map_location: where :meth:`load` puts the tensors (``torch.load``'s): the run's
+        device, so that a checkpoint written on another device can still be read (and then
+        ignored for its other identity) instead of failing to load.
     """
 
     def __init__(self, path: str | Path, every: int, identity: dict[str, Any],
-                 write: Callable[[Path, Callable[[Any], None]], None]) -> None:
+                 write: Callable[[Path, Callable[[Any], None]], None],
+                 map_location: str | torch.device | None = None) -> None:
         if isinstance(every, bool) or not isinstance(every, int) or every < 0:
             raise ValueError(f"checkpoint_every must be an integer >= 0; got {every!r}")
         self.path, self.every, self.identity = Path(path), every, identity
         self._write = write
+        self.map_location = map_location
         self._objects: tuple[Any, Any, Any] | None = None
         self._last = 0
 
@@ -104,7 +109,7 @@ class Checkpoint:
         if not self.path.is_file():
             return None
         try:
-            state = torch.load(self.path, weights_only=False)
+            state = torch.load(self.path, weights_only=False, map_location=self.map_location)
             if state.get("format") != _FORMAT or state.get("identity") != self.identity:
                 print(f"tutorial-rl: ignoring {self.path}: it belongs to another run or version",
                       file=sys.stderr)
