@@ -273,3 +273,55 @@ def test_a_sweep_records_its_device_but_keeps_its_run_keys(tmp_path) -> None:
     assert json.loads((tmp_path / "provenance.json").read_text())["device"] == "cpu"
     assert json.loads((tmp_path / "runs" / keys[0] / "config.json").read_text())["device"] \
         == "cpu"
+
+
+# ---------------------------------------------------------------------------------- checkpoints
+class _Agent:
+    """What a checkpoint saves of an agent: tensors, a CPU generator and the step counter."""
+
+    def __init__(self) -> None:
+        self.steps, self.weight = 7, torch.arange(3.0)
+        self.generator = torch.Generator().manual_seed(5)
+
+
+class _Recorder:
+    def state_dict(self) -> dict[str, Any]:
+        return {"rows": []}
+
+
+def test_a_checkpoint_written_on_a_gpu_loads_here_and_is_not_continued(tmp_path, monkeypatch,
+                                                                       capsys) -> None:
+    """Every storage is tagged ``cuda:0`` as a GPU run's would be: the file still loads here
+    (``readable_here``), and its identity (device ``cuda``) keeps a CPU run from continuing it."""
+    import torch.serialization
+
+    from tutorial_rl.experiments.checkpoint import (
+        Checkpoint,
+        _global_rng_state,
+        _set_global_rng_state,
+        readable_here,
+    )
+
+    def write(path: Path, fn: Any) -> None:
+        with open(path, "wb") as fh:
+            fn(fh)
+
+    path = tmp_path / "checkpoint.pt"
+    gpu = Checkpoint(path, 1, {"device": "cuda"}, write)
+    gpu.attach(_Agent(), None, _Recorder())
+    with monkeypatch.context() as m:
+        m.setattr(torch.serialization, "location_tag", lambda storage: "cuda:0")
+        gpu.save()
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(RuntimeError, match="CUDA"):  # what a plain torch.load does here
+        torch.load(path, weights_only=False)
+    state = torch.load(path, weights_only=False, map_location=readable_here)
+    assert torch.equal(state["agent"].weight, torch.arange(3.0))
+    assert torch.randn(1, generator=state["agent"].generator).item() == \
+        torch.randn(1, generator=torch.Generator().manual_seed(5)).item()
+    rng = _global_rng_state()
+    assert Checkpoint(path, 1, {"device": "cpu"}, write).load() is None
+    assert "belongs to another run" in capsys.readouterr().err
+    restored = Checkpoint(path, 1, {"device": "cuda"}, write).load()
+    _set_global_rng_state(rng)  # load() restored the process-wide generators of the save
+    assert restored is not None and restored[0].steps == 7

@@ -102,8 +102,7 @@ def train_group(configs: list[RunConfig], checkpoint: str | Path | None = None,
         identity = {"group": [{k: v for k, v in r.items() if k != "profile"}
                               for _, _, r in resolved]}
         saver = Checkpoint(checkpoint, every, identity,
-                           lambda p, fn: _atomic_write(p, fn, binary=True),
-                           map_location=first["device"])
+                           lambda p, fn: _atomic_write(p, fn, binary=True))
     run_dirs = [None if c.out is None else Path(c.out) for c in configs]
     for config, run_dir, (_, _, r) in zip(configs, run_dirs, resolved, strict=True):
         if run_dir is not None:

@@ -325,8 +325,7 @@ def _checkpoint(config: RunConfig, resolved: dict[str, Any],
     # written (another device rounds differently), so elsewhere the run starts afresh
     identity = {k: v for k, v in resolved.items() if k != "profile"}  # the runtime switch
     checkpoint = Checkpoint(path, every, identity,
-                            lambda p, fn: _atomic_write(p, fn, binary=True),
-                            map_location=resolved["device"])
+                            lambda p, fn: _atomic_write(p, fn, binary=True))
     if config.overwrite:
         checkpoint.remove()
     return checkpoint
