@@ -8,7 +8,8 @@ boundaries, progress rows and output files. The group steps the K environments a
 :class:`~tutorial_rl.envs.vector.TaskVectorEnv`: one batched dynamics, safe-set and projection
 call per step) and updates the K agents as one:
 
-- TD3: each run acts with its own ``TD3.select_action`` (the single run's code and random draws);
+- TD3: each run acts with its own actor and ``TD3.explore`` (the single run's code and random
+  draws; the K observations go to the device and the K actions come back in one transfer each);
   :class:`~tutorial_rl.agents.grouped.GroupedTD3Update` evaluates TD3's own losses for all runs
   with stacked parameters, one kernel call per layer and one projection call per update;
 - A2C: :class:`~tutorial_rl.agents.grouped_a2c.GroupedA2C` samples, computes GAE and updates
