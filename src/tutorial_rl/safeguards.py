@@ -110,6 +110,8 @@ class ProjectionSafeguard(gym.Wrapper[Any, np.ndarray, Any, np.ndarray]):
     safe set is empty (only outside the RCI set, or when the seeker can no longer stop) the
     environment's ``fallback_action()`` (also normalised) is applied instead (the seeker brakes;
     the pendulum and quadrotor take :func:`least_violating_action`), never a solver error.
+    Like the environments it is numpy in, numpy out, and projects on the CPU whatever device an
+    agent trains on (one small problem per step, which a GPU would only delay).
 
     :param env: an environment whose unwrapped env provides ``safe_action_set()``.
     :param penalty: α >= 0 of the reward penalty.
@@ -153,7 +155,7 @@ class ProjectionSafeguard(gym.Wrapper[Any, np.ndarray, Any, np.ndarray]):
                 )
         except InfeasibleSetError:
             return self._fallback(A, b), True
-        return u.numpy().astype(np.float64), False
+        return u.cpu().numpy().astype(np.float64), False
 
     def _fallback(self, A: np.ndarray, b: np.ndarray) -> np.ndarray:
         # (A, b), the env's fallback and the action box are all in action-space coordinates

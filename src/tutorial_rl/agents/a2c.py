@@ -46,9 +46,12 @@ from torch.distributions import Normal
 from tutorial_rl.agents.buffers import compute_gae, pad_safe_sets
 from tutorial_rl.agents.common import (
     ConfigError,
+    Device,
     ModeEnv,
     ProgressRecorder,
     SafetyConfig,
+    cpu_state_dict,
+    resolve_device,
     seed_everything,
 )
 from tutorial_rl.agents.networks import ActionScale, GaussianActor, ValueNetwork
@@ -125,22 +128,30 @@ class A2C:
     :param config: hyperparameters.
     :param safety: mode, mitigation, α and the projection method.
     :param seed: seeds initialisation and sampling (one torch generator, used in a fixed order).
+    :param device: where the networks, the optimiser state and the rollouts live (``cpu``,
+        ``cuda``, ``cuda:N``); the networks are initialised on the CPU and then moved, the
+        samples are drawn on the CPU (the run's generator) and moved, and the numpy environment
+        gets its actions through ``.cpu()``.
     """
 
     def __init__(self, observation_space: spaces.Box, action_space: spaces.Box,
-                 config: A2CConfig, safety: SafetyConfig, seed: int = 0) -> None:
+                 config: A2CConfig, safety: SafetyConfig, seed: int = 0,
+                 device: Device = "cpu") -> None:
         if config.sp_log_likelihood == "projected-mean" and safety.mode != "sp":
             raise ConfigError("A2CConfig.sp_log_likelihood='projected-mean' projects the mean "
                               f"onto the safe set: it needs mode 'sp' (got {safety.mode!r})")
         self.config, self.safety = config, safety
+        self.device = resolve_device(device, "device")
         self.rng, self.generator = seed_everything(seed)
         obs_dim = int(np.prod(observation_space.shape))
         self.scale = ActionScale(action_space.low, action_space.high)
         hidden = tuple(config.hidden_sizes)
-        self.actor = GaussianActor(obs_dim, self.scale, hidden, config.log_std_init)
+        # initialised on the CPU (the same weights on every device), then moved
+        self.actor = GaussianActor(obs_dim, self.scale, hidden, config.log_std_init).to(
+            self.device)
         # with the penalty critic this one network is V + V_pen (module docstring): a second
         # network would draw its initial weights from the same generator and break Lemma 1
-        self.critic = ValueNetwork(obs_dim, hidden)
+        self.critic = ValueNetwork(obs_dim, hidden).to(self.device)
         self.penalty_critic_on_reward = safety.mitigation == "penalty-critic"
         self.projected_mean = config.sp_log_likelihood == "projected-mean"
         self.needs_safe_sets = safety.mitigation == "per-sample-loss" or self.projected_mean
@@ -169,19 +180,21 @@ class A2C:
 
         Exactly one standard normal draw per call when exploring, in every mode (Lemma 1).
         """
-        x = torch.as_tensor(obs, dtype=torch.float32)[None]
+        x = torch.as_tensor(obs, dtype=torch.float32, device=self.device)[None]
         A = b = None
         if self.projected_mean and safe_set is not None:
-            A, b = (torch.from_numpy(t)[None] for t in safe_set)
+            A, b = (torch.from_numpy(t)[None].to(self.device) for t in safe_set)
         dist, _ = self.distribution(x, A, b)
         if not explore:
-            return dist.mean[0].numpy().astype(np.float64)
-        eps = torch.randn(dist.mean.shape, generator=self.generator)
-        return (dist.mean + dist.stddev * eps)[0].numpy().astype(np.float64)
+            return dist.mean[0].cpu().numpy().astype(np.float64)
+        # drawn on the CPU from the run's generator: the same numbers on every device
+        eps = torch.randn(dist.mean.shape, generator=self.generator, device="cpu").to(self.device)
+        return (dist.mean + dist.stddev * eps)[0].cpu().numpy().astype(np.float64)
 
     @torch.inference_mode()
     def _value(self, obs: np.ndarray) -> float:
-        return float(self.critic(torch.as_tensor(obs, dtype=torch.float32)[None])[0])
+        x = torch.as_tensor(obs, dtype=torch.float32, device=self.device)[None]
+        return float(self.critic(x)[0])
 
     # ------------------------------------------------------------------ rollout
     def collect_rollout(self, env: ModeEnv, obs: np.ndarray, n_steps: int,
@@ -211,16 +224,18 @@ class A2C:
             obs = env.reset() if step.terminated or step.truncated else step.obs
         last_value = self._value(obs)
 
-        def tensor(key: str) -> Tensor:
-            return torch.as_tensor(np.asarray(data[key]), dtype=torch.float32)
+        def tensor(key: str) -> Tensor:  # one transfer per field and rollout
+            return torch.as_tensor(np.asarray(data[key]), dtype=torch.float32, device=self.device)
 
         advantage, returns = compute_gae(tensor("rew"), tensor("val"), tensor("done"),
-                                         torch.tensor(last_value), c.gamma, c.gae_lambda)
+                                         torch.tensor(last_value, device=self.device), c.gamma,
+                                         c.gae_lambda)
         rollout = Rollout(tensor("obs"), tensor("act"), advantage, returns)
         if self.needs_safe_sets:
             A, b = pad_safe_sets(data["sets"])
-            rollout.A, rollout.b = torch.from_numpy(A), torch.from_numpy(b)
-            rollout.safe_action = torch.as_tensor(np.asarray(data["safe"]))
+            rollout.A, rollout.b = torch.from_numpy(A).to(self.device), \
+                torch.from_numpy(b).to(self.device)
+            rollout.safe_action = torch.as_tensor(np.asarray(data["safe"]), device=self.device)
         return rollout, obs
 
     # ------------------------------------------------------------------ losses and update
@@ -293,10 +308,10 @@ class A2C:
         return {"actor": self.actor, "critic": self.critic}
 
     def state_dict(self) -> dict[str, Any]:
-        """Parameters of every network."""
-        return {name: net.state_dict() for name, net in self.networks().items()}
+        """Parameters of every network, as CPU tensors (a ``model.pt`` loads on any device)."""
+        return cpu_state_dict(self.networks())
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore :meth:`state_dict` output."""
+        """Restore :meth:`state_dict` output (copied onto this agent's device)."""
         for name, net in self.networks().items():
             net.load_state_dict(state[name])

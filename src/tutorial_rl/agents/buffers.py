@@ -75,11 +75,14 @@ class SafeSetStore:
             elif not (self.shared.shape == A.shape and np.array_equal(self.shared, A)):
                 self.shared, self._varying = None, True
 
-    def get(self, idx: np.ndarray) -> tuple[Tensor, Tensor]:
-        """A [B, k, m] (or the shared [k, m]), b [B, k], float64 (the projection's precision)."""
+    def get(self, idx: np.ndarray, device: torch.device | str = "cpu") -> tuple[Tensor, Tensor]:
+        """A [B, k, m] (or the shared [k, m]), b [B, k], float64 (the projection's precision),
+        on ``device``."""
         if self.shared is not None and self.shared.shape[0] == self.b.shape[1]:
-            return torch.from_numpy(self.shared), torch.from_numpy(self.b[idx])
-        return torch.from_numpy(self.A[idx]), torch.from_numpy(self.b[idx])
+            A = self.shared
+        else:
+            A = self.A[idx]
+        return torch.from_numpy(A).to(device), torch.from_numpy(self.b[idx]).to(device)
 
 
 class Batch(NamedTuple):
@@ -120,6 +123,9 @@ class ReplayBuffer:
     :param rng: the generator that draws minibatch indices (seeded by the agent: determinism).
     :param safe_sets: store U_s(x), U_s(x') and a safe point of U_s(x') (SP-RL).
     :param unsafe: store ũ and the penalty as well (SP-RL penalty critic).
+    :param device: where :meth:`sample` puts the minibatch. The storage itself stays in host
+        memory (numpy, as in SB3): the environment produces numpy transitions, and moving one
+        minibatch per update costs fewer transfers than moving every transition as it arrives.
     """
 
     def __init__(
@@ -130,10 +136,12 @@ class ReplayBuffer:
         rng: np.random.Generator,
         safe_sets: bool = False,
         unsafe: bool = False,
+        device: torch.device | str = "cpu",
     ) -> None:
         if capacity < 1:
             raise ValueError(f"capacity must be >= 1; got {capacity}")
         self.capacity, self.rng = capacity, rng
+        self.device = torch.device(device)
         self.size, self.pos = 0, 0
         f32 = np.float32
         self.obs = np.zeros((capacity, obs_dim), f32)
@@ -186,15 +194,19 @@ class ReplayBuffer:
         return i
 
     def sample(self, batch_size: int) -> Batch:
-        """A uniformly drawn minibatch (with replacement, like SB3 and cleanrl)."""
+        """A uniformly drawn minibatch (with replacement, like SB3 and cleanrl), on the device."""
         idx = self.rng.integers(0, self.size, batch_size)
-        t = torch.from_numpy
+        device = self.device
+
+        def t(array: np.ndarray) -> Tensor:
+            return torch.from_numpy(array).to(device)  # on the CPU: the array itself, no copy
+
         extra: dict[str, Tensor] = {}
         if self.unsafe:
             extra.update(unsafe_action=t(self.unsafe_action[idx]), penalty=t(self.penalty[idx]))
         if self.safe_sets:
-            A, b = self.sets.get(idx)
-            next_A, next_b = self.next_sets.get(idx)
+            A, b = self.sets.get(idx, device)
+            next_A, next_b = self.next_sets.get(idx, device)
             extra.update(A=A, b=b, next_A=next_A, next_b=next_b,
                          next_safe_point=t(self.next_safe_point[idx]))
         return Batch(

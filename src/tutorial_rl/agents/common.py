@@ -39,12 +39,15 @@ __all__ = [
     "PROGRESS_COLUMNS",
     "VALID_MITIGATIONS",
     "ConfigError",
+    "Device",
     "EnvStep",
     "Mitigation",
     "Mode",
     "ModeEnv",
     "ProgressRecorder",
     "SafetyConfig",
+    "cpu_state_dict",
+    "resolve_device",
     "seed_everything",
 ]
 
@@ -120,12 +123,74 @@ class SafetyConfig:
         return float(self.alpha or 0.0)
 
 
+#: What a ``device`` setting accepts: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or a ``torch.device``.
+Device = str | torch.device
+
+
+def resolve_device(device: Device, flag: str = "--device") -> torch.device:
+    """Validate a ``device`` setting (``cpu``, ``cuda`` or ``cuda:N``) and return it.
+
+    Where the agents' tensors live (Chapter 8, "Running a sweep"): networks, optimiser states,
+    minibatches, rollouts and the safe sets the updates project onto. The environments and the
+    safeguard's projection at acting time stay on the CPU (numpy). ``cuda`` is supported by
+    construction (every tensor is created on or moved to this device, every conversion to numpy
+    goes through ``.cpu()``; ``tests/test_device.py`` checks both on a CPU); the course's results
+    were computed on CPUs.
+
+    :param flag: how the caller names the setting, for the error message.
+    :raises ConfigError: another device type, a malformed index, or CUDA requested on a machine
+        where ``torch.cuda.is_available()`` is False (or the index does not exist).
+    """
+    if isinstance(device, torch.device):
+        resolved = device
+    elif isinstance(device, str):
+        try:
+            resolved = torch.device(device)
+        except RuntimeError:
+            raise ConfigError(f"{flag} {device!r} is not a device; valid: cpu, cuda, cuda:N") \
+                from None
+    else:
+        raise ConfigError(f"{flag} must be 'cpu', 'cuda' or 'cuda:N'; got {device!r}")
+    if resolved.type == "cpu":
+        return torch.device("cpu")  # 'cpu:0' and 'cpu' are the same device
+    if resolved.type != "cuda":
+        raise ConfigError(f"{flag} {str(resolved)!r} is not supported; valid: cpu, cuda, cuda:N")
+    if not torch.cuda.is_available():
+        raise ConfigError(f"{flag} {str(resolved)!r} was requested but CUDA is not available "
+                          f"here (torch.cuda.is_available() is False; torch {torch.__version__}); "
+                          f"use {flag} cpu")
+    count = torch.cuda.device_count()
+    if resolved.index is not None and resolved.index >= count:
+        raise ConfigError(f"{flag} {str(resolved)!r}: this machine has {count} CUDA device(s) "
+                          f"(cuda:0 to cuda:{count - 1})")
+    return resolved
+
+
+def cpu_state_dict(networks: dict[str, torch.nn.Module]) -> dict[str, Any]:
+    """``{name: net.state_dict()}`` with every tensor on the CPU (what ``model.pt`` holds).
+
+    A file written from a GPU then loads on a machine without one; on the CPU ``.cpu()`` returns
+    the tensors themselves, so nothing changes there. Each state dict stays the ``OrderedDict``
+    (with its version metadata) that ``load_state_dict`` expects.
+    """
+    out = {}
+    for name, net in networks.items():
+        state = net.state_dict()
+        for key, value in state.items():
+            state[key] = value.cpu()
+        out[name] = state
+    return out
+
+
 def seed_everything(seed: int) -> tuple[np.random.Generator, torch.Generator]:
     """Seed network initialisation (torch's global generator) and return the agent's generators.
 
     The numpy generator draws exploration noise, warm-up actions and minibatch indices; the torch
     generator draws noise inside updates and A2C's samples. Two runs with one seed in one process
-    therefore produce identical parameters.
+    therefore produce identical parameters. The torch generator is a CPU generator on every
+    device: its draws are moved to the agent's device, so a run draws the same random numbers on
+    a CPU and on a GPU (and networks are initialised on the CPU before they move), and results
+    differ across devices only by the rounding of their kernels.
     """
     torch.manual_seed(seed)
     return np.random.default_rng(seed), torch.Generator().manual_seed(seed)

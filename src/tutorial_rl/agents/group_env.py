@@ -12,6 +12,10 @@ Chapter 5, chapters/05_sp_rl.py), for the K runs of a group stepping one
   as ``ModeEnv`` (redundant rows dropped once a run's rows vary by state), the points of U_s(x')
   projected in one call too.
 
+The safeguard is part of the environment: like the numpy environments it runs on the CPU
+whatever the agents' device (a few small projections per step, which a GPU would only delay);
+the learners move what they store to their device themselves.
+
 It returns one :class:`~tutorial_rl.agents.common.EnvStep` per run, computed with the very
 expressions ``ProjectionSafeguard.step`` and ``ModeEnv.step`` use, so the agents cannot tell a
 group from a single environment. Batched projections round like single ones up to the last bits
@@ -113,14 +117,14 @@ class GroupModeEnv:
                 u = project_polytope(torch.from_numpy(u_tilde[todo]),
                                      torch.from_numpy(A[todo[0]] if shared else A[todo]),
                                      torch.from_numpy(b[todo]), self.safety.projection_method)
-            out[todo] = u.numpy()
+            out[todo] = u.cpu().numpy()
             return
         except InfeasibleSetError as err:
             if err.empty is None and len(todo) > 1:  # which ones is unknown: one at a time
                 for j in todo:
                     self._project_into(out, empty, u_tilde, A, b, np.array([j]), runs)
                 return
-            flags = np.ones(len(todo), bool) if err.empty is None else err.empty.numpy()
+            flags = np.ones(len(todo), bool) if err.empty is None else err.empty.cpu().numpy()
         for j in todo[flags]:
             out[j], empty[j] = self.env.fallback_action(int(runs[j])), True
         if (~flags).any():

@@ -45,9 +45,10 @@ _VMAPPED_FIELDS = ("obs", "action", "reward", "next_obs", "done", "unsafe_action
 
 
 def run_alphas(agents: list[Any]) -> Tensor:
-    """Each run's α as a ``[K]`` float32 tensor, for ``vmap`` (the losses' ``alpha`` argument).
+    """Each run's α as a ``[K]`` float32 tensor on the agents' device, for ``vmap`` (the losses'
+    ``alpha`` argument).
 
-    :raises ConfigError: agents whose configs, or safety settings other than α, differ.
+    :raises ConfigError: agents whose configs, devices, or safety settings other than α, differ.
     """
     def shared(safety: Any) -> list[Any]:  # everything but α
         return [getattr(safety, f.name) for f in dataclasses.fields(safety) if f.name != "alpha"]
@@ -57,7 +58,11 @@ def run_alphas(agents: list[Any]) -> Tensor:
         if agent.config != first.config or shared(agent.safety) != shared(first.safety):
             raise ConfigError("the agents of a group must share config and safety (mode, "
                               "mitigation, projection); only α and the seed may differ")
-    return torch.tensor([a.safety.weight for a in agents], dtype=torch.float32)
+        if agent.device != first.device:
+            raise ConfigError(f"the agents of a group must share one device; got {first.device} "
+                              f"and {agent.device}")
+    return torch.tensor([a.safety.weight for a in agents], dtype=torch.float32,
+                        device=first.device)
 
 
 class _Networks(nn.Module):
@@ -228,9 +233,12 @@ class GroupedTD3Update:
         if len(batches) != len(self.agents):
             raise ValueError(f"expected {len(self.agents)} minibatches, got {len(batches)}")
         m = self.template._low_t.numel()
-        # each run's target-policy noise from its own generator, as TD3.target_actions draws it
-        noise = torch.stack([torch.randn(b.next_obs.shape[0], m, generator=a.generator)
-                             for a, b in zip(self.agents, batches, strict=True)])
+        # each run's target-policy noise from its own (CPU) generator, as TD3.target_actions
+        # draws it, moved to the device in one transfer for the group
+        noise = torch.stack([torch.randn(b.next_obs.shape[0], m, generator=a.generator,
+                                         device="cpu")
+                             for a, b in zip(self.agents, batches, strict=True)]).to(
+            self.template.device)
         batch = self._stack(batches)
         with torch.no_grad():
             target_unsafe = self._call("target_actions", batch, noise)

@@ -71,6 +71,7 @@ class GroupedA2C:
             raise ValueError(f"{len(agents)} agents need as many environments and seeds")
         self.agents, self.env, self.seeds = agents, env, seeds
         self.config, self.safety = first.config, first.safety
+        self.device = first.device  # run_alphas checked that the agents share it
         self.stacked = StackedNetworks(agents)
         self.params = list(self.stacked.params.values())
         self.optimizer = torch.optim.Adam(self.params, lr=self.config.learning_rate)
@@ -90,18 +91,22 @@ class GroupedA2C:
         finally:
             Distribution.set_default_validate_args(default)
 
+    def _obs(self, obs: np.ndarray) -> Tensor:
+        """The K observations [K, 1, n] on the device: one transfer for the group."""
+        return torch.as_tensor(obs, dtype=torch.float32, device=self.device)[:, None]
+
     @torch.inference_mode()
     def _values(self, obs: np.ndarray) -> np.ndarray:
-        x = torch.as_tensor(obs, dtype=torch.float32)[:, None]
-        return self.critic(x)[:, 0].numpy()
+        return self.critic(self._obs(obs))[:, 0].cpu().numpy()
 
     @torch.inference_mode()
     def _sample(self, obs: np.ndarray) -> np.ndarray:
         """ũ_k ~ πθk(·|x_k) for every run: one draw from each run's own generator (Lemma 1)."""
-        mean, std = self.actor(torch.as_tensor(obs, dtype=torch.float32)[:, None])
-        eps = torch.stack([torch.randn(mean.shape[1:], generator=a.generator)
-                           for a in self.agents])
-        return (mean + std * eps)[:, 0].numpy().astype(np.float64)
+        mean, std = self.actor(self._obs(obs))
+        # on the CPU from each run's generator, moved to the device in one transfer
+        eps = torch.stack([torch.randn(mean.shape[1:], generator=a.generator, device="cpu")
+                           for a in self.agents]).to(self.device)
+        return (mean + std * eps)[:, 0].cpu().numpy().astype(np.float64)
 
     # ------------------------------------------------------------------ rollout and update
     def collect_rollouts(self, n_steps: int, recorders: list[ProgressRecorder]) -> list[Rollout]:
@@ -139,19 +144,23 @@ class GroupedA2C:
         self.obs = obs
         last_values = self._values(obs)
 
-        def tensor(key: str) -> Tensor:  # [T, K, ...]
-            return torch.as_tensor(np.asarray(data[key]), dtype=torch.float32)
+        def tensor(key: str) -> Tensor:  # [T, K, ...], one transfer per field for the group
+            return torch.as_tensor(np.asarray(data[key]), dtype=torch.float32, device=self.device)
 
         advantage, returns = compute_gae(tensor("rew"), tensor("val"), tensor("done"),
-                                         torch.as_tensor(last_values), c.gamma, c.gae_lambda)
+                                         torch.as_tensor(last_values, device=self.device),
+                                         c.gamma, c.gae_lambda)
         rollouts = []
+        obs_t, act_t = tensor("obs"), tensor("act")
+        needs_sets = self.agents[0].needs_safe_sets
+        safe_t = torch.as_tensor(np.stack(safe), device=self.device) if needs_sets else None
         for k in range(len(self.agents)):
-            rollout = Rollout(tensor("obs")[:, k], tensor("act")[:, k], advantage[:, k],
-                              returns[:, k])
-            if self.agents[0].needs_safe_sets:
-                A, b = pad_safe_sets(sets[k])
-                rollout.A, rollout.b = torch.from_numpy(A), torch.from_numpy(b)
-                rollout.safe_action = torch.as_tensor(np.stack([s[k] for s in safe]))
+            rollout = Rollout(obs_t[:, k], act_t[:, k], advantage[:, k], returns[:, k])
+            if safe_t is not None:  # [T, K, m] float64
+                A, b = pad_safe_sets(sets[k])  # row counts differ by run: one pair per run
+                rollout.A, rollout.b = torch.from_numpy(A).to(self.device), \
+                    torch.from_numpy(b).to(self.device)
+                rollout.safe_action = safe_t[:, k]
             rollouts.append(rollout)
         return rollouts
 

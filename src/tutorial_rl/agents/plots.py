@@ -178,9 +178,11 @@ def plot_critic_slice(agent: _TD3Like, obs: np.ndarray,
     if ax is None:
         _, ax = plt.subplots(figsize=(5.5, 3.6))
     actions = np.linspace(float(agent.low[0]), float(agent.high[0]), n)
-    x = torch.as_tensor(np.asarray(obs, dtype=np.float32)).expand(n, -1)
+    device = agent.device
+    x = torch.as_tensor(np.asarray(obs, dtype=np.float32), device=device).expand(n, -1)
     with torch.no_grad():
-        q = agent.critic.q1(x, torch.as_tensor(actions, dtype=torch.float32)[:, None]).numpy()
+        u = torch.as_tensor(actions, dtype=torch.float32, device=device)[:, None]
+        q = agent.critic.q1(x, u).cpu().numpy()
     line, = ax.plot(actions, q, color=color, linewidth=2, label=label or r"$Q_1(x, a)$")
     mu = float(agent.select_action(np.asarray(obs), explore=False)[0])
     if safe_set is not None:

@@ -135,7 +135,7 @@ def drop_inactive_rows(
     n_keep = keep.sum(1)
     k = int(n_keep.max())
     order = torch.argsort((~keep).to(torch.int8), dim=1, stable=True)[:, :k]
-    padding = torch.arange(k) >= n_keep[:, None]
+    padding = torch.arange(k, device=A.device) >= n_keep[:, None]
     A_kept = A.gather(1, order[..., None].expand(-1, -1, A.shape[-1]))
     return A_kept.masked_fill(padding[..., None], 0.0), b.gather(1, order).masked_fill(padding, 1.0)
 

@@ -37,10 +37,13 @@ from torch import Tensor
 from tutorial_rl.agents.buffers import Batch, ReplayBuffer
 from tutorial_rl.agents.common import (
     ConfigError,
+    Device,
     EnvStep,
     ModeEnv,
     ProgressRecorder,
     SafetyConfig,
+    cpu_state_dict,
+    resolve_device,
     seed_everything,
 )
 from tutorial_rl.agents.networks import ActionScale, DeterministicActor, TwinQ
@@ -109,6 +112,11 @@ class TD3:
     :param safety: mode, mitigation, α and the projection method.
     :param seed: seeds the networks' initialisation, the noise and the minibatch draws.
     :param buffer_capacity: replay capacity; default ``config.buffer_size``.
+    :param device: where the networks, their optimiser states and the minibatches live
+        (``cpu``, ``cuda``, ``cuda:N``; :func:`~tutorial_rl.agents.common.resolve_device`). The
+        networks are initialised on the CPU and then moved, the replay storage stays in host
+        memory (numpy, as SB3's) and each minibatch is moved once; observations come from and
+        actions go to the numpy environment through ``.cpu()``.
     """
 
     def __init__(
@@ -119,18 +127,22 @@ class TD3:
         safety: SafetyConfig,
         seed: int = 0,
         buffer_capacity: int | None = None,
+        device: Device = "cpu",
     ) -> None:
         self.config, self.safety = config, safety
+        self.device = resolve_device(device, "device")
         self.rng, self.generator = seed_everything(seed)
         obs_dim = int(np.prod(observation_space.shape))
         self.low = action_space.low.astype(np.float64)
         self.high = action_space.high.astype(np.float64)
         self.scale = ActionScale(self.low, self.high)
         hidden = tuple(config.hidden_sizes)
-        self.actor = DeterministicActor(obs_dim, self.scale, hidden)
-        self.critic = TwinQ(obs_dim, self.scale, hidden)
+        # initialised on the CPU in a fixed order (the same weights on every device), then moved;
+        # the actor and critics share ``self.scale``, which moves with the first of them
+        self.actor = DeterministicActor(obs_dim, self.scale, hidden).to(self.device)
+        self.critic = TwinQ(obs_dim, self.scale, hidden).to(self.device)
         self.sp = safety.mode == "sp"
-        self.penalty_critic = TwinQ(obs_dim, self.scale, hidden) \
+        self.penalty_critic = TwinQ(obs_dim, self.scale, hidden).to(self.device) \
             if safety.mitigation == "penalty-critic" else None
         self.actor_target = copy.deepcopy(self.actor)
         self.critic_target = copy.deepcopy(self.critic)
@@ -148,7 +160,7 @@ class TD3:
             p.requires_grad_(False)
         self.buffer = ReplayBuffer(
             buffer_capacity or config.buffer_size, obs_dim, self.scale.center.numel(), self.rng,
-            safe_sets=self.sp, unsafe=self.penalty_critic is not None)
+            safe_sets=self.sp, unsafe=self.penalty_critic is not None, device=self.device)
         self.n_updates = 0
         self.steps = 0
         """environment steps taken by :meth:`learn`"""
@@ -165,13 +177,15 @@ class TD3:
         The safeguard (SE) or the policy's last layer Φ (SP) is applied by :class:`ModeEnv`: at
         acting time both are the same function, only the learning differs.
         """
-        x = torch.as_tensor(obs, dtype=torch.float32)[None]
-        action = self.actor(x)[0].numpy().astype(np.float64)
-        if explore:
-            half = (self.high - self.low) / 2
-            action += self.rng.normal(0.0, self.config.exploration_noise, action.shape) * half
-            action = np.clip(action, self.low, self.high)
-        return action
+        x = torch.as_tensor(obs, dtype=torch.float32, device=self.device)[None]
+        action = self.actor(x)[0].cpu().numpy().astype(np.float64)
+        return self.explore(action) if explore else action
+
+    def explore(self, action: np.ndarray) -> np.ndarray:
+        """μθ(x) + Gaussian exploration noise (the run's numpy generator), clipped to the box."""
+        half = (self.high - self.low) / 2
+        action = action + self.rng.normal(0.0, self.config.exploration_noise, action.shape) * half
+        return np.clip(action, self.low, self.high)
 
     def store(self, obs: np.ndarray, step: EnvStep) -> None:
         """Add a transition with the action the critic learns on: ũ (unsafe, SE) or u (SP)."""
@@ -191,9 +205,9 @@ class TD3:
         draws each run's from its own generator, :mod:`tutorial_rl.agents.grouped`).
         """
         c = self.config
-        if noise is None:
+        if noise is None:  # drawn on the CPU from the run's generator (the same on any device)
             noise = torch.randn(batch.next_obs.shape[0], self._low_t.numel(),
-                                generator=self.generator)
+                                generator=self.generator, device="cpu").to(self.device)
         noise = (noise * c.target_policy_noise).clamp(-c.target_noise_clip, c.target_noise_clip)
         unsafe = self.actor_target(batch.next_obs) + noise * self.scale.half_width
         return unsafe.clamp(self._low_t, self._high_t)
@@ -338,10 +352,11 @@ class TD3:
         return nets
 
     def state_dict(self) -> dict[str, Any]:
-        """Parameters of every network (and the action scaling buffers)."""
-        return {name: net.state_dict() for name, net in self.networks().items()}
+        """Parameters of every network (and the action scaling buffers), as CPU tensors: a
+        ``model.pt`` loads on any device."""
+        return cpu_state_dict(self.networks())
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore :meth:`state_dict` output."""
+        """Restore :meth:`state_dict` output (copied onto this agent's device)."""
         for name, net in self.networks().items():
             net.load_state_dict(state[name])

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["CHECKPOINT_FILE", "Checkpoint", "auto_checkpoint_every"]
+__all__ = ["CHECKPOINT_FILE", "Checkpoint", "auto_checkpoint_every", "readable_here"]
 
 CHECKPOINT_FILE = "checkpoint.pt"
 _FORMAT = 1
@@ -41,6 +41,19 @@ TARGET_SECONDS = 600.0
 def auto_checkpoint_every(ms_per_step: float, target_s: float = TARGET_SECONDS) -> int:
     """Environment steps between checkpoints so that about ``target_s`` of work is at risk."""
     return max(1_000, int(target_s * 1000 / max(ms_per_step, 1e-3)))
+
+
+def readable_here(storage: Any, location: str) -> Any:
+    """``torch.load``'s ``map_location``: every tensor back where it was saved, except that a
+    checkpoint written on a GPU stays on the CPU where there is none.
+
+    A checkpoint then always loads, and one of another device is recognised by its identity and
+    ignored with a clear message. (Mapping *everything* to one device would also move the random
+    generators' CPU states, which the generators refuse.)
+    """
+    if location.startswith("cuda") and not torch.cuda.is_available():
+        return storage  # deserialised on the CPU: keep it there
+    return None  # torch's default: the location it was saved from
 
 
 def _global_rng_state() -> dict[str, Any]:
@@ -62,6 +75,9 @@ class Checkpoint:
     :param identity: what the run is (its resolved configuration); a checkpoint with another
         identity is never restored.
     :param write: ``write(path, fn)`` writes atomically through ``fn(file)``.
+
+    The identity includes the run's device (``config.json``'s ``device``): a run continues bit
+    for bit only on the device that wrote its checkpoint, so on another one it starts afresh.
     """
 
     def __init__(self, path: str | Path, every: int, identity: dict[str, Any],
@@ -104,7 +120,7 @@ class Checkpoint:
         if not self.path.is_file():
             return None
         try:
-            state = torch.load(self.path, weights_only=False)
+            state = torch.load(self.path, weights_only=False, map_location=readable_here)
             if state.get("format") != _FORMAT or state.get("identity") != self.identity:
                 print(f"tutorial-rl: ignoring {self.path}: it belongs to another run or version",
                       file=sys.stderr)

@@ -24,7 +24,7 @@ from typing import Any, NoReturn
 import numpy as np
 
 from tutorial_rl.agents.common import MITIGATIONS, MODES, ConfigError
-from tutorial_rl.experiments.commands import add_report_parser, add_sweep_parser
+from tutorial_rl.experiments.commands import DEVICE_HELP, add_report_parser, add_sweep_parser
 from tutorial_rl.experiments.training import ALGOS, ENVS, RunConfig, evaluate, train
 from tutorial_rl.experiments.tune_commands import (
     add_budget_curve_parser,
@@ -96,6 +96,7 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
                         "minutes of work; 0: none)")
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads (default 1: small networks run fastest on one)")
+    p.add_argument("--device", default="cpu", metavar="DEVICE", help=DEVICE_HELP)
 
 
 def _run_train(args: argparse.Namespace) -> int:
@@ -104,7 +105,7 @@ def _run_train(args: argparse.Namespace) -> int:
         alpha=args.alpha, steps=args.steps, seed=args.seed, out=args.out,
         overwrite=args.overwrite, projection_method=args.projection_method,
         termination_penalty=args.termination_penalty, agent=dict(args.overrides),
-        num_threads=args.threads, checkpoint_every=args.checkpoint_every)
+        num_threads=args.threads, checkpoint_every=args.checkpoint_every, device=args.device)
     result = train(config)
     complete = [r for r in result.progress if r["complete"]]
     last = complete[-10:]

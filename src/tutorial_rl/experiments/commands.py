@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from tutorial_rl.agents.common import ConfigError, resolve_device
 from tutorial_rl.experiments.config import (
     DEFAULT_GROUP_SIZE,
     FILTER_KEYS,
@@ -35,6 +36,13 @@ from tutorial_rl.experiments.runner import LAUNCHERS, RUNS_DIR, SWEEP_FILE, Slur
 
 __all__ = ["OPTIONAL_TABLES", "REPORT_TABLES", "add_report_parser", "add_sweep_parser",
            "read_report", "run_report", "run_sweep", "write_report"]
+
+
+#: ``--device`` of ``train`` and ``sweep``.
+DEVICE_HELP = ("where the agents' tensors live: cpu (default), cuda or cuda:N; networks, "
+               "optimiser states, minibatches, rollouts and the updates' projections run there, "
+               "the numpy environments and the safeguard stay on the CPU (CUDA: supported by "
+               "construction, untested on the course's machines)")
 
 
 def _error(message: str) -> int:
@@ -72,6 +80,7 @@ def add_sweep_parser(subparsers: Any) -> argparse.ArgumentParser:
                         "process: one vector environment, one projection call and one stacked "
                         f"update per step for all of them (default {DEFAULT_GROUP_SIZE}, the "
                         "paper grid's 4 alphas x 7 seeds of a configuration; 1: every run alone)")
+    p.add_argument("--device", default="cpu", metavar="DEVICE", help=DEVICE_HELP)
     p.add_argument("--slurm-partition", default=None, help="SLURM partition (submitit)")
     p.add_argument("--slurm-time", type=int, default=120,
                    help="time limit of one SLURM job in minutes (default 120)")
@@ -95,7 +104,7 @@ def _steps_or_auto(text: str) -> int | None:
 
 
 def _dry_run(profile: ExperimentProfile, out: Path, only: list[str], jobs: int,
-             group_size: int = DEFAULT_GROUP_SIZE) -> int:
+             group_size: int = DEFAULT_GROUP_SIZE, device: str = "cpu") -> int:
     from tutorial_rl.experiments.runner import run_status
 
     specs = select_runs(profile, only)
@@ -107,6 +116,9 @@ def _dry_run(profile: ExperimentProfile, out: Path, only: list[str], jobs: int,
           f"{len(todo)} to run; estimated {hours:.2f} h on {jobs} core(s) with --group-size "
           f"{group_size} (measured per-step costs of a 2-core development machine)",
           file=sys.stderr)
+    if device != "cpu":
+        print(f"the estimate is for CPU cores; --device {device} has not been measured",
+              file=sys.stderr)
     return 0
 
 
@@ -118,6 +130,8 @@ def _sweep_command(args: argparse.Namespace) -> list[str]:
         words += ["--checkpoint-every", str(args.checkpoint_every)]
     if args.group_size != DEFAULT_GROUP_SIZE:
         words += ["--group-size", str(args.group_size)]
+    if args.device != "cpu":
+        words += ["--device", args.device]
     for flag, values in (("--set", args.overrides), ("--only", args.only)):
         for value in values:
             words += [flag, shlex.quote(value)]
@@ -135,14 +149,18 @@ def run_sweep(args: argparse.Namespace) -> int:
         if args.dry_run:
             if args.jobs < 1:
                 raise ProfileError(f"jobs must be an integer >= 1; got {args.jobs}")
+            try:
+                device = str(resolve_device(args.device, "--device"))
+            except ConfigError as exc:
+                raise ProfileError(str(exc)) from None
             return _dry_run(profile, Path(args.out), list(args.only), args.jobs,
-                            args.group_size)
+                            args.group_size, device)
         summary = sweep(profile, args.out, jobs=args.jobs, launcher=args.launcher,
                         overrides=overrides, only=args.only,
                         slurm=SlurmOptions(args.slurm_partition, args.slurm_time,
                                            args.slurm_cpus),
                         command=_sweep_command(args), checkpoint_every=args.checkpoint_every,
-                        group_size=args.group_size)
+                        group_size=args.group_size, device=args.device)
     except ProfileError as exc:
         return _error(str(exc))
     print(summary.describe())

@@ -8,7 +8,8 @@ boundaries, progress rows and output files. The group steps the K environments a
 :class:`~tutorial_rl.envs.vector.TaskVectorEnv`: one batched dynamics, safe-set and projection
 call per step) and updates the K agents as one:
 
-- TD3: each run acts with its own ``TD3.select_action`` (the single run's code and random draws);
+- TD3: each run acts with its own actor and ``TD3.explore`` (the single run's code and random
+  draws; the K observations go to the device and the K actions come back in one transfer each);
   :class:`~tutorial_rl.agents.grouped.GroupedTD3Update` evaluates TD3's own losses for all runs
   with stacked parameters, one kernel call per layer and one projection call per update;
 - A2C: :class:`~tutorial_rl.agents.grouped_a2c.GroupedA2C` samples, computes GAE and updates
@@ -197,6 +198,16 @@ class _GroupRun:
         self.steps = 0
         self.obs: Any = None
 
+    @torch.inference_mode()
+    def _act(self, obs: np.ndarray) -> list[np.ndarray]:
+        """Each run's ``TD3.select_action(obs[k], explore=True)``, with one transfer of the K
+        observations to the device and one of the K actions back (each run's own actor, so
+        the same numbers as alone)."""
+        x = torch.as_tensor(obs, dtype=torch.float32, device=self.agents[0].device)
+        mu = torch.stack([agent.actor(x[k:k + 1])[0] for k, agent in enumerate(self.agents)])
+        mu_np = mu.cpu().numpy().astype(np.float64)
+        return [agent.explore(mu_np[k]) for k, agent in enumerate(self.agents)]
+
     def learn(self, recorders: list[ProgressRecorder], total_steps: int,
               checkpoint: Checkpoint | None = None) -> None:
         """:meth:`TD3.learn` for every run, with one grouped update per environment step."""
@@ -209,8 +220,7 @@ class _GroupRun:
             if t < c.learning_starts:  # warm-up: uniform actions fill the buffer
                 actions = [agent.rng.uniform(agent.low, agent.high) for agent in agents]
             else:  # each run's own policy and exploration noise, as alone
-                actions = [agent.select_action(obs[k], explore=True)
-                           for k, agent in enumerate(agents)]
+                actions = self._act(obs)
             steps, self.obs = env.step(np.stack(actions))
             for k, (agent, step, recorder) in enumerate(zip(agents, steps, recorders,
                                                             strict=True)):
@@ -231,7 +241,8 @@ class _GroupRun:
 
 
 def execute_group(specs: list[RunSpec], runs_dir: str | Path,
-                  checkpoint_every: int | None = None) -> list[dict[str, Any]]:
+                  checkpoint_every: int | None = None,
+                  device: str = "cpu") -> list[dict[str, Any]]:
     """Train a group of sweep runs together, then evaluate and finish each one on its own.
 
     The worker of ``tutorial-rl sweep --group-size K`` (:mod:`~tutorial_rl.experiments.runner`):
@@ -240,7 +251,8 @@ def execute_group(specs: list[RunSpec], runs_dir: str | Path,
     group of one, go through ``execute_run``. The group writes one checkpoint,
     ``checkpoints/group-<first key>-k<K>.pt``, from which a rerun of the same group continues.
     If the group's training raises, its runs are rerun one by one with ``execute_run``: a
-    failing run is then recorded with its own traceback, and the others finish.
+    failing run is then recorded with its own traceback, and the others finish. ``device``:
+    where the agents' tensors live (``tutorial-rl sweep --device``).
 
     :returns: one ``{"key", "status"}`` per run, as ``execute_run`` returns.
     """
@@ -261,8 +273,9 @@ def execute_group(specs: list[RunSpec], runs_dir: str | Path,
     alone = [s for s in todo if s.fail]
     together = [s for s in todo if not s.fail]
     if len(together) <= 1:
-        return outcomes + [execute_run(s, runs_dir, checkpoint_every) for s in alone + together]
-    outcomes += [execute_run(s, runs_dir, checkpoint_every) for s in alone]
+        return outcomes + [execute_run(s, runs_dir, checkpoint_every, device)
+                           for s in alone + together]
+    outcomes += [execute_run(s, runs_dir, checkpoint_every, device) for s in alone]
     tmps = [runs_dir / f"{TMP_PREFIX}{s.key}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
             for s in together]
     for tmp in tmps:
@@ -272,15 +285,15 @@ def execute_group(specs: list[RunSpec], runs_dir: str | Path,
     started, start = _now(), time.perf_counter()
     saved = checkpoint_path(runs_dir, f"group-{together[0].key}-k{len(together)}")
     try:
-        results = train_group([_run_config(s, tmp, 0) for s, tmp in zip(together, tmps,
-                                                                           strict=True)],
+        results = train_group([_run_config(s, tmp, 0, device)
+                               for s, tmp in zip(together, tmps, strict=True)],
                               checkpoint=saved, checkpoint_every=checkpoint_every)
     except Exception:  # noqa: BLE001 -- rerun run by run: each failure gets its own record
         saved.unlink(missing_ok=True)
         for tmp in tmps:
             shutil.rmtree(tmp, ignore_errors=True)
         torch.set_num_threads(threads)
-        return outcomes + [execute_run(s, runs_dir, checkpoint_every) for s in together]
+        return outcomes + [execute_run(s, runs_dir, checkpoint_every, device) for s in together]
     try:
         for spec, tmp, result in zip(together, tmps, results, strict=True):
             final = runs_dir / spec.key

@@ -128,14 +128,15 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def _run_config(spec: RunSpec, run_dir: Path, checkpoint_every: int | None = None) -> Any:
+def _run_config(spec: RunSpec, run_dir: Path, checkpoint_every: int | None = None,
+                device: str = "cpu") -> Any:
     from tutorial_rl.experiments.training import RunConfig
 
     return RunConfig(env=spec.env, algo=spec.algo, mode=spec.mode, mitigation=spec.mitigation,
                      alpha=spec.alpha, steps=spec.steps, seed=spec.seed, out=run_dir,
                      projection_method=spec.projection_method, agent=dict(spec.agent),
                      progress_bar=False, num_threads=1, checkpoint_every=checkpoint_every,
-                     checkpoint=checkpoint_path(run_dir.parent, spec.key))
+                     checkpoint=checkpoint_path(run_dir.parent, spec.key), device=device)
 
 
 def checkpoint_path(runs_dir: str | Path, key: str) -> Path:
@@ -159,15 +160,16 @@ def _finalize(tmp: Path, final: Path, done: bool) -> None:
 
 
 def execute_run(spec: RunSpec, runs_dir: str | Path,
-                checkpoint_every: int | None = None) -> dict[str, Any]:
+                checkpoint_every: int | None = None, device: str = "cpu") -> dict[str, Any]:
     """Train and evaluate one run (the worker function of both launchers).
 
     The run is written into a private temporary folder ``runs/.tmp-<key>-<pid>-<id>`` and renamed
     to ``runs/<key>`` when it is finished (``done.json``, written last) or has failed
     (``failed.json``: error and traceback); an interrupted attempt leaves only a temporary folder,
     which the next sweep deletes, and its checkpoint (``checkpoint_every`` environment steps
-    apart; ``None``: about every 10 minutes), from which the next sweep continues. Never raises
-    for a failing run.
+    apart; ``None``: about every 10 minutes), from which the next sweep continues. ``device``:
+    where the agent's tensors live (``--device``; not part of the run key). Never raises for a
+    failing run.
 
     :returns: ``{"key", "status"}`` with ``status`` ``done``, ``failed`` or ``skipped``.
     """
@@ -186,7 +188,7 @@ def execute_run(spec: RunSpec, runs_dir: str | Path,
     try:
         if spec.fail:
             raise RuntimeError(f"injected failure: {spec.key} is listed in inject_failure")
-        result = train(_run_config(spec, tmp, checkpoint_every))
+        result = train(_run_config(spec, tmp, checkpoint_every, device))
         return complete_run(spec, tmp, final, result, started, start)
     except Exception as exc:  # noqa: BLE001 -- recorded, and the sweep goes on
         return record_failure(spec, tmp, final, exc, started, start)
@@ -241,20 +243,22 @@ def record_failure(spec: RunSpec, tmp: Path, final: Path, exc: Exception, starte
 
 
 def execute_unit(specs: Sequence[RunSpec], runs_dir: str | Path,
-                 checkpoint_every: int | None = None) -> list[dict[str, Any]]:
+                 checkpoint_every: int | None = None,
+                 device: str = "cpu") -> list[dict[str, Any]]:
     """One run (:func:`execute_run`) or a group trained together
     (:func:`~tutorial_rl.experiments.grouped.execute_group`); one outcome per run."""
     if len(specs) == 1:
-        return [execute_run(specs[0], runs_dir, checkpoint_every)]
+        return [execute_run(specs[0], runs_dir, checkpoint_every, device)]
     from tutorial_rl.experiments.grouped import execute_group
 
-    return execute_group(list(specs), runs_dir, checkpoint_every)
+    return execute_group(list(specs), runs_dir, checkpoint_every, device)
 
 
 def execute_runs(units: Sequence[Sequence[RunSpec]], runs_dir: str | Path,
-                 checkpoint_every: int | None = None) -> list[dict[str, Any]]:
+                 checkpoint_every: int | None = None,
+                 device: str = "cpu") -> list[dict[str, Any]]:
     """:func:`execute_unit` for several units in turn (one submitit job of the local fallback)."""
-    return [o for unit in units for o in execute_unit(unit, runs_dir, checkpoint_every)]
+    return [o for unit in units for o in execute_unit(unit, runs_dir, checkpoint_every, device)]
 
 
 def group_units(specs: Sequence[RunSpec], group_size: int) -> list[list[RunSpec]]:
@@ -296,13 +300,14 @@ def _progress_bar(total: int, show: bool | None) -> Any:
 
 
 def _launch_local(units: list[list[RunSpec]], runs_dir: Path, jobs: int, bar: Any,
-                  checkpoint_every: int | None) -> None:
+                  checkpoint_every: int | None, device: str = "cpu") -> None:
     from joblib import Parallel, delayed
 
     # loky worker processes; n_jobs=1 runs in this process (no pool to start)
     parallel = Parallel(n_jobs=jobs, backend="loky", return_as="generator_unordered")
     try:
-        for outcomes in parallel(delayed(execute_unit)(unit, str(runs_dir), checkpoint_every)
+        for outcomes in parallel(delayed(execute_unit)(unit, str(runs_dir), checkpoint_every,
+                                                       device)
                                  for unit in units):
             bar.update(len(outcomes))
             for outcome in outcomes:
@@ -314,7 +319,8 @@ def _launch_local(units: list[list[RunSpec]], runs_dir: Path, jobs: int, bar: An
 
 
 def _launch_submitit(units: list[list[RunSpec]], runs_dir: Path, jobs: int,
-                     slurm: SlurmOptions, bar: Any, checkpoint_every: int | None) -> None:
+                     slurm: SlurmOptions, bar: Any, checkpoint_every: int | None,
+                     device: str = "cpu") -> None:
     import submitit
 
     executor = submitit.AutoExecutor(folder=runs_dir.parent / "submitit", cluster=slurm.cluster)
@@ -327,7 +333,7 @@ def _launch_submitit(units: list[list[RunSpec]], runs_dir: Path, jobs: int,
     else:  # the local executor starts every job at once: make exactly `jobs` of them
         chunks = [units[i::jobs] for i in range(min(jobs, len(units)))]
     submitted = executor.map_array(execute_runs, chunks, [str(runs_dir)] * len(chunks),
-                                   [checkpoint_every] * len(chunks))
+                                   [checkpoint_every] * len(chunks), [device] * len(chunks))
     pending = list(submitted)
     finished: set[str] = set()
     while pending:
@@ -373,7 +379,8 @@ def sweep(profile: str | ExperimentProfile, out: str | Path, *, jobs: int = 1,
           launcher: str = "local", overrides: Mapping[str, Any] | None = None,
           only: Iterable[str] = (), slurm: SlurmOptions | None = None,
           progress: bool | None = None, command: str | list[str] | None = None,
-          checkpoint_every: int | None = None, group_size: int = 1) -> SweepSummary:
+          checkpoint_every: int | None = None, group_size: int = 1,
+          device: str = "cpu") -> SweepSummary:
     """Run every unfinished run of a profile's grid into ``out`` (resumable).
 
     :param profile: a profile name (:data:`~tutorial_rl.experiments.config.PROFILES`) or profile.
@@ -390,8 +397,11 @@ def sweep(profile: str | ExperimentProfile, out: str | Path, *, jobs: int = 1,
     :param group_size: train up to this many runs that differ only in their seed in one
         process (:mod:`~tutorial_rl.experiments.grouped`; one checkpoint per group); 1: every
         run alone.
-    :raises ProfileError: bad profile, override, filter, jobs, launcher or ``out``, before any
-        run starts.
+    :param device: where every run's agent tensors live (``cpu``, ``cuda``, ``cuda:N``): an
+        execution setting like ``jobs``, recorded in sweep.json, provenance.json and each run's
+        config.json but not in the run keys, so the same folder can be filled on either.
+    :raises ProfileError: bad profile, override, filter, jobs, launcher, device or ``out``,
+        before any run starts.
     """
     start = time.perf_counter()
     overrides = dict(overrides or {})
@@ -409,6 +419,12 @@ def sweep(profile: str | ExperimentProfile, out: str | Path, *, jobs: int = 1,
     if launcher not in LAUNCHERS:
         raise ProfileError(f"unknown launcher {launcher!r}; valid launchers: "
                            f"{', '.join(LAUNCHERS)}")
+    from tutorial_rl.agents.common import ConfigError, resolve_device
+
+    try:
+        device = str(resolve_device(device, "--device"))
+    except ConfigError as exc:
+        raise ProfileError(str(exc)) from None
     only = list(only)
     specs = select_runs(profile, only)
     if not specs:
@@ -420,7 +436,7 @@ def sweep(profile: str | ExperimentProfile, out: str | Path, *, jobs: int = 1,
     with _sweep_lock(out):
         _check_resumable(out, profile)
         return _run_sweep(profile, specs, out, jobs, launcher, overrides, only, slurm, progress,
-                          command, start, checkpoint_every, group_size)
+                          command, start, checkpoint_every, group_size, device)
 
 
 @contextmanager
@@ -448,23 +464,35 @@ def _sweep_lock(out: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+def _accelerator(device: str) -> dict[str, Any]:
+    """The GPU's name and CUDA version for provenance.json (nothing for ``cpu``)."""
+    if not device.startswith("cuda"):
+        return {}
+    import torch
+
+    return {"gpu": torch.cuda.get_device_name(torch.device(device)),
+            "cuda": torch.version.cuda}
+
+
 def _run_sweep(profile: ExperimentProfile, specs: list[RunSpec], out: Path, jobs: int,
                launcher: str, overrides: dict[str, Any], only: list[str],
                slurm: SlurmOptions | None, progress: bool | None,
                command: str | list[str] | None, start: float,
-               checkpoint_every: int | None = None, group_size: int = 1) -> SweepSummary:
+               checkpoint_every: int | None = None, group_size: int = 1,
+               device: str = "cpu") -> SweepSummary:
     """The body of :func:`sweep`, run under the folder's lock."""
     # "profile" names the sweep's experiment profile (ci/quick/paper); the process-wide
     # TUTORIAL_RL_PROFILE switch that shortens chapters is recorded as "runtime_profile".
     record = provenance(command if command is not None else ["tutorial-rl", *sys.argv[1:]], 0.0,
-                        launcher=launcher, jobs=jobs)
+                        launcher=launcher, jobs=jobs, device=device, **_accelerator(device))
     record["runtime_profile"], record["profile"] = record["profile"], profile.name
     # a sweep resumed across sessions, or filled in slice by slice, keeps every invocation's record
     record["previous_invocations"] = invocations(out)
     write_provenance(out, record, 0.0)  # an interrupted sweep still says what produced it
     sweep_record = {"profile": profile.name, "overrides": overrides, "only": only,
                     "settings": profile.to_dict(), "selected": [s.key for s in specs],
-                    "launcher": launcher, "jobs": jobs, "started_utc": record["date_utc"]}
+                    "launcher": launcher, "jobs": jobs, "device": device,
+                    "started_utc": record["date_utc"]}
     write_json_atomic(out / SWEEP_FILE, sweep_record)  # before runs/: see _check_resumable
     runs_dir = out / RUNS_DIR
     runs_dir.mkdir(parents=True, exist_ok=True)
@@ -484,10 +512,10 @@ def _run_sweep(profile: ExperimentProfile, specs: list[RunSpec], out: Path, jobs
     units.sort(key=lambda u: sum(map(estimate_run_seconds, u)), reverse=True)  # longest first
     with _progress_bar(len(todo), progress) as bar:
         if todo and launcher == "local":
-            _launch_local(units, runs_dir, jobs, bar, checkpoint_every)
+            _launch_local(units, runs_dir, jobs, bar, checkpoint_every, device)
         elif todo:
             _launch_submitit(units, runs_dir, jobs, slurm or SlurmOptions(), bar,
-                             checkpoint_every)
+                             checkpoint_every, device)
 
     status = {s.key: run_status(runs_dir / s.key) for s in todo}
     wall = time.perf_counter() - start

@@ -5,7 +5,8 @@ the per-task hyperparameters gathered in :func:`env_defaults`. A run directory h
 
 ``config.json``   the fully resolved configuration and the package version (written first);
 ``progress.csv``  one row per episode (:data:`~tutorial_rl.agents.common.PROGRESS_COLUMNS`);
-``model.pt``      every network's parameters, written *last*: its presence marks a finished run;
+``model.pt``      every network's parameters (CPU tensors, whatever the training device), written
+                  *last*: its presence marks a finished run;
 ``evaluation.json`` written by :func:`evaluate`;
 ``checkpoint.pt`` while a run with checkpoints is unfinished (:mod:`.checkpoint`): rerunning the
                   same command continues it exactly; it is deleted when the run finishes.
@@ -37,9 +38,11 @@ from tutorial_rl.agents.a2c import A2C, A2CConfig
 from tutorial_rl.agents.common import (
     PROGRESS_COLUMNS,
     ConfigError,
+    Device,
     ModeEnv,
     ProgressRecorder,
     SafetyConfig,
+    resolve_device,
 )
 from tutorial_rl.agents.td3 import TD3, TD3Config
 from tutorial_rl.experiments.checkpoint import CHECKPOINT_FILE, Checkpoint, auto_checkpoint_every
@@ -116,6 +119,13 @@ class RunConfig:
     """tqdm bar; ``None``: only when stderr is a terminal"""
     num_threads: int | None = None
     """``torch.set_num_threads`` during the run (restored after); ``None`` leaves it"""
+    device: Device = "cpu"
+    """where the agent's tensors live: ``cpu``, ``cuda`` or ``cuda:N`` (``--device``). Networks,
+    optimiser states, minibatches, rollouts and the updates' projections run there; the numpy
+    environments and the safeguard stay on the CPU. Recorded in ``config.json``; not part of a
+    sweep's run keys (an execution setting, like ``num_threads``). Exact checkpoints continue
+    only on the device that wrote them (kernels round differently on other devices). CUDA is
+    supported by construction and untested on the course's machines"""
     checkpoint_every: int | None = None
     """environment steps between exact checkpoints (:mod:`.checkpoint`); 0: none; ``None``: about
     every 10 minutes of estimated work. Only with ``out`` or ``checkpoint``"""
@@ -164,6 +174,7 @@ def _resolve(config: RunConfig) -> tuple[SafetyConfig, TD3Config | A2CConfig, di
         raise ConfigError("sp_log_likelihood='projected-mean' needs mode 'sp'")
     penalty = defaults["termination_penalty"] if config.termination_penalty is None \
         else float(config.termination_penalty)
+    device = resolve_device(config.device, "--device")
     resolved = {
         "package": "tutorial_rl", "version": tutorial_rl.__version__,
         "torch_version": torch.__version__, "profile": current_profile(), "env": config.env,
@@ -171,7 +182,7 @@ def _resolve(config: RunConfig) -> tuple[SafetyConfig, TD3Config | A2CConfig, di
         "algo": config.algo, "mode": safety.mode, "mitigation": safety.mitigation,
         "alpha": safety.alpha, "steps": int(steps), "seed": int(config.seed),
         "projection_method": safety.projection_method, "termination_penalty": penalty,
-        "agent": dataclasses.asdict(agent),
+        "agent": dataclasses.asdict(agent), "device": str(device),
     }
     return safety, agent, resolved
 
@@ -221,12 +232,15 @@ def _make(resolved: dict[str, Any], safety: SafetyConfig, agent_config: TD3Confi
     assert isinstance(env.observation_space, gym.spaces.Box)
     assert isinstance(env.action_space, gym.spaces.Box)
     agent: TD3 | A2C
+    device = resolved.get("device", "cpu")
     if isinstance(agent_config, TD3Config):
         agent = TD3(env.observation_space, env.action_space, agent_config, safety, seed,
-                    buffer_capacity=min(agent_config.buffer_size, resolved["steps"]))
+                    buffer_capacity=min(agent_config.buffer_size, resolved["steps"]),
+                    device=device)
         track = safety.mode == "sp"
     else:
-        agent = A2C(env.observation_space, env.action_space, agent_config, safety, seed)
+        agent = A2C(env.observation_space, env.action_space, agent_config, safety, seed,
+                    device=device)
         track = agent.needs_safe_sets
     return ModeEnv(env, safety, track_safe_sets=track), agent
 
@@ -307,6 +321,8 @@ def _checkpoint(config: RunConfig, resolved: dict[str, Any],
 
         every = auto_checkpoint_every(estimate_ms_per_step(
             resolved["algo"], resolved["env"], resolved["mode"], resolved["mitigation"]))
+    # the device stays in the identity: a checkpoint continues bit for bit only where it was
+    # written (another device rounds differently), so elsewhere the run starts afresh
     identity = {k: v for k, v in resolved.items() if k != "profile"}  # the runtime switch
     checkpoint = Checkpoint(path, every, identity,
                             lambda p, fn: _atomic_write(p, fn, binary=True))
@@ -327,9 +343,13 @@ def is_complete(run_dir: str | Path) -> bool:
     return all((run_dir / name).is_file() for name in ("config.json", "progress.csv", "model.pt"))
 
 
-def load_agent(run_dir: str | Path) -> tuple[dict[str, Any], TD3 | A2C]:
-    """The resolved configuration and the trained agent of a finished run."""
+def load_agent(run_dir: str | Path, device: Device = "cpu") -> tuple[dict[str, Any], TD3 | A2C]:
+    """The resolved configuration and the trained agent of a finished run, on ``device``.
+
+    ``model.pt`` loads on any device, whichever one trained it (``map_location``).
+    """
     run_dir = Path(run_dir)
+    device = resolve_device(device, "device")
     if not run_dir.is_dir():
         raise ConfigError(f"run directory {run_dir} does not exist")
     for name in ("config.json", "model.pt"):
@@ -346,8 +366,10 @@ def load_agent(run_dir: str | Path) -> tuple[dict[str, Any], TD3 | A2C]:
     except (json.JSONDecodeError, KeyError, TypeError) as exc:
         raise ConfigError(f"{run_dir / 'config.json'} is not a valid run configuration: {exc}") \
             from exc
-    _, agent = _make({**resolved, "steps": 1}, safety, agent_config, resolved["seed"])
-    agent.load_state_dict(torch.load(run_dir / "model.pt", weights_only=True))
+    _, agent = _make({**resolved, "steps": 1, "device": str(device)}, safety, agent_config,
+                     resolved["seed"])
+    agent.load_state_dict(torch.load(run_dir / "model.pt", weights_only=True,
+                                     map_location=device))
     return resolved, agent
 
 

@@ -136,19 +136,19 @@ def _clarabel_basis(u: Tensor, A: Tensor, b: Tensor, An: Tensor, scale: Tensor) 
 
     B, m = u.shape
     k = An.shape[-2] - 1
-    slots = torch.full((B, m), k, dtype=torch.long)
+    slots = torch.full((B, m), k, dtype=torch.long, device=u.device)
     for i in range(B):
-        Ai, bi = A[i % A.shape[0]].numpy(), b[i % b.shape[0]].numpy()
-        xs = clarabel_projection(u[i].numpy(), Ai, bi)
+        Ai, bi = A[i % A.shape[0]].cpu().numpy(), b[i % b.shape[0]].cpu().numpy()
+        xs = clarabel_projection(u[i].cpu().numpy(), Ai, bi)
         if xs is None:
             continue
-        Ani = An[i % An.shape[0], :k].numpy()
+        Ani = An[i % An.shape[0], :k].cpu().numpy()
         norms = np.linalg.norm(Ai, axis=1)
         res = (Ai @ xs - bi) / np.where(norms > 0, norms, np.inf)
         act = np.flatnonzero(np.abs(res) <= 1e-6 * float(scale[i]))
         if len(act) == 0:
             continue
-        lam, _ = nnls(Ani[act].T, u[i].numpy() - xs)
+        lam, _ = nnls(Ani[act].T, u[i].cpu().numpy() - xs)
         chosen: list[int] = []
         for at in np.argsort(-lam):
             if lam[at] <= 0 or len(chosen) == m:
@@ -156,7 +156,7 @@ def _clarabel_basis(u: Tensor, A: Tensor, b: Tensor, An: Tensor, scale: Tensor) 
             row = int(act[at])
             if np.linalg.matrix_rank(Ani[chosen + [row]], tol=1e-7) == len(chosen) + 1:
                 chosen.append(row)
-        slots[i, : len(chosen)] = torch.tensor(chosen, dtype=torch.long)
+        slots[i, : len(chosen)] = torch.tensor(chosen, dtype=torch.long, device=u.device)
     return slots
 
 
