@@ -151,6 +151,13 @@ print(f"\nquick: {len(quick.runs())} runs = 3 tasks x 2 algorithms x (2 vanilla 
 # group is one worker's job, so on many cores smaller groups finish sooner: on 16 cores the
 # estimate is 5.5 h with groups of 28 and 1.8 h with `--group-size 7`.
 #
+# `--device cuda` puts the networks, their updates and the projections of the update on a GPU;
+# the environments and the safeguard that projects each action before it is applied stay numpy
+# on the CPU (one small problem per step is no work for a GPU), and a group sends its K
+# observations over and its K actions back once per step. Each run's random generator stays on
+# the CPU, so a run draws the same numbers on either device. We have not measured a GPU: the
+# numbers above are CPU core-hours.
+#
 # The `ci` profile runs in seconds; here it is, live:
 
 # %%
