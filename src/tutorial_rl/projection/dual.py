@@ -117,7 +117,8 @@ def dual_active_set(
     return _result(out_slots, out_lam, status, dev)
 
 
-def _result(slots: np.ndarray, lam: np.ndarray, status: np.ndarray, dev: torch.device) -> DualResult:
+def _result(slots: np.ndarray, lam: np.ndarray, status: np.ndarray,
+            dev: torch.device) -> DualResult:
     return DualResult(torch.from_numpy(slots).to(dev), torch.from_numpy(lam).to(dev),
                       torch.from_numpy(status).to(dev))
 
