@@ -637,9 +637,9 @@ def test_dual_method_agrees_with_the_enumeration(m, monkeypatch):
     u = 2 * torch.randn(16, m, dtype=F64, generator=g)
     if not enumeration.fits(k, m):
         pytest.skip("enumeration table too large")
-    monkeypatch.setattr(core, "ENUMERATION_MAX_WORK", 0)
+    monkeypatch.setattr(core, "FORCE", "dual")
     dual_out, dual_J = project_polytope(u, A, b), projection_jacobian(u, A, b)
-    monkeypatch.setattr(core, "ENUMERATION_MAX_WORK", 10**12)
+    monkeypatch.setattr(core, "FORCE", "enumeration")
     torch.testing.assert_close(project_polytope(u, A, b), dual_out, rtol=0, atol=1e-10)
     torch.testing.assert_close(projection_jacobian(u, A, b), dual_J, rtol=0, atol=1e-9)
 
@@ -772,7 +772,7 @@ def test_unverified_elements_go_to_the_fallbacks(monkeypatch):
     A = torch.randn(8, 12, 4, dtype=F64, generator=g)
     b = 0.3 + torch.rand(8, 12, dtype=F64, generator=g)
     u = 3 * torch.randn(8, 4, dtype=F64, generator=g)
-    monkeypatch.setattr(core, "ENUMERATION_MAX_WORK", 0)  # the dual method for every size
+    monkeypatch.setattr(core, "FORCE", "dual")  # the dual method for every size
     expected = project_polytope(u, A, b)
     original = core.dual_active_set
     calls = []
@@ -851,9 +851,8 @@ def test_identical_to_the_enumeration_on_the_tasks_sets(env_index, monkeypatch):
     old_x = u - (As.mT @ lam[..., None]).squeeze(-1)
     old_J = torch.eye(A.shape[-1], dtype=F64) - As.mT @ torch.linalg.solve(G, As)
     # the planar edge search (m = 2), the dual method and the enumeration path
-    for planar, work in ((True, 0), (False, 0), (False, 10**12)):
-        monkeypatch.setattr(core, "PLANAR", planar)
-        monkeypatch.setattr(core, "ENUMERATION_MAX_WORK", work)
+    for route in core.ROUTES:
+        monkeypatch.setattr(core, "FORCE", route)
         torch.testing.assert_close(project_polytope(u, A, b), old_x, rtol=0, atol=1e-10)
         torch.testing.assert_close(projection_jacobian(u, A, b), old_J, rtol=0, atol=1e-9)
 
@@ -885,8 +884,7 @@ def test_planar_search_agrees_with_the_dual_method(seed, k, kind):
     u = 2 * torch.randn(B, 2, dtype=F64, generator=g)
     results = []
     for planar in (True, False):
-        core.PLANAR, saved = planar, core.PLANAR
-        work, core.ENUMERATION_MAX_WORK = core.ENUMERATION_MAX_WORK, 0
+        saved, core.FORCE = core.FORCE, "planar" if planar else "dual"
         try:
             if kind == "empty" and k > 1:
                 with pytest.raises(InfeasibleSetError) as err:
@@ -899,7 +897,7 @@ def test_planar_search_agrees_with_the_dual_method(seed, k, kind):
             results.append((out.detach(), projection_jacobian(u, A, b), uu.grad)
                            + ((AA.grad, bb.grad) if kind not in ("duplicate", "wedge") else ()))
         finally:
-            core.PLANAR, core.ENUMERATION_MAX_WORK = saved, work
+            core.FORCE = saved
     # in a 1e-4 rad wedge the general method's Gram polish places the apex up to 1e-8 off along
     # the wedge (its residuals are exact to 1e-12); the edge search intersects the two lines
     atol = 1e-7 if kind == "wedge" else 1e-8
@@ -914,8 +912,7 @@ def test_two_dimensional_face_rule_shortcut_matches_the_full_rule(planar, monkey
     """m = 2 at vertices where three rows meet (and on the edges of their normal cones): the
     Jacobian of the closed-form rule used for gradients equals the one of the full rule (the
     projector onto the null space of the rows active_set reports) and autograd's."""
-    monkeypatch.setattr(core, "PLANAR", planar)
-    monkeypatch.setattr(core, "ENUMERATION_MAX_WORK", 0)
+    monkeypatch.setattr(core, "FORCE", "planar" if planar else "dual")
     g = torch.Generator().manual_seed(3)
     n = 64
     angles = torch.sort(torch.rand(n, 3, generator=g, dtype=F64) * 2.4 - 1.2, 1).values

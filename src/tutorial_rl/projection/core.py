@@ -41,18 +41,13 @@ from tutorial_rl.projection.dual import (
 )
 from tutorial_rl.projection.face import degenerate, face_basis, polish, strong_rows
 
-__all__ = ["VERIFY_RTOL", "Identified", "identify", "normalise"]
+__all__ = ["FORCE", "ROUTES", "VERIFY_RTOL", "Identified", "identify", "normalise", "route"]
 
 VERIFY_RTOL = 1e-9
-# Where the enumeration is faster than the dual method (benchmarks/projection.py, 1 thread): its
-# work is B × candidates × (k + 1); the dual method's is dominated by a fixed cost per iteration.
-# (m = 2 with PLANAR off: k <= 15 at B = 256, k <= 5 at B = 4096.) For m >= 3 every candidate
-# needs an LU: a tenth of the budget (m = 4: k <= 5 at B = 256, k <= 16 at B = 1; m = 6: k <= 12
-# at B = 1).
-ENUMERATION_MAX_WORK = 500_000
-# m = 2: the edge search of :mod:`~tutorial_rl.projection.planar` (O(k²) per element, no
-# iteration) for every k and B; faster than both other methods there (benchmarks/projection.py).
-PLANAR = True
+ROUTES = ("planar", "enumeration", "dual")
+# Benchmarks and tests: force one route wherever it applies (planar: m = 2; enumeration: where its
+# table fits); None: :func:`route` decides.
+FORCE: str | None = None
 
 
 class Identified(NamedTuple):
@@ -94,12 +89,23 @@ def _verify(u: Tensor, x: Tensor, An: Tensor, bn: Tensor, slots: Tensor, lam: Te
     return ok, res[:, :k]
 
 
-def _use_enumeration(k: int, m: int, B: int) -> bool:
-    """Whether the enumeration is the faster method here (benchmarks/projection.py)."""
-    if not enumeration.fits(k, m):
-        return False
-    budget = ENUMERATION_MAX_WORK if m <= 2 else ENUMERATION_MAX_WORK // 10  # LU per candidate
-    return enumeration.candidate_count(k, m) * (k + 1) * max(B, 1) <= budget
+def route(m: int, k: int, B: int) -> str:
+    """The method that identifies the active set for B elements with k rows in m dimensions.
+
+    Chosen for speed (all three are exact and verified alike). PLACEHOLDER RULE.
+    """
+    fits = enumeration.fits(k, m)
+    if FORCE is not None and (FORCE == "dual" or (FORCE == "planar" and m == 2)
+                              or (FORCE == "enumeration" and fits)):
+        return FORCE
+    work = enumeration.candidate_count(k, m) * (k + 1) * max(B, 1) if fits else None
+    if m == 2:
+        return "enumeration" if work is not None and work <= ENUM_WORK_2D else "planar"
+    return "enumeration" if work is not None and work <= ENUM_WORK else "dual"
+
+
+ENUM_WORK_2D = 0
+ENUM_WORK = 0
 
 
 def _pad(sel: Tensor, m: int, fill: float) -> Tensor:
@@ -222,8 +228,9 @@ def identify(u: Tensor, A: Tensor, b: Tensor, need_face: bool = True,
     if k == 0 or B == 0:
         return Identified(torch.full((B, m), k, dtype=torch.long, device=u.device),
                           torch.zeros(B, k, dtype=torch.bool, device=u.device), u.clone())
-    planar_path = m == 2 and PLANAR
-    if planar_path or _use_enumeration(k, m, B):
+    method = route(m, k, B)
+    planar_path = method == "planar"
+    if method != "dual":
         # The KKT solve on the set found is done (float64, unit rows) and, for the planar
         # search, verified; the enumeration checked feasibility for every candidate, so only the
         # multiplier signs remain to verify.
