@@ -934,3 +934,35 @@ def test_two_dimensional_face_rule_shortcut_matches_the_full_rule(planar, monkey
     out = project_polytope(uu, A, b)
     rows = [torch.autograd.grad(out[:, c].sum(), uu, retain_graph=True)[0] for c in range(2)]
     torch.testing.assert_close(torch.stack(rows, 1), J, rtol=0, atol=1e-9)
+
+
+def test_route_rule_and_forcing(monkeypatch):
+    """core.route: the documented crossovers (benchmarks/projection.py --routes measures them),
+    and FORCE applies only where the forced route can run."""
+    assert core.route(2, 4, 256) == "planar"  # the seeker's sets at its minibatch size
+    assert core.route(2, 15, 4096) == "dual"  # O(k²) per element loses at large k and B
+    assert core.route(4, 5, 16) == "enumeration"  # tiny: 31 candidate sets
+    assert core.route(4, 5, 256) == "dual"
+    assert core.route(6, 18, 256) == "dual"  # 31,180 candidate sets: the table does not fit
+    monkeypatch.setattr(core, "FORCE", "planar")
+    assert core.route(2, 15, 4096) == "planar" and core.route(4, 5, 256) == "dual"
+    monkeypatch.setattr(core, "FORCE", "enumeration")
+    assert core.route(4, 5, 256) == "enumeration" and core.route(6, 18, 256) == "dual"
+
+
+def test_dual_method_refresh_gives_the_same_sets():
+    """The fallback's refresh (H and N recomputed from the active set every step) finds the same
+    verified sets as the rank-one updates."""
+    from tutorial_rl.projection import dual
+
+    g = torch.Generator().manual_seed(5)
+    A = torch.randn(64, 20, 6, dtype=F64, generator=g)
+    b = 0.3 + torch.rand(64, 20, dtype=F64, generator=g)
+    u = 3 * torch.randn(64, 6, dtype=F64, generator=g)
+    An, bn, scale = core.normalise(u, A, b)
+    fast = dual.dual_active_set(u, An, bn, dual.ADD_RTOL * scale)
+    slow = dual.dual_active_set(u, An, bn, dual.ADD_RTOL * scale, refresh=1)
+    assert (fast.status == dual.SOLVED).all() and (slow.status == dual.SOLVED).all()
+    assert torch.equal(fast.slots.sort(1).values, slow.slots.sort(1).values)
+    torch.testing.assert_close(fast.lam.sort(1).values, slow.lam.sort(1).values, rtol=0,
+                               atol=1e-9)
