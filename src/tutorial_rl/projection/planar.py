@@ -1,7 +1,8 @@
 """The exact projection for 2-D actions: the nearest point of the polygon's edges, O(k²) each.
 
 Chapter 1 (chapters/01_projection.py), "A fast exact projection for any action dimension"; the
-course's 2-D task (the seeker) projects here at every SP-RL update.
+course's 2-D task (the seeker) projects here at every SP-RL update (for k² B above
+:data:`~tutorial_rl.projection.core.PLANAR_WORK` the dual method is faster and is used instead).
 
 For u outside P = {v : A v <= b} ⊂ R², Φ(u) lies on the boundary of P, the union of its edges
 E_i = P ∩ {a_iᵀv = b_i}. With unit rows, r_i = a_iᵀu − b_i, x_i = u − r_i a_i (the foot of u on
@@ -13,7 +14,7 @@ line i) and t_i = (−a_i2, a_i1) the line's direction, the edge is the interval
 bounds cross). Its point nearest to u is at s* = clamp(0, s_lo, s_hi), at squared distance
 r_i² + s*², and Φ(u) is the nearest of these over i. Its active set is row i alone where s* = 0
 (u faces the edge), else row i and the row l that set the bound (a vertex). Every row of every
-element at once: tensors [B, k, k] and no iteration, instead of the enumeration's O(k³)
+element at once: arrays [k, k, B] and no iteration, instead of the enumeration's O(k³)
 candidate residuals.
 
 The point found is then polished in float64 on its active set (a 2 × 2 solve of the two lines,
