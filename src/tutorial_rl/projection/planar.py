@@ -67,13 +67,16 @@ def select(u: Tensor, A: Tensor, b: Tensor) -> Selected:
 def _select(u: np.ndarray, A: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, ...]:
     B = u.shape[0]
     Ba, k = A.shape[:2]
-    norm = np.sqrt(np.square(A).sum(-1))  # [Ba, k]
+    # Batch-last and C-contiguous: NumPy's outputs follow its inputs' memory order, and the
+    # reductions over the middle axis of [k, k, B] below are fast only along contiguous B.
+    Ax, Ay = np.ascontiguousarray(A[..., 0].T), np.ascontiguousarray(A[..., 1].T)  # [k, Ba]
+    norm = np.sqrt(Ax * Ax + Ay * Ay)
     inv = np.where(norm > 0, 1 / norm, 0.0)  # a zero row: 0 · v <= 0
-    a1, a2 = (A[..., 0] * inv).T, (A[..., 1] * inv).T  # unit rows, [k, Ba]
-    bn = (b * inv).T  # [k, 1 or B]
-    u1, u2 = u[:, 0], u[:, 1]
+    a1, a2 = Ax * inv, Ay * inv  # unit rows
+    bn = np.ascontiguousarray(b.T) * inv  # [k, 1 or B]
+    u1, u2 = np.ascontiguousarray(u[:, 0]), np.ascontiguousarray(u[:, 1])
     r = a1 * u1 + a2 * u2 - bn  # [k, B] signed distances to the lines
-    scale = 1 + np.abs(u).max(1) + np.abs(bn).max(0)
+    scale = 1 + np.maximum(np.abs(u1), np.abs(u2)) + np.abs(bn).max(0)
     tol = _FEAS_RTOL * scale
     tadd = ADD_RTOL * scale
     inside = r.max(0) <= tadd  # u is its own projection (ADD_RTOL as the other methods)
@@ -118,7 +121,7 @@ def _select(u: np.ndarray, A: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, ..
     # the multiplier signs were required of every candidate above. No candidate (best = inf):
     # an empty polygon, or one for the fallbacks to judge.
     res = a1 * x[:, 0] + a2 * x[:, 1] - bn  # [k, B]
-    res = np.where(inv.T == 0, -np.inf, res)  # a zero row is never active
+    res = np.where(inv == 0, -np.inf, res)  # a zero row is never active
     on = np.abs(np.concatenate([res, np.zeros((1, B))])[rows.T, ar]).max(0)  # slot k: 0
     ok = ((np.maximum(res.max(0), on) <= tol) & np.isfinite(best)) | inside
     # NaN multipliers mark the rest for the caller's fallbacks (the dual method with more
