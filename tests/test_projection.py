@@ -941,6 +941,7 @@ def test_route_rule_and_forcing(monkeypatch):
     and FORCE applies only where the forced route can run."""
     assert core.route(2, 4, 256) == "planar"  # the seeker's sets at its minibatch size
     assert core.route(2, 15, 4096) == "dual"  # O(k²) per element loses at large k and B
+    assert core.route(2, 4, 4096) == "planar" and core.route(2, 15, 16) == "planar"
     assert core.route(4, 5, 16) == "enumeration"  # tiny: 31 candidate sets
     assert core.route(4, 5, 256) == "dual"
     assert core.route(6, 18, 256) == "dual"  # 31,180 candidate sets: the table does not fit

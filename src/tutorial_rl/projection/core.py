@@ -97,36 +97,30 @@ def route(m: int, k: int, B: int) -> str:
     times measured side by side (``python benchmarks/projection.py --routes``, 1 thread, which
     prints whether this rule picks the fastest route in each case):
 
-    - m = 2: the edge search (:mod:`~tutorial_rl.projection.planar`, O(k²) work per element) while
-      k² B <= PLANAR_WORK; beyond it the dual method, whose cost per element grows more slowly in
-      k (k = 15, B = 256: 2.6 vs 3.7 ms; k = 10, B = 4096: 9.1 vs 24 ms), or the enumeration
-      where its work C (k + 1) B (C candidate sets) is at most ENUM_WORK_2D (k = 3, B = 4096,
-      where all three are within 10 %).
-    - m >= 3: the enumeration where C (k + 1 + m²) B <= ENUM_WORK (one m × m LU per candidate:
-      m = 3, k <= 9, B = 1; m = 4, k = 5, B = 16: 1.5 vs 2.2 ms; m = 6, k = 7, B = 1), else the
-      dual method (m = 4, k = 5, B = 256: 3.0 vs 5.0 ms; m = 8, k = 9, B = 1: 1.2 vs 1.6 ms).
+    - m = 2: the edge search (:mod:`~tutorial_rl.projection.planar`, no iteration, O(k²) work per
+      element) for k <= 5 or k B <= PLANAR_WORK; beyond, the dual method, whose cost per element
+      grows more slowly in k (k = 10, B = 4096: 13.5 vs 20.3 ms; k = 15, B = 256: 2.6 vs 2.9 ms;
+      k = 6, B = 4096 is the crossover, 9.5 vs 9.2 ms). The enumeration is never faster here.
+    - m >= 3: the enumeration where C (k + 1 + m²) B <= ENUM_WORK (C candidate sets, one m × m LU
+      each: m = 3, k <= 9, B = 1; m = 4, k = 5, B = 16: 1.2 vs 1.6 ms; m = 6, k = 7, B = 1), else
+      the dual method (m = 4, k = 5, B = 256: 2.7 vs 4.0 ms; m = 8, k = 9, B = 1: 1.7 vs 2.3 ms).
 
     The crossovers are those of one run on a shared 2-core machine, where repeated runs differ by
-    up to 30 % near them; the rule was within 10 % of the fastest route in 64 of 68 cases of the
-    --routes grid (the others within 1.4x).
+    up to 30 % near them; there the rule was within 10 % of the fastest route in 66 of the 68
+    cases of the --routes grid.
     """
     fits = enumeration.fits(k, m)
     if FORCE is not None and (FORCE == "dual" or (FORCE == "planar" and m == 2)
                               or (FORCE == "enumeration" and fits)):
         return FORCE
-    count = enumeration.candidate_count(k, m) if fits else None
     if m == 2:
-        if k * k * B <= PLANAR_WORK:
-            return "planar"
-        return "enumeration" if count is not None and count * (k + 1) * B <= ENUM_WORK_2D \
-            else "dual"
-    return "enumeration" if count is not None and count * (k + 1 + m * m) * B <= ENUM_WORK \
-        else "dual"
+        return "planar" if k <= 5 or k * B <= PLANAR_WORK else "dual"
+    work = enumeration.candidate_count(k, m) * (k + 1 + m * m) * B if fits else None
+    return "enumeration" if work is not None and work <= ENUM_WORK else "dual"
 
 
 # The crossovers of :func:`route` (benchmarks/projection.py --routes, B in {1, 16, 256, 4096}).
-PLANAR_WORK = 32_768
-ENUM_WORK_2D = 150_000
+PLANAR_WORK = 3_072
 ENUM_WORK = 20_000
 
 
