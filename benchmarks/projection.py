@@ -7,15 +7,20 @@ load on a shared machine hits them alike; the table reports medians of forward +
 (gradient with respect to the proposals) in milliseconds of process (CPU) time by default, which
 a loaded machine inflates far less than wall-clock time (``--clock wall`` for the latter). Methods:
 
-- ``exact``: ``project_polytope(method="exact")``, the package's path (for m = 2 the edge search,
-  else the dual active-set method or the enumeration where that is faster; then the verified
-  polish and the face rule);
+- ``exact``: ``project_polytope(method="exact")``, the package's path (the route ``core.route``
+  picks: the edge search, the enumeration or the dual active-set method; then the verified polish
+  and the face rule);
 - ``enum``: the candidate enumeration alone, run as the old default ran it (input checks, the
   chosen set, its KKT solve recomputed with autograd-tracked ops), where its table fits;
 - ``cvxpylayers``: the paper's setup (``method="cvxpylayers"``); skipped at B = 4096, where one
   run takes minutes (said in the output);
 - ``proxsuite``: proxsuite's QPLayer (``pip install -e '.[bench]'``; skipped with a message if it
   is not installed). It is a benchmark-only dependency, never imported by the package.
+
+``--routes`` times instead each route of the exact path (the planar edge search, the enumeration,
+the dual method; forced through ``core.FORCE``) side by side where ``core.route`` has to choose,
+and prints whether the rule picks the fastest (within 10 %) in each case: the measurement behind
+the crossovers in ``core.route``'s docstring.
 
 Targets (issue 16): the exact path never slower than before (the enumeration) on the course's
 sets (m <= 2); at m = 6, k = 18, B = 256 under 10 ms and faster than every library measured; at
