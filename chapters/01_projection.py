@@ -420,15 +420,16 @@ print("constraints active per sample:", np.bincount(active_constraint_count(batc
 # projection is the nearest point of one of its edges, and the nearest point of every edge follows
 # in closed form from the other rows, $O(k^2)$ work per sample in a fixed number of array
 # operations, polished and verified like the rest (for many rows and large batches the dual method
-# is faster, and the package switches to it at a crossover measured by the benchmark). The exact method is much faster than the
-# reference: `benchmarks/projection.py` measures forward plus backward side by side with the
-# enumeration, `cvxpylayers` and proxsuite's QP layer {cite:p}`bambade2023proxqp` for $m$ from 1
-# to 12, up to $4m + 6$ rows and batches up to 4096. At batch 256 it is roughly 165 to 1400 times
-# faster than `cvxpylayers` on 1-D and 2-D sets like the course's (as fast as the enumeration on
-# the smallest ones, 1.6 times faster on 14 rows, 5 times at batch 4096); for $m = 4$ to 12 the
-# gap narrows to 40-100 times (the dual method needs more steps), and the exact method stays 3.5
-# to 8.5 times faster than proxsuite there. That gap decides whether SP-RL experiments fit on a laptop. Run
-# `make bench` for the figures on your machine.
+# is faster, and the package switches to it at a crossover measured by the benchmark). The exact
+# method is much faster than the reference: `benchmarks/projection.py` measures forward plus
+# backward side by side with the enumeration, `cvxpylayers` and proxsuite's QP layer
+# {cite:p}`bambade2023proxqp` for $m$ from 1 to 12, up to $4m + 6$ rows and batches up to 4096. At
+# batch 256 it is roughly 150 to 1500 times faster than `cvxpylayers` on 1-D and 2-D sets like the
+# course's (on the 2-D ones 1.4 to 1.8 times faster than the enumeration, 16 times on 14 rows at
+# batch 4096); for $m = 4$ and 6 the gap is 110-165 times and for $m = 12$ 75-140 times (the dual
+# method needs more steps), and the exact method is 8 to 27 times faster than proxsuite there. That
+# gap decides whether SP-RL experiments fit on a laptop. Run `make bench` for the figures on your
+# machine.
 #
 # ### A 6-D action
 #
