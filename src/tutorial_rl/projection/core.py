@@ -4,7 +4,7 @@ Chapter 1 (chapters/01_projection.py), "A fast exact projection for any action d
 :func:`identify` is the whole exact method short of autograd:
 
 1. an active set, by the route :func:`route` picks as the fastest (measured crossovers): for
-   m = 2 and small k² B the edge search of :mod:`~tutorial_rl.projection.planar` (its own
+   m = 2 and small k or k B the edge search of :mod:`~tutorial_rl.projection.planar` (its own
    polish and verification included), the candidate enumeration
    (:mod:`~tutorial_rl.projection.enumeration`) for the tiny problems, the batched dual
    active-set method (:mod:`~tutorial_rl.projection.dual`) for everything else;

@@ -1,7 +1,7 @@
 """The exact projection for 2-D actions: the nearest point of the polygon's edges, O(k²) each.
 
 Chapter 1 (chapters/01_projection.py), "A fast exact projection for any action dimension"; the
-course's 2-D task (the seeker) projects here at every SP-RL update (for k² B above
+course's 2-D task (the seeker) projects here at every SP-RL update (for k > 5 and k B above
 :data:`~tutorial_rl.projection.core.PLANAR_WORK` the dual method is faster and is used instead).
 
 For u outside P = {v : A v <= b} ⊂ R², Φ(u) lies on the boundary of P, the union of its edges
