@@ -7,15 +7,20 @@ load on a shared machine hits them alike; the table reports medians of forward +
 (gradient with respect to the proposals) in milliseconds of process (CPU) time by default, which
 a loaded machine inflates far less than wall-clock time (``--clock wall`` for the latter). Methods:
 
-- ``exact``: ``project_polytope(method="exact")``, the package's path (for m = 2 the edge search,
-  else the dual active-set method or the enumeration where that is faster; then the verified
-  polish and the face rule);
+- ``exact``: ``project_polytope(method="exact")``, the package's path (the route ``core.route``
+  picks: the edge search, the enumeration or the dual active-set method; then the verified polish
+  and the face rule);
 - ``enum``: the candidate enumeration alone, run as the old default ran it (input checks, the
   chosen set, its KKT solve recomputed with autograd-tracked ops), where its table fits;
 - ``cvxpylayers``: the paper's setup (``method="cvxpylayers"``); skipped at B = 4096, where one
   run takes minutes (said in the output);
 - ``proxsuite``: proxsuite's QPLayer (``pip install -e '.[bench]'``; skipped with a message if it
   is not installed). It is a benchmark-only dependency, never imported by the package.
+
+``--routes`` times instead each route of the exact path (the planar edge search, the enumeration,
+the dual method; forced through ``core.FORCE``) side by side where ``core.route`` has to choose,
+and prints whether the rule picks the fastest (within 10 %) in each case: the measurement behind
+the crossovers in ``core.route``'s docstring.
 
 Targets (issue 16): the exact path never slower than before (the enumeration) on the course's
 sets (m <= 2); at m = 6, k = 18, B = 256 under 10 ms and faster than every library measured; at
@@ -33,10 +38,15 @@ from collections.abc import Callable
 import torch
 
 from tutorial_rl._validation import check_inputs
-from tutorial_rl.projection import enumeration, project_polytope
+from tutorial_rl.projection import core, enumeration, project_polytope
 
 Method = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 GRID = {1: (2, 5, 10), 2: (3, 6, 14), 4: (5, 12, 22), 6: (7, 18, 30), 12: (13, 30, 54)}
+# --routes: where the dispatch rule (core.route) has to choose, i.e. where the enumeration fits
+# and might be faster: small k for each m, and the course's 2-D sets.
+ROUTE_GRID = {2: (2, 3, 4, 6, 10, 15), 3: (4, 6, 9), 4: (5, 7, 12), 6: (7, 9), 8: (9, 10),
+              12: (13,)}
+ROUTE_BATCHES = (1, 16, 256, 4096)
 BATCHES = (1, 256, 4096)
 CVX_MAX_BATCH = 256
 TARGET_CVX = 100.0
@@ -116,6 +126,48 @@ def forward_backward(f: Method, u: torch.Tensor, A: torch.Tensor, b: torch.Tenso
     return (clock() - start) / inner, out.detach()
 
 
+def forced(route: str) -> Method:
+    """The exact path with its active-set method forced to ``route`` (core.FORCE)."""
+
+    def f(u: torch.Tensor, A: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        core.FORCE = route
+        try:
+            return project_polytope(u, A, b)
+        finally:
+            core.FORCE = None
+
+    return f
+
+
+def route_table(repeats: int, budget: float, seed: int, grid: dict[int, tuple[int, ...]],
+                batches: list[int]) -> list[dict]:
+    """Each applicable route of the exact path, timed side by side; whether core.route picks the
+    fastest (or one within 10 % of it: closer than the noise of a shared machine)."""
+    print("routes of the exact path (forward + backward, ms); rule: core.route's choice")
+    print(f"{'m':>3}{'k':>4}{'B':>6}" + "".join(f"{n:>13}" for n in core.ROUTES)
+          + f"{'rule':>13}{'fastest':>13}{'rule/fastest':>14}")
+    rows = []
+    for m, ks in grid.items():
+        for k in ks:
+            for batch in batches:
+                names = [r for r in core.ROUTES if r == "dual" or (r == "planar" and m == 2)
+                         or (r == "enumeration" and runs("enum", m, k, batch))]
+                fns = {r: forced(r) for r in names}
+                t = measure(m, k, batch, repeats, seed + 1000 * m + k, fns, budget)
+                rule = core.route(m, k, batch)
+                fastest = min(names, key=lambda r: t[f"{r}_ms"])
+                ratio = t[f"{rule}_ms"] / t[f"{fastest}_ms"]
+                cells = "".join(f"{t[f'{r}_ms']:>13.3f}" if f"{r}_ms" in t else f"{'-':>13}"
+                                for r in core.ROUTES)
+                print(f"{m:>3}{k:>4}{batch:>6}{cells}{rule:>13}{fastest:>13}{ratio:>13.2f}x"
+                      f"{'' if ratio <= 1.1 else '  <- rule not fastest'}", flush=True)
+                rows.append({"m": m, "k": k, "batch": batch, "rule": rule, "ratio": ratio})
+    bad = [r for r in rows if r["ratio"] > 1.1]
+    print(f"the rule picks the fastest route (within 10 %) in {len(rows) - len(bad)} of "
+          f"{len(rows)} cases" + (f"; worst {max(r['ratio'] for r in bad):.2f}x" if bad else ""))
+    return rows
+
+
 def runs(name: str, m: int, k: int, batch: int) -> bool:
     if name == "enum":
         return enumeration.fits(k, m) and enumeration.candidate_count(k, m) * batch <= 2_000_000
@@ -134,13 +186,14 @@ def measure(m: int, k: int, batch: int, repeats: int, seed: int, fns: dict[str, 
             seconds, outs[name] = forward_backward(f, u, A, b, w, 1)
             inner[name] = max(1, min(100, round(budget / max(seconds, 1e-6))))
     times: dict[str, list[float]] = {name: [] for name in inner}
-    reps = {name: (repeats if inner[name] > 1 or name == "exact" else 2) for name in inner}
+    reps = {name: (repeats if inner[name] > 1 or name in ("exact", *core.ROUTES) else 2)
+            for name in inner}
     for r in range(repeats):
         for name in (list(inner) if r % 2 == 0 else list(inner)[::-1]):
             if r < reps[name]:
                 times[name].append(forward_backward(fns[name], u, A, b, w, inner[name])[0])
     row = {f"{name}_ms": 1e3 * statistics.median(t) for name, t in times.items()}
-    ref = outs["exact"]
+    ref = outs["exact"] if "exact" in outs else next(iter(outs.values()))
     row["diff"] = max(float((o - ref).abs().max()) for n, o in outs.items() if n != "proxsuite")
     if "proxsuite" in outs:  # reported apart: its first-order solves are not always accurate
         row["prox_diff"] = float((outs["proxsuite"] - ref).abs().max())
@@ -160,11 +213,20 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--clock", choices=tuple(CLOCK), default="cpu",
                         help="cpu: process time (robust on a shared machine); wall: elapsed")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--routes", action="store_true",
+                        help="time each route of the exact path where core.route chooses")
     args = parser.parse_args(argv)
     global clock
     clock = CLOCK[args.clock]
     if args.threads > 0:
         torch.set_num_threads(args.threads)
+    if args.routes:
+        dims = [int(d) for d in args.dims.split(",")] if args.dims != ",".join(map(str, GRID)) \
+            else list(ROUTE_GRID)
+        batches = ([int(x) for x in args.batches.split(",")]
+                   if args.batches != ",".join(map(str, BATCHES)) else list(ROUTE_BATCHES))
+        return route_table(args.repeats, args.budget, args.seed,
+                           {m: ROUTE_GRID[m] for m in dims}, batches)
     prox = proxsuite_method()
     fns = methods(prox)
     if args.quick:

@@ -220,8 +220,9 @@ plt.show()
 # a face ($I - nn^\top$, which kills the normal direction) and **0** for a proposal in the normal
 # cone of a vertex. Rank deficiency is action aliasing seen through derivatives: moving the
 # proposal along a normal changes nothing, so the derivative in that direction is zero. The
-# package computes {eq}`eq-jacobian` from the active rows (through a QR factorisation of
-# $A_{\mathcal A}^\top$, which is better conditioned than the Gram matrix):
+# package computes {eq}`eq-jacobian` from the active rows (through their Gram matrix where they are
+# well conditioned, and a QR factorisation of $A_{\mathcal A}^\top$, which does not square the
+# condition number, where they are nearly dependent):
 #
 # ```{literalinclude} ../src/tutorial_rl/projection/__init__.py
 # :pyobject: projection_jacobian
@@ -391,8 +392,9 @@ print("best safe action:", project_polytope(u_star[None], A, b).numpy())
 #   normal outside the span of the active normals, and drop a row whose multiplier would turn
 #   negative. Every step keeps {eq}`eq-kkt` for the rows added so far, and the dual objective rises
 #   at every addition, so no set repeats and the method stops after about $|\mathcal A| +$ a few
-#   steps of one $m \times m$ solve each: $O(B\,s\,(m^3 + km))$ work for a batch of $B$, run in
-#   lockstep as batched tensor operations.
+#   steps. Each step is a rank-one update of the projector onto the complement of the active
+#   normals and of their dual basis, no factorisation: $O(B\,s\,(m^2 + km))$ work for a batch of
+#   $B$, run in lockstep as batched array operations.
 # - **Polish and verify.** The KKT system on the set found is solved afresh in float64 and checked
 #   for every sample: feasibility, multiplier signs and complementarity to $10^{-9}$ times the
 #   scale of the data. A sample that fails goes to a fallback (more iterations, the enumeration,
@@ -416,16 +418,18 @@ print("constraints active per sample:", np.bincount(active_constraint_count(batc
 # %% [markdown]
 # For 2-D actions, the course's case, the package does not iterate at all: outside a polygon the
 # projection is the nearest point of one of its edges, and the nearest point of every edge follows
-# in closed form from the other rows, $O(k^2)$ work per sample in a fixed number of tensor
-# operations, polished and verified like the rest. The exact method is much faster than the
-# reference: `benchmarks/projection.py` measures forward plus backward side by side with the
-# enumeration, `cvxpylayers` and proxsuite's QP layer {cite:p}`bambade2023proxqp` for $m$ from 1
-# to 12, up to $4m + 6$ rows and batches up to 4096. At batch 256 it is roughly 165 to 1400 times
-# faster than `cvxpylayers` on 1-D and 2-D sets like the course's (as fast as the enumeration on
-# the smallest ones, 1.6 times faster on 14 rows, 5 times at batch 4096); for $m = 4$ to 12 the
-# gap narrows to 40-100 times (the dual method needs more steps), and the exact method stays 3.5
-# to 8.5 times faster than proxsuite there. That gap decides whether SP-RL experiments fit on a laptop. Run
-# `make bench` for the figures on your machine.
+# in closed form from the other rows, $O(k^2)$ work per sample in a fixed number of array
+# operations, polished and verified like the rest (for many rows and large batches the dual method
+# is faster, and the package switches to it at a crossover measured by the benchmark). The exact
+# method is much faster than the reference: `benchmarks/projection.py` measures forward plus
+# backward side by side with the enumeration, `cvxpylayers` and proxsuite's QP layer
+# {cite:p}`bambade2023proxqp` for $m$ from 1 to 12, up to $4m + 6$ rows and batches up to 4096. At
+# batch 256 it is roughly 150 to 1500 times faster than `cvxpylayers` on 1-D and 2-D sets like the
+# course's (on the 2-D ones 1.4 to 1.8 times faster than the enumeration, 16 times on 14 rows at
+# batch 4096); for $m = 4$ and 6 the gap is 110-165 times and for $m = 12$ 75-140 times (the dual
+# method needs more steps), and the exact method is 8 to 27 times faster than proxsuite there. That
+# gap decides whether SP-RL experiments fit on a laptop. Run `make bench` for the figures on your
+# machine.
 #
 # ### A 6-D action
 #

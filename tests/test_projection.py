@@ -637,9 +637,9 @@ def test_dual_method_agrees_with_the_enumeration(m, monkeypatch):
     u = 2 * torch.randn(16, m, dtype=F64, generator=g)
     if not enumeration.fits(k, m):
         pytest.skip("enumeration table too large")
-    monkeypatch.setattr(core, "ENUMERATION_MAX_WORK", 0)
+    monkeypatch.setattr(core, "FORCE", "dual")
     dual_out, dual_J = project_polytope(u, A, b), projection_jacobian(u, A, b)
-    monkeypatch.setattr(core, "ENUMERATION_MAX_WORK", 10**12)
+    monkeypatch.setattr(core, "FORCE", "enumeration")
     torch.testing.assert_close(project_polytope(u, A, b), dual_out, rtol=0, atol=1e-10)
     torch.testing.assert_close(projection_jacobian(u, A, b), dual_J, rtol=0, atol=1e-9)
 
@@ -772,7 +772,7 @@ def test_unverified_elements_go_to_the_fallbacks(monkeypatch):
     A = torch.randn(8, 12, 4, dtype=F64, generator=g)
     b = 0.3 + torch.rand(8, 12, dtype=F64, generator=g)
     u = 3 * torch.randn(8, 4, dtype=F64, generator=g)
-    monkeypatch.setattr(core, "ENUMERATION_MAX_WORK", 0)  # the dual method for every size
+    monkeypatch.setattr(core, "FORCE", "dual")  # the dual method for every size
     expected = project_polytope(u, A, b)
     original = core.dual_active_set
     calls = []
@@ -851,9 +851,8 @@ def test_identical_to_the_enumeration_on_the_tasks_sets(env_index, monkeypatch):
     old_x = u - (As.mT @ lam[..., None]).squeeze(-1)
     old_J = torch.eye(A.shape[-1], dtype=F64) - As.mT @ torch.linalg.solve(G, As)
     # the planar edge search (m = 2), the dual method and the enumeration path
-    for planar, work in ((True, 0), (False, 0), (False, 10**12)):
-        monkeypatch.setattr(core, "PLANAR", planar)
-        monkeypatch.setattr(core, "ENUMERATION_MAX_WORK", work)
+    for route in core.ROUTES:
+        monkeypatch.setattr(core, "FORCE", route)
         torch.testing.assert_close(project_polytope(u, A, b), old_x, rtol=0, atol=1e-10)
         torch.testing.assert_close(projection_jacobian(u, A, b), old_J, rtol=0, atol=1e-9)
 
@@ -885,8 +884,7 @@ def test_planar_search_agrees_with_the_dual_method(seed, k, kind):
     u = 2 * torch.randn(B, 2, dtype=F64, generator=g)
     results = []
     for planar in (True, False):
-        core.PLANAR, saved = planar, core.PLANAR
-        work, core.ENUMERATION_MAX_WORK = core.ENUMERATION_MAX_WORK, 0
+        saved, core.FORCE = core.FORCE, "planar" if planar else "dual"
         try:
             if kind == "empty" and k > 1:
                 with pytest.raises(InfeasibleSetError) as err:
@@ -899,7 +897,7 @@ def test_planar_search_agrees_with_the_dual_method(seed, k, kind):
             results.append((out.detach(), projection_jacobian(u, A, b), uu.grad)
                            + ((AA.grad, bb.grad) if kind not in ("duplicate", "wedge") else ()))
         finally:
-            core.PLANAR, core.ENUMERATION_MAX_WORK = saved, work
+            core.FORCE = saved
     # in a 1e-4 rad wedge the general method's Gram polish places the apex up to 1e-8 off along
     # the wedge (its residuals are exact to 1e-12); the edge search intersects the two lines
     atol = 1e-7 if kind == "wedge" else 1e-8
@@ -914,8 +912,7 @@ def test_two_dimensional_face_rule_shortcut_matches_the_full_rule(planar, monkey
     """m = 2 at vertices where three rows meet (and on the edges of their normal cones): the
     Jacobian of the closed-form rule used for gradients equals the one of the full rule (the
     projector onto the null space of the rows active_set reports) and autograd's."""
-    monkeypatch.setattr(core, "PLANAR", planar)
-    monkeypatch.setattr(core, "ENUMERATION_MAX_WORK", 0)
+    monkeypatch.setattr(core, "FORCE", "planar" if planar else "dual")
     g = torch.Generator().manual_seed(3)
     n = 64
     angles = torch.sort(torch.rand(n, 3, generator=g, dtype=F64) * 2.4 - 1.2, 1).values
@@ -937,3 +934,36 @@ def test_two_dimensional_face_rule_shortcut_matches_the_full_rule(planar, monkey
     out = project_polytope(uu, A, b)
     rows = [torch.autograd.grad(out[:, c].sum(), uu, retain_graph=True)[0] for c in range(2)]
     torch.testing.assert_close(torch.stack(rows, 1), J, rtol=0, atol=1e-9)
+
+
+def test_route_rule_and_forcing(monkeypatch):
+    """core.route: the documented crossovers (benchmarks/projection.py --routes measures them),
+    and FORCE applies only where the forced route can run."""
+    assert core.route(2, 4, 256) == "planar"  # the seeker's sets at its minibatch size
+    assert core.route(2, 15, 4096) == "dual"  # O(k²) per element loses at large k and B
+    assert core.route(2, 4, 4096) == "planar" and core.route(2, 15, 16) == "planar"
+    assert core.route(4, 5, 16) == "enumeration"  # tiny: 31 candidate sets
+    assert core.route(4, 5, 256) == "dual"
+    assert core.route(6, 18, 256) == "dual"  # 31,180 candidate sets: the table does not fit
+    monkeypatch.setattr(core, "FORCE", "planar")
+    assert core.route(2, 15, 4096) == "planar" and core.route(4, 5, 256) == "dual"
+    monkeypatch.setattr(core, "FORCE", "enumeration")
+    assert core.route(4, 5, 256) == "enumeration" and core.route(6, 18, 256) == "dual"
+
+
+def test_dual_method_refresh_gives_the_same_sets():
+    """The fallback's refresh (H and N recomputed from the active set every step) finds the same
+    verified sets as the rank-one updates."""
+    from tutorial_rl.projection import dual
+
+    g = torch.Generator().manual_seed(5)
+    A = torch.randn(64, 20, 6, dtype=F64, generator=g)
+    b = 0.3 + torch.rand(64, 20, dtype=F64, generator=g)
+    u = 3 * torch.randn(64, 6, dtype=F64, generator=g)
+    An, bn, scale = core.normalise(u, A, b)
+    fast = dual.dual_active_set(u, An, bn, dual.ADD_RTOL * scale)
+    slow = dual.dual_active_set(u, An, bn, dual.ADD_RTOL * scale, refresh=1)
+    assert (fast.status == dual.SOLVED).all() and (slow.status == dual.SOLVED).all()
+    assert torch.equal(fast.slots.sort(1).values, slow.slots.sort(1).values)
+    torch.testing.assert_close(fast.lam.sort(1).values, slow.lam.sort(1).values, rtol=0,
+                               atol=1e-9)

@@ -3,10 +3,11 @@
 Chapter 1 (chapters/01_projection.py), "A fast exact projection for any action dimension";
 :func:`identify` is the whole exact method short of autograd:
 
-1. an active set: for m = 2 the edge search of :mod:`~tutorial_rl.projection.planar` (its own
+1. an active set, by the route :func:`route` picks as the fastest (measured crossovers): for
+   m = 2 and small k or k B the edge search of :mod:`~tutorial_rl.projection.planar` (its own
    polish and verification included), the candidate enumeration
-   (:mod:`~tutorial_rl.projection.enumeration`) for the tiny problems where it is fastest, the
-   batched dual active-set method (:mod:`~tutorial_rl.projection.dual`) for everything else;
+   (:mod:`~tutorial_rl.projection.enumeration`) for the tiny problems, the batched dual
+   active-set method (:mod:`~tutorial_rl.projection.dual`) for everything else;
 2. polish: the KKT system on that set, solved afresh in float64;
 3. verify, per element, to the tolerance tol = VERIFY_RTOL · (1 + ‖u‖∞ + max_i |b_i|/‖a_i‖) (a
    distance; rows are scaled to unit norm): primal feasibility (every row violated by at most
@@ -41,18 +42,13 @@ from tutorial_rl.projection.dual import (
 )
 from tutorial_rl.projection.face import degenerate, face_basis, polish, strong_rows
 
-__all__ = ["VERIFY_RTOL", "Identified", "identify", "normalise"]
+__all__ = ["FORCE", "ROUTES", "VERIFY_RTOL", "Identified", "identify", "normalise", "route"]
 
 VERIFY_RTOL = 1e-9
-# Where the enumeration is faster than the dual method (benchmarks/projection.py, 1 thread): its
-# work is B × candidates × (k + 1); the dual method's is dominated by a fixed cost per iteration.
-# (m = 2 with PLANAR off: k <= 15 at B = 256, k <= 5 at B = 4096.) For m >= 3 every candidate
-# needs an LU: a tenth of the budget (m = 4: k <= 5 at B = 256, k <= 16 at B = 1; m = 6: k <= 12
-# at B = 1).
-ENUMERATION_MAX_WORK = 500_000
-# m = 2: the edge search of :mod:`~tutorial_rl.projection.planar` (O(k²) per element, no
-# iteration) for every k and B; faster than both other methods there (benchmarks/projection.py).
-PLANAR = True
+ROUTES = ("planar", "enumeration", "dual")
+# Benchmarks and tests: force one route wherever it applies (planar: m = 2; enumeration: where its
+# table fits); None: :func:`route` decides.
+FORCE: str | None = None
 
 
 class Identified(NamedTuple):
@@ -94,12 +90,38 @@ def _verify(u: Tensor, x: Tensor, An: Tensor, bn: Tensor, slots: Tensor, lam: Te
     return ok, res[:, :k]
 
 
-def _use_enumeration(k: int, m: int, B: int) -> bool:
-    """Whether the enumeration is the faster method here (benchmarks/projection.py)."""
-    if not enumeration.fits(k, m):
-        return False
-    budget = ENUMERATION_MAX_WORK if m <= 2 else ENUMERATION_MAX_WORK // 10  # LU per candidate
-    return enumeration.candidate_count(k, m) * (k + 1) * max(B, 1) <= budget
+def route(m: int, k: int, B: int) -> str:
+    """The method that identifies the active set for B elements with k rows in m dimensions.
+
+    All three are exact and verified alike; the rule picks the fastest, from forward + backward
+    times measured side by side (``python benchmarks/projection.py --routes``, 1 thread, which
+    prints whether this rule picks the fastest route in each case):
+
+    - m = 2: the edge search (:mod:`~tutorial_rl.projection.planar`, no iteration, O(k²) work per
+      element) for k <= 5 or k B <= PLANAR_WORK; beyond, the dual method, whose cost per element
+      grows more slowly in k (k = 10, B = 4096: 13.5 vs 20.3 ms; k = 15, B = 256: 2.6 vs 2.9 ms;
+      k = 6, B = 4096 is the crossover, 9.5 vs 9.2 ms). The enumeration is never faster here.
+    - m >= 3: the enumeration where C (k + 1 + m²) B <= ENUM_WORK (C candidate sets, one m × m LU
+      each: m = 3, k <= 9, B = 1; m = 4, k = 5, B = 16: 1.2 vs 1.6 ms; m = 6, k = 7, B = 1), else
+      the dual method (m = 4, k = 5, B = 256: 2.7 vs 4.0 ms; m = 8, k = 9, B = 1: 1.7 vs 2.3 ms).
+
+    The crossovers are those of one run on a shared 2-core machine, where repeated runs differ by
+    up to 30 % near them; in the next run the rule was within 10 % of the fastest route in all 68
+    cases of the --routes grid.
+    """
+    fits = enumeration.fits(k, m)
+    if FORCE is not None and (FORCE == "dual" or (FORCE == "planar" and m == 2)
+                              or (FORCE == "enumeration" and fits)):
+        return FORCE
+    if m == 2:
+        return "planar" if k <= 5 or k * B <= PLANAR_WORK else "dual"
+    work = enumeration.candidate_count(k, m) * (k + 1 + m * m) * B if fits else None
+    return "enumeration" if work is not None and work <= ENUM_WORK else "dual"
+
+
+# The crossovers of :func:`route` (benchmarks/projection.py --routes, B in {1, 16, 256, 4096}).
+PLANAR_WORK = 3_072
+ENUM_WORK = 20_000
 
 
 def _pad(sel: Tensor, m: int, fill: float) -> Tensor:
@@ -222,8 +244,9 @@ def identify(u: Tensor, A: Tensor, b: Tensor, need_face: bool = True,
     if k == 0 or B == 0:
         return Identified(torch.full((B, m), k, dtype=torch.long, device=u.device),
                           torch.zeros(B, k, dtype=torch.bool, device=u.device), u.clone())
-    planar_path = m == 2 and PLANAR
-    if planar_path or _use_enumeration(k, m, B):
+    method = route(m, k, B)
+    planar_path = method == "planar"
+    if method != "dual":
         # The KKT solve on the set found is done (float64, unit rows) and, for the planar
         # search, verified; the enumeration checked feasibility for every candidate, so only the
         # multiplier signs remain to verify.
