@@ -298,3 +298,18 @@ def test_tutorial_rl_command_line_when_wired() -> None:
     if "sweep" not in cli.build_parser().format_help():
         pytest.skip("sweep/report are not wired into tutorial-rl yet")
     assert cli.main(["sweep", "--profile", "quik", "--out", "unused"]) == 2
+
+
+def test_the_estimate_names_cells_whose_networks_differ_from_the_cost_tables() -> None:
+    """The per-step cost tables were measured with the default networks: a cell that overrides
+    them is named, with its sizes and the tables', and a default cell is not."""
+    from tutorial_rl.experiments.config import RunSpec, cost_table_mismatches
+
+    base = dict(env="seeker", algo="td3", variant="se-vanilla", mode="se", mitigation="none",
+                alpha=None, seed=0, steps=10, eval_episodes=1, eval_seed=0,
+                projection_method="exact")
+    wide = RunSpec(key="a", agent={"hidden_sizes": [256, 256], "batch_size": 256}, **base)
+    same = RunSpec(key="b", agent={"hidden_sizes": [128, 128]}, **{**base, "env": "quadrotor"})
+    found = cost_table_mismatches([wide, same])
+    assert found == {"td3/seeker": "hidden [256, 256] (tables: [128, 128])"}
+    assert cost_table_mismatches(get_profile("quick").runs()) == {}

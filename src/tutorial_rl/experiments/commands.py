@@ -27,6 +27,7 @@ from tutorial_rl.experiments.config import (
     PROFILES,
     ExperimentProfile,
     ProfileError,
+    cost_table_mismatches,
     estimate_wall_time,
     get_profile,
     parse_assignments,
@@ -118,6 +119,12 @@ def _dry_run(profile: ExperimentProfile, out: Path, only: list[str], jobs: int,
           file=sys.stderr)
     if device != "cpu":
         print(f"the estimate is for CPU cores; --device {device} has not been measured",
+              file=sys.stderr)
+    mismatches = cost_table_mismatches(todo)
+    if mismatches:
+        print("note: the per-step costs were measured with the default networks and minibatches;"
+              " these cells use others, so their runs cost more (wider) or less than estimated: "
+              + "; ".join(f"{cell}: {sizes}" for cell, sizes in mismatches.items()),
               file=sys.stderr)
     return 0
 

@@ -482,6 +482,38 @@ def estimate_ms_per_step(algo: str, env: str, mode: str, mitigation: str,
     return per_step.get(variant, per_step["se-vanilla"])  # unsafe: like SE without a set
 
 
+def cost_table_mismatches(runs: Iterable[RunSpec]) -> dict[str, str]:
+    """Cells whose runs use other network or minibatch sizes than the per-step cost tables.
+
+    The tables were measured with :func:`~tutorial_rl.experiments.training.env_defaults`'
+    networks and minibatches; a profile that overrides them (the ``paper`` profile's tuned TD3)
+    costs more or less per step than :func:`estimate_run_seconds` says, by more than the
+    tables' noise (a wider network multiplies the arithmetic of every update). Returns
+    ``{"algo/env": "hidden [w, w], batch b (tables: ...)"}`` for each such cell.
+    """
+    from tutorial_rl.experiments.training import env_defaults
+
+    found: dict[str, str] = {}
+    for spec in runs:
+        cell = f"{spec.algo}/{spec.env}"
+        if cell in found:
+            continue
+        default = env_defaults(spec.env, spec.algo)["agent"]
+        sizes = {}
+        for name in ("hidden_sizes", "batch_size"):
+            if name in spec.agent and hasattr(default, name):
+                ours, theirs = spec.agent[name], getattr(default, name)
+                if (list(ours) if name == "hidden_sizes" else ours) != \
+                        (list(theirs) if name == "hidden_sizes" else theirs):
+                    sizes[name] = (ours, theirs)
+        if sizes:
+            found[cell] = ", ".join(f"{'hidden' if f == 'hidden_sizes' else 'batch'} "
+                                    f"{list(o) if f == 'hidden_sizes' else o} (tables: "
+                                    f"{list(t) if f == 'hidden_sizes' else t})"
+                                    for f, (o, t) in sizes.items())
+    return found
+
+
 def estimate_run_seconds(spec: RunSpec, group_size: int = 1) -> float:
     """Estimated single-core seconds of one run: steps × measured ms/step + evaluation.
 

@@ -88,7 +88,8 @@ def unsafe_noise_rollouts(env: str, noise_stds: Sequence[float] = (0.0, 0.2, 0.6
         center, half = (space.high + space.low) / 2.0, (space.high - space.low) / 2.0
         rng = np.random.default_rng(noise_seed)
 
-        def act(obs: np.ndarray, std: float = float(std)) -> np.ndarray:
+        def act(obs: np.ndarray, std: float = float(std), rng: np.random.Generator = rng,
+                center: np.ndarray = center, half: np.ndarray = half) -> np.ndarray:
             noise = np.clip(std * rng.standard_normal(center.shape), -1.0, 1.0)
             return (center + half * noise).astype(np.float64)
 

@@ -401,7 +401,8 @@ def run_episodes(env: ModeEnv, act: Callable[[np.ndarray], np.ndarray], episodes
     return {
         "episodes": episodes, "seed": seed, "returns": returns,
         "mean_return": float(np.mean(returns)), "std_return": float(np.std(returns)),
-        "lengths": lengths, "interventions": int(sum(interventions)), "interventions_per_episode": interventions,
+        "lengths": lengths, "interventions": int(sum(interventions)),
+        "interventions_per_episode": interventions,
         "constraint_violations": int(sum(violations)),
         "constraint_violations_per_episode": violations,
     }
