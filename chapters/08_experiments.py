@@ -147,7 +147,11 @@ print(f"\nquick: {len(quick.runs())} runs = 3 tasks x 2 algorithms x (2 vanilla 
 # at $K = 28$ (2.3 to 7.3 at $K = 7$), 3.0 to 8.5 times for the pendulum's small TD3, but only
 # 1.0 to 2.2 times for TD3 on the quadrotor and the seeker, whose $[128, 128]$ updates already
 # keep a core busy with arithmetic. With the default groups, the estimated cost of the `paper`
-# profile falls from 60.5 core-hours with every run alone to 25.5 (28.5 with groups of 7). A
+# profile falls from 60.5 core-hours with every run alone to 25.5 (28.5 with groups of 7). These
+# costs were measured with the package's default networks; the `paper` profile's tuned TD3 is
+# wider on the pendulum ([128, 128]) and the seeker ([256, 256]), which `--dry-run` points out,
+# and the first groups of the paper grid, on the pendulum and on a machine busy with other jobs,
+# took 2 to 7 times their estimates: read 25.5 core-hours as a lower bound. A
 # group is one worker's job, so on many cores smaller groups finish sooner: on 16 cores the
 # estimate is 5.5 h with groups of 28 and 1.8 h with `--group-size 7`.
 #
