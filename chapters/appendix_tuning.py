@@ -218,9 +218,13 @@ print(yardstick_table.to_string(float_format=lambda v: f"{v:.2f}"))
 # (about 0.04 after 30,000). Their scores are those of the unsafe agent, which pays a termination
 # penalty whenever it leaves the state limits. These three studies are also the thinnest, with 4,
 # 6 and 12 complete trials (TD3 on the quadrotor has 19): a trial costs 1 to 20 minutes there on
-# a busy laptop, and rerunning `make tune` adds trials up to 30 per study (the A2C quadrotor
-# study stops at its 4, for the reason given below), each resuming where the database stops. The last two columns are the point of the safeguard: without it, the LQR leaves
-# the quadrotor's state limits and the PD controller drives the seeker into obstacles.
+# a busy laptop, and the tuning stopped when its budget of about six core-hours was spent. The
+# A2C quadrotor study would not have gained from more trials (see below); the two seeker studies
+# might, and a reader with more cores can continue them (raise their targets in the Makefile's
+# `TUNE_STUDIES` and rerun `make tune`). The `paper` grid is only as final as these values: a
+# sweep folder refuses to resume under other tuned values. The last two columns are the point of
+# the safeguard: without it, the LQR leaves the quadrotor's state limits and the PD controller
+# drives the seeker into obstacles.
 
 # %% tags=["hide-input"] mystnb={"figure": {"caption": "Left: every complete trial's mean evaluation return (dots), the last evaluation of pruned trials (crosses) and the best so far (line). Right: which hyperparameters separate the best trials from the rest (PED-ANOVA importances). Only studies with at least three complete trials are shown.", "name": "fig-tuning-studies"}, "image": {"alt": "Per study, an optimisation history and a bar chart of hyperparameter importances"}}
 shown = [name for name, study in studies.items() if trial_counts(study)["complete"] >= 3]
