@@ -161,6 +161,20 @@ def test_resuming_with_other_settings_is_refused(ci_sweep: Path,
     assert "seeds differ" in capsys.readouterr().err
 
 
+def test_new_tuned_values_reach_only_cells_without_runs(ci_sweep: Path) -> None:
+    """A folder's runs keep the hyperparameters they were trained with: new tuned values for a
+    cell with no runs there are taken up on resume; for a cell with runs the resume is refused,
+    naming the cell."""
+    from tutorial_rl.experiments.runner import _check_resumable
+
+    ci = PROFILES["ci"]
+    elsewhere = dataclasses.replace(ci, tuned={**ci.tuned, "a2c/seeker": {"n_steps": 8}})
+    assert _check_resumable(ci_sweep, elsewhere) is not None
+    here = dataclasses.replace(ci, tuned={**ci.tuned, "td3/pendulum": {"tau": 0.01}})
+    with pytest.raises(ProfileError, match=r"other tuned hyperparameters \(td3/pendulum\)"):
+        _check_resumable(ci_sweep, here)
+
+
 # --- interruption, failures, launchers ------------------------------------------------------
 
 def test_a_killed_sweep_resumes_without_losing_or_redoing_finished_runs(tmp_path: Path) -> None:

@@ -369,10 +369,41 @@ def _check_resumable(out: Path, profile: ExperimentProfile) -> dict[str, Any] | 
     if _comparable(previous["settings"]) != _comparable(profile.to_dict()):
         changed = sorted(k for k, v in _comparable(profile.to_dict()).items()
                          if _comparable(previous["settings"]).get(k) != v)
+        if changed == ["tuned"]:
+            # new tuned values only matter to cells that have runs here: a cell nobody has
+            # started takes them, one with runs would mix two sets of hyperparameters
+            started = _cells_with_runs(out, profile)
+            old_tuned = previous["settings"].get("tuned", {})
+            stale = sorted(cell for cell in started
+                           if old_tuned.get(cell) != profile.tuned.get(cell))
+            if not stale:
+                return previous
+            raise ProfileError(f"{out} holds runs trained with other tuned hyperparameters "
+                               f"({', '.join(stale)}); use another --out for the new values, or "
+                               f"move those runs away")
         raise ProfileError(f"{out} holds a sweep with other settings ({', '.join(changed)} "
                            f"differ); resume it with the same profile and --set, or use "
                            f"another --out")
     return previous
+
+
+def _cells_with_runs(out: Path, profile: ExperimentProfile) -> set[str]:
+    """The ``"algo/env"`` cells with anything in ``out``: finished, failed, in progress or
+    checkpointed runs. A folder entry that is no run of ``profile`` counts as every cell."""
+    cell_of = {spec.key: f"{spec.algo}/{spec.env}" for spec in profile.runs()}
+    names = []
+    for folder in (out / RUNS_DIR, out / CHECKPOINTS_DIR):
+        if folder.is_dir():
+            names += [p.name for p in folder.iterdir()]
+    cells = set()
+    for name in names:
+        key = name.removesuffix(".pt")
+        if key.startswith(TMP_PREFIX):
+            key = next((k for k in cell_of if key.startswith(f"{TMP_PREFIX}{k}-")), key)
+        if key not in cell_of:
+            return set(profile.tuned) | set(cell_of.values())
+        cells.add(cell_of[key])
+    return cells
 
 
 def sweep(profile: str | ExperimentProfile, out: str | Path, *, jobs: int = 1,
