@@ -205,6 +205,14 @@ def test_a_grouped_sweep_writes_the_same_runs(tmp_path) -> None:
         assert sorted(p.name for p in g.iterdir()) == sorted(p.name for p in a.iterdir())
         ma, mg = (torch.load(d / "model.pt", weights_only=True) for d in (a, g))
         assert max(float((ma[n][k] - mg[n][k]).abs().max()) for n in ma for k in ma[n]) < 1e-5
+        done = json.loads((g / "done.json").read_text())
+        if "group_size" in done:  # a run's cost is its share of the group's, not the group's
+            assert done["wall_time_s"] == pytest.approx(
+                done["training"]["wall_time_s"] + done["evaluation_wall_time_s"])
+            assert done["group_wall_time_s"] >= done["wall_time_s"]
+    assert sum("group_size" in json.loads((tmp_path / "grouped" / "runs" / s.key / "done.json")
+                                          .read_text())
+               for s in profile.runs() if s.key != bad) >= 3  # the group of 4 less its failure
     assert main(["sweep", "--profile", "ci", "--out", str(tmp_path / "x"),
                  "--group-size", "0"]) == 2
 

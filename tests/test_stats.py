@@ -47,9 +47,10 @@ def fake_sweep(root: Path, scores: dict[tuple[str, float | None], list[float]],
                 "key": key,
                 "spec": {"env": env, "algo": algo, "variant": variant, "alpha": alpha,
                          "seed": seed, "steps": steps},
-                "evaluation": {"mean_return": score, "interventions_per_episode": [seed, seed + 2]},
+                "evaluation": {"mean_return": score, "interventions_per_episode": [seed, seed + 2],
+                               "constraint_violations": 0},
                 "training": {"interventions": 10 * seed, "steps": steps, "episodes": 5,
-                             "wall_time_s": 2.0},
+                             "constraint_violations": int(seed == 6), "wall_time_s": 2.0},
                 "evaluation_wall_time_s": 0.5, "wall_time_s": 2.5}))
             ends = np.linspace(steps / 5, steps, 5)
             pd.DataFrame({"step": ends, "episode": range(5),
@@ -77,6 +78,8 @@ def test_load_runs_reads_every_finished_run(tmp_path: Path) -> None:
     row = runs[runs["key"] == "td3-sp-penalty-critic-a1-pendulum-s3"].iloc[0]
     assert row["score"] == 203 and row["eval_interventions"] == 4
     assert row["train_intervention_rate"] == pytest.approx(30 / 1000)
+    # violations are counted per run, never assumed: seed 6 of each configuration has one
+    assert runs["train_violations"].sum() == 3 and runs["eval_violations"].sum() == 0
 
 
 def test_final_performance_iqm_and_bootstrap_ci(tmp_path: Path) -> None:

@@ -311,7 +311,9 @@ def write_report(sweep_dir: str | Path, out: str | Path | None = None, reps: int
         f"`{(prov.get('commit') or 'unknown')[:10]}`{' (dirty)' if prov.get('dirty') else ''} "
         f"on {prov.get('machine', {}).get('cpu_count')} cores; last invocation "
         f"{prov.get('wall_time_s')} s.", "",
-        f"{len(runs)} finished runs, {len(failures)} failed.", "", refs_line, "",
+        f"{len(runs)} finished runs, {len(failures)} failed. Constraint violations: "
+        f"{int(runs['train_violations'].sum())} in {int(runs['steps'].sum()):,} training steps, "
+        f"{int(runs['eval_violations'].sum())} in evaluation.", "", refs_line, "",
         "## Final performance", "",
         "Score of a run: mean evaluation return of its deterministic policy over "
         f"{meta['settings']['eval_episodes']} episodes. IQM over training seeds with a 95 % "

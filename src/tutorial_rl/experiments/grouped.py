@@ -298,7 +298,8 @@ def execute_group(specs: list[RunSpec], runs_dir: str | Path,
         for spec, tmp, result in zip(together, tmps, results, strict=True):
             final = runs_dir / spec.key
             try:
-                outcomes.append(complete_run(spec, tmp, final, result, started, start))
+                outcomes.append(complete_run(spec, tmp, final, result, started, start,
+                                             group_size=len(together)))
             except Exception as exc:  # noqa: BLE001 -- e.g. its evaluation failed
                 outcomes.append(record_failure(spec, tmp, final, exc, started, start))
     finally:

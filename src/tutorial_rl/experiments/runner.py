@@ -197,8 +197,13 @@ def execute_run(spec: RunSpec, runs_dir: str | Path,
 
 
 def complete_run(spec: RunSpec, tmp: Path, final: Path, result: Any, started: str,
-                 start: float) -> dict[str, Any]:
-    """Evaluate a trained run in ``tmp``, write ``done.json`` last and move it to ``final``."""
+                 start: float, group_size: int = 1) -> dict[str, Any]:
+    """Evaluate a trained run in ``tmp``, write ``done.json`` last and move it to ``final``.
+
+    ``wall_time_s`` is the run's own cost: for a run trained alone the time since ``start``; for
+    a run of a group of ``group_size`` its share of the group's training (``result.wall_time``)
+    plus its own evaluation, with the group's elapsed time as ``group_wall_time_s``.
+    """
     from tutorial_rl.experiments.training import evaluate
 
     eval_start = time.perf_counter()
@@ -221,6 +226,10 @@ def complete_run(spec: RunSpec, tmp: Path, final: Path, result: Any, started: st
         "started_utc": started, "finished_utc": _now(),
         "host": platform.node(), "pid": os.getpid(),
     }
+    if group_size > 1:
+        record["group_size"] = group_size
+        record["group_wall_time_s"] = record["wall_time_s"]
+        record["wall_time_s"] = result.wall_time + record["evaluation_wall_time_s"]
     write_json_atomic(tmp / DONE_FILE, record)  # last: marks the run finished
     _finalize(tmp, final, done=True)
     return {"key": spec.key, "status": "done"}

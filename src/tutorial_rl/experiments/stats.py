@@ -58,7 +58,9 @@ def load_runs(sweep_dir: str | Path) -> pd.DataFrame:
     Columns: key, env, algo, variant, alpha (NaN for vanilla variants), config, seed, steps,
     score (mean evaluation return), eval_interventions (per episode, mean),
     train_interventions (total), train_intervention_rate (per step), train_episodes,
-    train_wall_s, eval_wall_s, wall_s.
+    train_violations and eval_violations (constraint violations in training and evaluation;
+    a safeguarded run must have none), train_wall_s, eval_wall_s, wall_s (training, its share
+    of its group's when grouped, plus evaluation).
     """
     rows = []
     for rec in _done_records(sweep_dir, "done.json"):
@@ -72,11 +74,18 @@ def load_runs(sweep_dir: str | Path) -> pd.DataFrame:
             "eval_interventions": float(np.mean(ev["interventions_per_episode"])),
             "train_interventions": tr["interventions"],
             "train_intervention_rate": tr["interventions"] / tr["steps"],
-            "train_episodes": tr["episodes"], "train_wall_s": tr["wall_time_s"],
-            "eval_wall_s": rec["evaluation_wall_time_s"], "wall_s": rec["wall_time_s"]})
+            "train_episodes": tr["episodes"],
+            "train_violations": int(tr["constraint_violations"]),
+            "eval_violations": int(ev["constraint_violations"]),
+            "train_wall_s": tr["wall_time_s"],
+            "eval_wall_s": rec["evaluation_wall_time_s"],
+            # the run's own compute: records of grouped runs written before group_size was
+            # recorded hold the group's elapsed time in wall_time_s, so count training share
+            # plus evaluation for every run (set-up, well under a second, is left out)
+            "wall_s": tr["wall_time_s"] + rec["evaluation_wall_time_s"]})
     columns = ["key", *GROUP, CONFIG, "seed", "steps", "score", "eval_interventions",
                "train_interventions", "train_intervention_rate", "train_episodes",
-               "train_wall_s", "eval_wall_s", "wall_s"]
+               "train_violations", "eval_violations", "train_wall_s", "eval_wall_s", "wall_s"]
     return pd.DataFrame(rows, columns=columns)
 
 
