@@ -485,7 +485,7 @@ plt.show()
 # on this task the safeguard's placement hardly matters for TD3. A2C is where the variants separate: vanilla SE-RL and SP-RL
 # (identical, finding 1) score −17.7, *below* the zero action, while every mitigation lifts A2C
 # well above it, the per-sample loss and the reward penalty (≡ penalty critic for A2C) most at
-# $lpha = 2$. The verdicts on the pendulum, from the tests described above:
+# $\alpha = 2$. The verdicts on the pendulum, from the tests described above:
 
 # %%
 paper_findings = paper_tables["findings"].query("env == 'pendulum'")
