@@ -1,13 +1,13 @@
 """Training throughput on every cell of the paper's grid, and the grid's estimated core-hours.
 
 Chapter 8 (chapters/08_experiments.py, "Running a sweep") and ``tutorial-rl sweep --dry-run``
-use these figures: :data:`tutorial_rl.experiments.config._MS_PER_STEP` holds the per-step costs
+use these figures: :data:`tutorial_rl.experiments.costs._MS_PER_STEP` holds the per-step costs
 this script measures. For every task × algorithm × variant it trains one run of the real code
 (``ModeEnv`` + ``TD3``/``A2C``, one torch thread, as a sweep worker does), lets it warm up
 (TD3: past ``learning_starts``, so every step has an update; A2C: a few rollouts), and times the
 steady state: milliseconds per environment step and environment steps per second per core. The
 paper grid's core-hours follow from these costs and the grid's budgets, next to the estimate the
-package currently uses (the table in ``config.py``) and the one before this round's changes.
+package currently uses (the table in ``costs.py``) and the one before this round's changes.
 
 Each cell is measured ``--repeats`` times, interleaved with the other cells (the order changes per
 repeat), and the median is reported, so a busy machine slows all cells alike. ``--baseline SRC``
@@ -25,7 +25,7 @@ task × algorithm × variant at K = 1, 7, 28 (``--run-sizes``; K = 1 is a run al
 of :func:`~tutorial_rl.experiments.grouped.train_group`; mitigated groups mix the paper's four α,
 as the sweep's groups do), measured side by side; the paper grid's core-hours alone and grouped
 (the quiet machine's table scaled by the measured ratios at each K, what
-``config._MS_PER_STEP_GROUPED`` holds, every run costed at its group's size); and, for the
+``costs._MS_PER_STEP_GROUPED`` holds, every run costed at its group's size); and, for the
 seeker, one projection call on padded sets against one call per row count. ``--skip-cells``
 stops there::
 
@@ -47,10 +47,11 @@ import gymnasium as gym
 import torch
 
 from tutorial_rl.agents import A2C, TD3, ModeEnv, ProgressRecorder, SafetyConfig
-from tutorial_rl.experiments.config import _MS_PER_STEP, PROFILES, VARIANTS
+from tutorial_rl.experiments.config import PROFILES, VARIANTS
+from tutorial_rl.experiments.costs import _MS_PER_STEP
 from tutorial_rl.experiments.training import ENVS, env_defaults
 
-#: The table of ``config.py`` before the SP safe-set reuse and the cached emptiness check
+#: The table of ``costs.py`` before the SP safe-set reuse and the cached emptiness check
 #: (commit 0d0234f), for the "before" column of the grid estimate.
 MS_PER_STEP_BEFORE: dict[str, dict[str, float]] = {
     "td3/pendulum": {"se-vanilla": 3.4, "se-penalty": 3.4, "sp-vanilla": 4.6,
@@ -185,7 +186,7 @@ def main() -> None:
             pad_or_group()
     if args.skip_cells:
         return
-    from tutorial_rl.experiments.config import estimate_ms_per_step
+    from tutorial_rl.experiments.costs import estimate_ms_per_step
 
     here = str(Path(__file__).resolve().parents[1] / "src")
     workers = {"now": Worker(here)}
@@ -227,7 +228,7 @@ def main() -> None:
         print(line + f"{estimate_ms_per_step(algo, env, mode, mitigation):6.2f}")
     if scaled:
         print("\nthe quiet machine's table scaled by the measured speed-ups "
-              "(for config._MS_PER_STEP):")
+              "(for costs._MS_PER_STEP):")
         for cell, row in scaled.items():
             print(f"    {cell!r}: {row},")
     if len(cells) == len(PAPER_CELLS):
@@ -343,9 +344,9 @@ def grouped_estimate(measured: dict[int, dict[str, dict[str, float]]]) -> None:
     """The paper grid's core-hours: the quiet table, and scaled by the grouped speed-ups.
 
     For every measured K > 1 it prints the quiet machine's table (runs alone) times the measured
-    K ratios (``config._MS_PER_STEP_GROUPED[K]``), then the grid's training core-hours with every
+    K ratios (``costs._MS_PER_STEP_GROUPED[K]``), then the grid's training core-hours with every
     run costed at its group's size under the default ``--group-size``, as
-    :func:`~tutorial_rl.experiments.config.estimate_wall_time` does (4 α × 7 seeds = 28 for a
+    :func:`~tutorial_rl.experiments.costs.estimate_wall_time` does (4 α × 7 seeds = 28 for a
     mitigated configuration, 7 for a vanilla one).
     """
     from tutorial_rl.experiments.config import DEFAULT_GROUP_SIZE
@@ -357,7 +358,7 @@ def grouped_estimate(measured: dict[int, dict[str, dict[str, float]]]) -> None:
               for k in measured if k > base}
     for k, table in tables.items():
         print(f"\nthe quiet machine's table (runs alone) x the measured K = {k} ratios "
-              f"(for config._MS_PER_STEP_GROUPED[{k}]):")
+              f"(for costs._MS_PER_STEP_GROUPED[{k}]):")
         for cell, row in table.items():
             print(f"    {cell!r}: {row},")
     if not tables or len(measured[base]) * 5 != len(PAPER_CELLS):

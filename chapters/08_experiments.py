@@ -58,7 +58,8 @@ import pandas as pd
 
 from tutorial_rl.experiments import plots, stats
 from tutorial_rl.experiments.commands import read_report, write_report
-from tutorial_rl.experiments.config import estimate_wall_time, get_profile
+from tutorial_rl.experiments.config import get_profile
+from tutorial_rl.experiments.costs import estimate_wall_time
 from tutorial_rl.experiments.findings import check_findings
 from tutorial_rl.experiments.references import default_reference_path, load_references
 from tutorial_rl.experiments.runner import sweep

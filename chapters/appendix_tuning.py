@@ -49,6 +49,7 @@ from tutorial_rl.experiments.budget_curves import PLATEAU_RULE, load_curve
 from tutorial_rl.experiments.config import get_profile
 from tutorial_rl.experiments.reference_runs import evaluate_references, unsafe_noise_rollouts
 from tutorial_rl.experiments.tuning_plots import (
+    evaluation_values,
     load_studies,
     plot_budget_curve,
     plot_history,
@@ -337,15 +338,10 @@ plt.show()
 # digit. Counting the distinct returns among all their evaluations:
 
 # %%
-def evaluation_values(study) -> pd.Series:
-    """Every intermediate evaluation return of a study's complete and pruned trials."""
-    return pd.Series([v for t in study.trials for v in t.intermediate_values.values()])
-
-
 crash_rows = []
 for name in ("a2c-quadrotor", "a2c-seeker"):
     if name in studies:
-        values = evaluation_values(studies[name])
+        values = pd.Series(evaluation_values(studies[name]))
         mode_value = values.round(2).mode().iloc[0]
         crash_rows.append({"study": name, "evaluations": len(values),
                            "distinct (to 0.01)": values.round(2).nunique(),

@@ -26,11 +26,11 @@ from tutorial_rl.experiments.config import (
     PROFILES,
     VARIANTS,
     ProfileError,
-    estimate_wall_time,
     get_profile,
     run_key,
     select_runs,
 )
+from tutorial_rl.experiments.costs import estimate_wall_time
 from tutorial_rl.experiments.runner import run_status, sweep
 from tutorial_rl.experiments.training import env_defaults
 
@@ -317,7 +317,8 @@ def test_tutorial_rl_command_line_when_wired() -> None:
 def test_the_estimate_names_cells_whose_networks_differ_from_the_cost_tables() -> None:
     """The per-step cost tables were measured with the default networks: a cell that overrides
     them is named, with its sizes and the tables', and a default cell is not."""
-    from tutorial_rl.experiments.config import RunSpec, cost_table_mismatches
+    from tutorial_rl.experiments.config import RunSpec
+    from tutorial_rl.experiments.costs import cost_table_mismatches
 
     base = dict(env="seeker", algo="td3", variant="se-vanilla", mode="se", mitigation="none",
                 alpha=None, seed=0, steps=10, eval_episodes=1, eval_seed=0,

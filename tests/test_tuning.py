@@ -77,6 +77,13 @@ def test_tiny_study_runs_prunes_and_resumes(tmp_path: Path, fast_protocol: None)
     durations = [(t.datetime_complete - t.datetime_start).total_seconds() for t in study.trials
                  if t.state.name in ("COMPLETE", "PRUNED")]
     assert trial_hours(study) == pytest.approx(sum(durations) / 3600) and trial_hours(study) > 0
+    # every reported evaluation of the finished trials, in trial order
+    from tutorial_rl.experiments.tuning_plots import evaluation_values
+
+    values = evaluation_values(study)
+    assert len(values) == sum(len(t.intermediate_values) for t in study.trials)
+    first = list(study.trials[0].intermediate_values.values())
+    assert first and values[:len(first)] == first
 
 
 def test_study_refuses_another_protocol(tmp_path: Path, fast_protocol: None) -> None:

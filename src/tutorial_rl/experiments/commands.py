@@ -27,12 +27,11 @@ from tutorial_rl.experiments.config import (
     PROFILES,
     ExperimentProfile,
     ProfileError,
-    cost_table_mismatches,
-    estimate_wall_time,
     get_profile,
     parse_assignments,
     select_runs,
 )
+from tutorial_rl.experiments.costs import cost_table_mismatches, estimate_wall_time
 from tutorial_rl.experiments.runner import LAUNCHERS, RUNS_DIR, SWEEP_FILE, SlurmOptions, sweep
 
 __all__ = ["OPTIONAL_TABLES", "REPORT_TABLES", "add_report_parser", "add_sweep_parser",

@@ -13,8 +13,8 @@ profile    what it is for
            400 steps, 2 evaluation episodes: 4 runs (tests and the book build)
 ``quick``  the whole grid (588 runs) on 0.8-20 % of the ``paper`` profile's budgets (TD3: 20 %
            pendulum, 2 % quadrotor, 1 % seeker; A2C: 12 %, 1.2 %, 0.8 %): an estimated 0.8 h on
-           2 cores, 0.1 h on 16 (:func:`estimate_wall_time`); a smoke test of the pipeline, not
-           a replication (the agents barely start learning)
+           2 cores, 0.1 h on 16 (:func:`~tutorial_rl.experiments.costs.estimate_wall_time`); a
+           smoke test of the pipeline, not a replication (the agents barely start learning)
 ``paper``  the paper's grid (588 runs) at full budgets: TD3 10k / 50k / 100k steps on pendulum /
            quadrotor / seeker, the budgets of the paper's public code; A2C 50k / 250k / 150k
            are ours, not the paper's, read off the tuned unsafe A2C's learning curves
@@ -42,8 +42,7 @@ from tutorial_rl.experiments.tuned_values import load_tuned
 from tutorial_rl.projection import METHODS
 
 __all__ = ["DEFAULT_GROUP_SIZE", "FILTER_KEYS", "PAPER_VARIANTS", "PROFILES", "VARIANTS",
-           "ExperimentProfile", "ProfileError", "RunSpec", "estimate_ms_per_step",
-           "estimate_run_seconds", "estimate_wall_time", "get_profile", "group_identity",
+           "ExperimentProfile", "ProfileError", "RunSpec", "get_profile", "group_identity",
            "parse_assignments", "run_key", "select_runs"]
 
 
@@ -389,23 +388,6 @@ def _canonical(key: str, value: str) -> str:
     return value.lower() if key == "alpha" else value
 
 
-# Measured on the 2-core development machine (torch 2.13 CPU, one thread, other jobs running, so
-# these err on the slow side): ms per training step of 1,200-step TD3 runs (200 warm-up steps)
-# and 3,000-step A2C runs, and seconds per 10-episode evaluation.
-_MS_PER_STEP: dict[str, dict[str, float]] = {
-    "td3/pendulum": {"se-vanilla": 3.4, "se-penalty": 3.4, "sp-vanilla": 4.6,
-                     "sp-per-sample-loss": 5.2, "sp-penalty-critic": 5.4},
-    "td3/quadrotor": {"se-vanilla": 5.8, "se-penalty": 6.2, "sp-vanilla": 9.6,
-                      "sp-per-sample-loss": 9.1, "sp-penalty-critic": 10.6},
-    "td3/seeker": {"se-vanilla": 5.0, "se-penalty": 4.6, "sp-vanilla": 9.5,
-                   "sp-per-sample-loss": 8.0, "sp-penalty-critic": 10.4},
-    "a2c/pendulum": {"se-vanilla": 1.1, "se-penalty": 1.2, "sp-vanilla": 1.1,
-                     "sp-per-sample-loss": 1.7, "sp-penalty-critic": 1.3},
-    "a2c/quadrotor": {"se-vanilla": 1.7, "se-penalty": 2.4, "sp-vanilla": 2.3,
-                      "sp-per-sample-loss": 3.7, "sp-penalty-critic": 2.0},
-    "a2c/seeker": {"se-vanilla": 1.5, "se-penalty": 1.4, "sp-vanilla": 1.5,
-                   "sp-per-sample-loss": 2.7, "sp-penalty-critic": 1.3},
-}
 #: The sweep's default ``--group-size``: a group holds the runs of one configuration that differ
 #: in seed and α (:func:`group_identity`), so 28 fills every mitigated configuration of the paper
 #: grid (4 α × 7 seeds) and the vanilla ones form groups of 7; larger groups pay less per-call
@@ -414,46 +396,6 @@ _MS_PER_STEP: dict[str, dict[str, float]] = {
 #: workers smaller groups can finish sooner (paper grid on 16 cores: 5.5 h with 28, 2.2 h with 7);
 #: 28 is the default because the course's reader has a laptop.
 DEFAULT_GROUP_SIZE = 28
-#: ms per run-step of runs trained in groups of K (the keys: the measured group sizes): the
-#: table above scaled by the speed-ups ``benchmarks/grid_throughput.py --group-sizes ''
-#: --run-sizes 1,7,28 --skip-cells`` measured side by side (alone, K = 7 and K = 28 back to back
-#: per cell, 160 timed steps after 300) on the 2-core machine while a tuning job used both cores
-#: (issue 11; its "table x the measured K ratios" output; K = 28 groups mix the four α, as the
-#: sweep's do). Single measurements on a busy machine: a few cells are noise (td3/seeker
-#: se-penalty 1.7x at K = 7 but 1.0x at K = 28; a2c/quadrotor se-vanilla 5.0x and 3.6x).
-_MS_PER_STEP_GROUPED: dict[int, dict[str, dict[str, float]]] = {
-    7: {
-        "td3/pendulum": {"se-vanilla": 0.84, "se-penalty": 2.09, "sp-vanilla": 1.83,
-                         "sp-per-sample-loss": 2.41, "sp-penalty-critic": 2.77},
-        "td3/quadrotor": {"se-vanilla": 5.2, "se-penalty": 3.43, "sp-vanilla": 6.12,
-                          "sp-per-sample-loss": 5.16, "sp-penalty-critic": 6.18},
-        "td3/seeker": {"se-vanilla": 3.33, "se-penalty": 2.71, "sp-vanilla": 5.6,
-                       "sp-per-sample-loss": 5.32, "sp-penalty-critic": 7.13},
-        "a2c/pendulum": {"se-vanilla": 0.22, "se-penalty": 0.29, "sp-vanilla": 0.31,
-                         "sp-per-sample-loss": 0.52, "sp-penalty-critic": 0.25},
-        "a2c/quadrotor": {"se-vanilla": 0.34, "se-penalty": 1.06, "sp-vanilla": 0.59,
-                          "sp-per-sample-loss": 0.83, "sp-penalty-critic": 0.27},
-        "a2c/seeker": {"se-vanilla": 0.35, "se-penalty": 0.32, "sp-vanilla": 0.29,
-                       "sp-per-sample-loss": 1.03, "sp-penalty-critic": 0.3},
-    },
-    28: {
-        "td3/pendulum": {"se-vanilla": 0.55, "se-penalty": 1.14, "sp-vanilla": 0.97,
-                         "sp-per-sample-loss": 0.61, "sp-penalty-critic": 0.92},
-        "td3/quadrotor": {"se-vanilla": 3.08, "se-penalty": 3.55, "sp-vanilla": 4.64,
-                          "sp-per-sample-loss": 4.13, "sp-penalty-critic": 5.06},
-        "td3/seeker": {"se-vanilla": 3.0, "se-penalty": 4.82, "sp-vanilla": 4.38,
-                       "sp-per-sample-loss": 4.48, "sp-penalty-critic": 7.03},
-        "a2c/pendulum": {"se-vanilla": 0.07, "se-penalty": 0.11, "sp-vanilla": 0.08,
-                         "sp-per-sample-loss": 0.1, "sp-penalty-critic": 0.08},
-        "a2c/quadrotor": {"se-vanilla": 0.47, "se-penalty": 0.67, "sp-vanilla": 0.35,
-                          "sp-per-sample-loss": 0.43, "sp-penalty-critic": 0.16},
-        "a2c/seeker": {"se-vanilla": 0.18, "se-penalty": 0.18, "sp-vanilla": 0.15,
-                       "sp-per-sample-loss": 0.71, "sp-penalty-critic": 0.17},
-    },
-}
-_EVAL_S_PER_10_EPISODES = {"pendulum": 1.0, "quadrotor": 2.2, "seeker": 0.8}
-_RUN_OVERHEAD_S = 0.3   # environment and safeguard set-up, writing files
-_WORKER_START_S = 5.0   # importing torch and the package, once per worker process
 
 
 def group_identity(spec: RunSpec) -> tuple[tuple[str, str], ...]:
@@ -465,86 +407,3 @@ def group_identity(spec: RunSpec) -> tuple[tuple[str, str], ...]:
     """
     return tuple(sorted((k, repr(v)) for k, v in dataclasses.asdict(spec).items()
                         if k not in ("key", "seed", "alpha")))
-
-
-def estimate_ms_per_step(algo: str, env: str, mode: str, mitigation: str,
-                         group_size: int = 1) -> float:
-    """Estimated single-core milliseconds per training step of one run (measured table).
-
-    ``group_size``: the size of the run's group (1: alone); a group costs what the largest
-    measured K not above its size costs, so groups between the measured sizes are estimated on
-    the slow side.
-    """
-    measured = [k for k in _MS_PER_STEP_GROUPED if k <= group_size]
-    table = _MS_PER_STEP_GROUPED[max(measured)] if measured else _MS_PER_STEP
-    per_step = table[f"{algo}/{env}"]
-    variant = next((v for v, pair in VARIANTS.items() if pair == (mode, mitigation)), "")
-    return per_step.get(variant, per_step["se-vanilla"])  # unsafe: like SE without a set
-
-
-def cost_table_mismatches(runs: Iterable[RunSpec]) -> dict[str, str]:
-    """Cells whose runs use other network or minibatch sizes than the per-step cost tables.
-
-    The tables were measured with :func:`~tutorial_rl.experiments.training.env_defaults`'
-    networks and minibatches; a profile that overrides them (the ``paper`` profile's tuned TD3)
-    costs more or less per step than :func:`estimate_run_seconds` says, by more than the
-    tables' noise (a wider network multiplies the arithmetic of every update). Returns
-    ``{"algo/env": "hidden [w, w], batch b (tables: ...)"}`` for each such cell.
-    """
-    from tutorial_rl.experiments.training import env_defaults
-
-    found: dict[str, str] = {}
-    for spec in runs:
-        cell = f"{spec.algo}/{spec.env}"
-        if cell in found:
-            continue
-        default = env_defaults(spec.env, spec.algo)["agent"]
-        sizes = {}
-        for name in ("hidden_sizes", "batch_size"):
-            if name in spec.agent and hasattr(default, name):
-                ours, theirs = spec.agent[name], getattr(default, name)
-                if (list(ours) if name == "hidden_sizes" else ours) != \
-                        (list(theirs) if name == "hidden_sizes" else theirs):
-                    sizes[name] = (ours, theirs)
-        if sizes:
-            found[cell] = ", ".join(f"{'hidden' if f == 'hidden_sizes' else 'batch'} "
-                                    f"{list(o) if f == 'hidden_sizes' else o} (tables: "
-                                    f"{list(t) if f == 'hidden_sizes' else t})"
-                                    for f, (o, t) in sizes.items())
-    return found
-
-
-def estimate_run_seconds(spec: RunSpec, group_size: int = 1) -> float:
-    """Estimated single-core seconds of one run: steps × measured ms/step + evaluation.
-
-    ``group_size``: the size of the group the run trains in (1: alone).
-    """
-    ms = estimate_ms_per_step(spec.algo, spec.env, spec.mode, spec.mitigation, group_size)
-    evaluation = _EVAL_S_PER_10_EPISODES[spec.env] * spec.eval_episodes / 10
-    return spec.steps * ms / 1000 + evaluation + _RUN_OVERHEAD_S
-
-
-def estimate_wall_time(runs: ExperimentProfile | Iterable[RunSpec], cores: int,
-                       group_size: int = DEFAULT_GROUP_SIZE) -> float:
-    """Estimated wall seconds of a sweep on ``cores`` one-thread workers.
-
-    How: the runs are split into the sweep's units of work
-    (:func:`~tutorial_rl.experiments.runner.group_units`); each run costs
-    :func:`estimate_run_seconds` at its unit's size (per-step costs measured on this project's
-    2-core machine for every task × algorithm × variant, alone and in groups of 7 and 28,
-    evaluation and set-up costs likewise); the units are scheduled longest first onto the
-    least-loaded worker, as a pool of ``cores`` workers does, and every worker pays the import
-    once. Faster or slower cores scale the result; the paper's cvxpylayers projection would make
-    SP-RL runs many times slower.
-
-    :param group_size: the sweep's ``--group-size`` (1: every run alone).
-    """
-    from tutorial_rl.experiments.runner import group_units  # the runner imports this module
-
-    specs = runs.runs() if isinstance(runs, ExperimentProfile) else list(runs)
-    costs = [sum(estimate_run_seconds(s, len(unit)) for s in unit)
-             for unit in group_units(specs, group_size)]
-    loads = [_WORKER_START_S] * max(1, int(cores))
-    for cost in sorted(costs, reverse=True):
-        loads[loads.index(min(loads))] += cost
-    return max(loads)

@@ -42,7 +42,7 @@ from tutorial_rl.agents.grouped_a2c import GroupedA2C
 from tutorial_rl.agents.td3 import TD3, TD3Config
 from tutorial_rl.envs.vector import TaskVectorEnv
 from tutorial_rl.experiments.checkpoint import Checkpoint, auto_checkpoint_every
-from tutorial_rl.experiments.config import estimate_ms_per_step
+from tutorial_rl.experiments.costs import estimate_ms_per_step
 from tutorial_rl.experiments.training import (
     RESULT_FILES,
     RunConfig,

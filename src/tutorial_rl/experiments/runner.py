@@ -45,11 +45,11 @@ from tutorial_rl.experiments.config import (
     ExperimentProfile,
     ProfileError,
     RunSpec,
-    estimate_run_seconds,
     get_profile,
     group_identity,
     select_runs,
 )
+from tutorial_rl.experiments.costs import estimate_run_seconds
 from tutorial_rl.provenance import invocations, provenance, write_json_atomic, write_provenance
 
 __all__ = ["CHECKPOINTS_DIR", "DONE_FILE", "FAILED_FILE", "LAUNCHERS", "RUNS_DIR", "SWEEP_FILE",

@@ -317,7 +317,7 @@ def _checkpoint(config: RunConfig, resolved: dict[str, Any],
     else:
         return None
     if every is None:
-        from tutorial_rl.experiments.config import estimate_ms_per_step
+        from tutorial_rl.experiments.costs import estimate_ms_per_step
 
         every = auto_checkpoint_every(estimate_ms_per_step(
             resolved["algo"], resolved["env"], resolved["mode"], resolved["mitigation"]))

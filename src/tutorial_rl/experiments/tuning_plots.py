@@ -16,8 +16,8 @@ from matplotlib.axes import Axes
 
 from tutorial_rl.experiments.tuning import DEFAULT_STORAGE, _storage
 
-__all__ = ["load_studies", "plot_budget_curve", "plot_history", "plot_importances", "trial_counts",
-           "trial_hours"]
+__all__ = ["evaluation_values", "load_studies", "plot_budget_curve", "plot_history",
+           "plot_importances", "trial_counts", "trial_hours"]
 
 
 def load_studies(storage: str = DEFAULT_STORAGE) -> dict[str, Any]:
@@ -49,6 +49,13 @@ def trial_hours(study: Any) -> float:
                for t in study.trials
                if t.state.name in ("COMPLETE", "PRUNED")
                and t.datetime_complete is not None and t.datetime_start is not None) / 3600
+
+
+def evaluation_values(study: Any) -> list[float]:
+    """Every intermediate evaluation return the complete and pruned trials reported to the
+    pruner, in trial order (the appendix counts how many distinct values a study found)."""
+    return [value for t in study.trials if t.state.name in ("COMPLETE", "PRUNED")
+            for value in t.intermediate_values.values()]
 
 
 @contextlib.contextmanager
