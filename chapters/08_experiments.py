@@ -477,6 +477,7 @@ print(paper_final[columns].to_string(index=False, float_format=lambda v: f"{v:.2
 # %% tags=["hide-input"] mystnb={"figure": {"caption": "Final performance on the pendulum at the paper's budgets (TD3 10,000 steps, A2C 50,000), tuned hyperparameters: IQM over 7 seeds (dot) and 95 % bootstrap interval (bar); the lines are the zero action and the LQR behind the same safeguard, the top axis the normalised score.", "name": "fig-paper-pendulum"}, "image": {"alt": "Two panels with interval plots of final return per configuration on the pendulum"}}
 fig = plots.figure_grid(paper_final, plots.plot_final_performance,
                         "Final performance, paper profile, pendulum (IQM, 95 % bootstrap CI)",
+                        cell_size=(6.0, 5.0),
                         references=references)
 plt.show()
 
