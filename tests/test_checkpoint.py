@@ -140,3 +140,44 @@ def test_checkpoint_every_is_validated_and_auto_targets_ten_minutes(tmp_path: Pa
     assert "checkpoint_every must be an integer >= 0" in capsys.readouterr().err
     assert cli_main(["sweep", "--profile", "ci", "--out", str(tmp_path / "s"),
                        "--checkpoint-every", "soon"]) == 2
+
+
+class _Steps:
+    """What a :class:`Checkpoint` reads from its agent (``steps``) and recorder."""
+
+    steps = 0
+
+    def state_dict(self) -> dict:
+        return {}
+
+
+def test_auto_checkpoints_also_fall_due_on_wall_time(tmp_path: Path, monkeypatch, capsys) -> None:
+    """Auto mode's step count comes from cost estimates a busy machine can exceed several times
+    over, so it also saves once ``TARGET_SECONDS`` have passed; a step count alone never does."""
+    clock = [100.0]
+    monkeypatch.setattr(checkpoint_module.time, "monotonic", lambda: clock[0])
+    saved: list[Path] = []
+
+    def write(path: Path, fn) -> None:
+        saved.append(path)
+
+    agent = _Steps()
+    timed = checkpoint_module.Checkpoint(tmp_path / "t.pt", 10**9, {}, write,
+                                         max_seconds=checkpoint_module.TARGET_SECONDS)
+    by_steps = checkpoint_module.Checkpoint(tmp_path / "s.pt", 10**9, {}, write)
+    for saver in (timed, by_steps):
+        saver.attach(agent, None, _Steps())
+    agent.steps = 5
+    clock[0] += checkpoint_module.TARGET_SECONDS - 1
+    timed(agent.steps), by_steps(agent.steps)
+    assert saved == []  # not yet
+    clock[0] += 2
+    timed(agent.steps), by_steps(agent.steps)
+    assert saved == [tmp_path / "t.pt"]
+    assert "t.pt: step 5" in capsys.readouterr().err  # a long sweep reports its progress
+    timed(agent.steps)  # no new step since the save: nothing to add
+    clock[0] += 10 * checkpoint_module.TARGET_SECONDS
+    timed(agent.steps)
+    assert saved == [tmp_path / "t.pt"]
+    with pytest.raises(ValueError, match="max_seconds must be > 0"):
+        checkpoint_module.Checkpoint(tmp_path / "x.pt", 1, {}, write, max_seconds=0)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import random
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,8 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["CHECKPOINT_FILE", "Checkpoint", "auto_checkpoint_every", "readable_here"]
+__all__ = ["CHECKPOINT_FILE", "TARGET_SECONDS", "Checkpoint", "auto_checkpoint_every",
+           "readable_here"]
 
 CHECKPOINT_FILE = "checkpoint.pt"
 _FORMAT = 1
@@ -75,28 +77,43 @@ class Checkpoint:
     :param identity: what the run is (its resolved configuration); a checkpoint with another
         identity is never restored.
     :param write: ``write(path, fn)`` writes atomically through ``fn(file)``.
+    :param max_seconds: also save once this much wall time has passed since the last save
+        (``None``: steps only). ``--checkpoint-every auto`` sets it, because its step count comes
+        from cost estimates that a busy machine can exceed several times over. Where the saves
+        fall never changes the results: a run continues bit for bit from any of them.
 
     The identity includes the run's device (``config.json``'s ``device``): a run continues bit
     for bit only on the device that wrote its checkpoint, so on another one it starts afresh.
     """
 
     def __init__(self, path: str | Path, every: int, identity: dict[str, Any],
-                 write: Callable[[Path, Callable[[Any], None]], None]) -> None:
+                 write: Callable[[Path, Callable[[Any], None]], None],
+                 max_seconds: float | None = None) -> None:
         if isinstance(every, bool) or not isinstance(every, int) or every < 0:
             raise ValueError(f"checkpoint_every must be an integer >= 0; got {every!r}")
+        if max_seconds is not None and not max_seconds > 0:
+            raise ValueError(f"max_seconds must be > 0 or None; got {max_seconds!r}")
         self.path, self.every, self.identity = Path(path), every, identity
+        self.max_seconds = max_seconds
         self._write = write
         self._objects: tuple[Any, Any, Any] | None = None
         self._last = 0
+        self._last_time = time.monotonic()
 
     def attach(self, agent: Any, env: Any, recorder: Any) -> None:
         """The objects to save (the agent's ``steps`` counter says when)."""
         self._objects = (agent, env, recorder)
         self._last = agent.steps
+        self._last_time = time.monotonic()
 
     def __call__(self, steps: int) -> None:
-        """Save when ``every`` steps have passed since the last save (the agents' hook)."""
-        if self.every and steps - self._last >= self.every:
+        """Save when ``every`` steps, or ``max_seconds`` of wall time, have passed since the
+        last save (the agents' hook)."""
+        if not self.every:
+            return
+        if steps - self._last >= self.every or (
+                self.max_seconds is not None and steps > self._last
+                and time.monotonic() - self._last_time >= self.max_seconds):
             self.save()
 
     def save(self) -> None:
@@ -108,7 +125,12 @@ class Checkpoint:
                  "rng": _global_rng_state()}
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._write(self.path, lambda fh: torch.save(state, fh))
-        self._last = agent.steps
+        now = time.monotonic()
+        if self.max_seconds is not None:  # a long sweep says how far it has come
+            rate = (agent.steps - self._last) / max(now - self._last_time, 1e-9)
+            print(f"tutorial-rl: checkpoint {self.path.name}: step {agent.steps} "
+                  f"({rate:.1f} steps/s since the last save)", file=sys.stderr, flush=True)
+        self._last, self._last_time = agent.steps, now
 
     def load(self) -> tuple[Any, Any, dict[str, Any]] | None:
         """(agent, env, recorder state) of a saved checkpoint of this run, or ``None``.

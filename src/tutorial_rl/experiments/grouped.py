@@ -41,7 +41,7 @@ from tutorial_rl.agents.grouped import GroupedTD3Update
 from tutorial_rl.agents.grouped_a2c import GroupedA2C
 from tutorial_rl.agents.td3 import TD3, TD3Config
 from tutorial_rl.envs.vector import TaskVectorEnv
-from tutorial_rl.experiments.checkpoint import Checkpoint, auto_checkpoint_every
+from tutorial_rl.experiments.checkpoint import TARGET_SECONDS, Checkpoint, auto_checkpoint_every
 from tutorial_rl.experiments.costs import estimate_ms_per_step
 from tutorial_rl.experiments.training import (
     RESULT_FILES,
@@ -103,7 +103,8 @@ def train_group(configs: list[RunConfig], checkpoint: str | Path | None = None,
         identity = {"group": [{k: v for k, v in r.items() if k != "profile"}
                               for _, _, r in resolved]}
         saver = Checkpoint(checkpoint, every, identity,
-                           lambda p, fn: _atomic_write(p, fn, binary=True))
+                           lambda p, fn: _atomic_write(p, fn, binary=True),
+                           max_seconds=TARGET_SECONDS if checkpoint_every is None else None)
     run_dirs = [None if c.out is None else Path(c.out) for c in configs]
     for config, run_dir, (_, _, r) in zip(configs, run_dirs, resolved, strict=True):
         if run_dir is not None:

@@ -45,7 +45,12 @@ from tutorial_rl.agents.common import (
     resolve_device,
 )
 from tutorial_rl.agents.td3 import TD3, TD3Config
-from tutorial_rl.experiments.checkpoint import CHECKPOINT_FILE, Checkpoint, auto_checkpoint_every
+from tutorial_rl.experiments.checkpoint import (
+    CHECKPOINT_FILE,
+    TARGET_SECONDS,
+    Checkpoint,
+    auto_checkpoint_every,
+)
 from tutorial_rl.profile import by_profile, current_profile
 
 __all__ = ["ALGOS", "ENVS", "RESULT_FILES", "RunConfig", "RunResult", "env_defaults", "evaluate",
@@ -325,7 +330,8 @@ def _checkpoint(config: RunConfig, resolved: dict[str, Any],
     # written (another device rounds differently), so elsewhere the run starts afresh
     identity = {k: v for k, v in resolved.items() if k != "profile"}  # the runtime switch
     checkpoint = Checkpoint(path, every, identity,
-                            lambda p, fn: _atomic_write(p, fn, binary=True))
+                            lambda p, fn: _atomic_write(p, fn, binary=True),
+                            max_seconds=TARGET_SECONDS if config.checkpoint_every is None else None)
     if config.overwrite:
         checkpoint.remove()
     return checkpoint
