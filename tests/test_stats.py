@@ -144,6 +144,9 @@ def test_interventions_and_compute_cost_tables(tmp_path: Path) -> None:
     assert len(table) == 3
     assert table["train_total"].iloc[0] == pytest.approx(30.0)  # mean of 0, 10, ..., 60
     assert table["eval_per_episode"].iloc[0] == pytest.approx(4.0)  # mean of seed + 1
+    for column in ("train_rate", "eval_per_episode"):
+        assert (table[f"{column}_low"] <= table[column]).all()
+        assert (table[column] <= table[f"{column}_high"]).all()
     cost = stats.compute_cost(runs)
     assert len(cost) == 3 and (cost["ms_per_step"] == 2.0).all()
     assert cost["core_hours"].iloc[0] == pytest.approx(7 * 2.5 / 3600)
@@ -317,3 +320,19 @@ def test_report_says_when_no_references_are_used(tmp_path: Path,
     assert "not valid JSON" in capsys.readouterr().err
     assert report("none") == 0
     assert "No reference scores used (--references none)" in capsys.readouterr().out
+
+
+def test_intervention_intervals_never_reach_below_zero(tmp_path: Path) -> None:
+    """One seed intervening often and six never: mean − std < 0, the bootstrap interval of the
+    mean stays within [0, max] and still contains the mean."""
+    runs = stats.load_runs(fake_sweep(tmp_path, SEPARATED))
+    runs["eval_interventions"] = np.where(runs["seed"] == 6, 70.0, 0.0)
+    row = stats.interventions(runs).iloc[0]
+    assert row["eval_per_episode"] - row["eval_per_episode_std"] < 0
+    assert 0.0 <= row["eval_per_episode_low"] <= row["eval_per_episode"] == pytest.approx(10.0)
+    assert row["eval_per_episode_high"] <= 70.0
+    fig, ax = plt.subplots()
+    plots.plot_interventions(stats.interventions(runs), "pendulum", "td3", ax=ax)
+    lows = [seg[:, 1].min() for coll in ax.collections for seg in coll.get_segments()]
+    assert lows and min(lows) >= 0.0  # the drawn error bars
+    plt.close(fig)

@@ -149,13 +149,16 @@ def plot_training_curves(bands: pd.DataFrame, env: str, algo: str, ax: Axes | No
 def plot_interventions(table: pd.DataFrame, env: str, algo: str, ax: Axes | None = None,
                        column: str = "eval_per_episode") -> Axes:
     """Bars of an :func:`~tutorial_rl.experiments.stats.interventions` column per configuration
-    (default: interventions per evaluation episode), with the std over seeds where it exists."""
+    (default: interventions per evaluation episode, the mean over seeds), with its 95 % bootstrap
+    interval where the table has one (``*_low``/``*_high``: never below zero), otherwise none."""
     ax = ax or plt.gca()
     cell = _ordered(_cell(table, env, algo))
     x = np.arange(len(cell))
-    err = cell.get(f"{column}_std")
-    ax.bar(x, cell[column], color=[_color(v) for v in cell["variant"]],
-           yerr=None if err is None else err.fillna(0.0), capsize=2)
+    err = None
+    if f"{column}_low" in cell and f"{column}_high" in cell:
+        err = np.vstack([(cell[column] - cell[f"{column}_low"]).clip(lower=0).fillna(0.0),
+                         (cell[f"{column}_high"] - cell[column]).clip(lower=0).fillna(0.0)])
+    ax.bar(x, cell[column], color=[_color(v) for v in cell["variant"]], yerr=err, capsize=2)
     ax.set_xticks(x, list(cell[CONFIG]), rotation=60, ha="right", fontsize="small")
     ax.set_ylabel(column.replace("_", " "))
     ax.set_title(f"{algo.upper()} · {env}")
