@@ -4,6 +4,7 @@ aside) and the same ``model.pt``, bit for bit, as a run that never stopped; swee
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
 import signal
@@ -181,3 +182,50 @@ def test_auto_checkpoints_also_fall_due_on_wall_time(tmp_path: Path, monkeypatch
     assert saved == [tmp_path / "t.pt"]
     with pytest.raises(ValueError, match="max_seconds must be > 0"):
         checkpoint_module.Checkpoint(tmp_path / "x.pt", 1, {}, write, max_seconds=0)
+
+
+def _loky_workers_of(pid: int) -> list[int]:
+    """The loky worker processes among the descendants of process ``pid``."""
+    table = subprocess.run(["ps", "-ww", "-eo", "pid=,ppid=,args="], capture_output=True,
+                           text=True, check=True).stdout
+    rows = [line.split(None, 2) for line in table.splitlines() if line.strip()]
+    parent = {int(r[0]): int(r[1]) for r in rows}
+
+    def descends(p: int) -> bool:
+        while p > 1:
+            p = parent.get(p, 0)
+            if p == pid:
+                return True
+        return False
+
+    return [int(r[0]) for r in rows if len(r) == 3 and "popen_loky_posix" in r[2]
+            and descends(int(r[0]))]
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads the process table with ps")
+def test_a_terminated_sweep_takes_its_workers_with_it(tmp_path: Path) -> None:
+    """SIGTERM (``kill``, the end of a session) stops the sweep *and* its worker processes;
+    orphaned workers would go on training groups that the restarted sweep trains again."""
+    env = {**os.environ, "TUTORIAL_RL_PROFILE": "full"}
+    sweep = subprocess.Popen([sys.executable, "-m", "tutorial_rl.experiments.cli", "sweep",
+                              "--profile", "quick", "--only", "env=seeker", "--only", "algo=td3",
+                              "--jobs", "2", "--out", str(tmp_path / "s")],
+                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while len(workers := _loky_workers_of(sweep.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.5)
+        if len(workers) < 2:
+            sweep.kill()
+            pytest.fail(f"the sweep never started its two workers: {sweep.communicate()[1]!r}")
+        sweep.send_signal(signal.SIGTERM)
+        assert sweep.wait(timeout=60) != 0
+        deadline = time.monotonic() + 30
+        while any(Path(f"/proc/{w}").exists() for w in workers) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not [w for w in workers if Path(f"/proc/{w}").exists()], "orphaned workers"
+    finally:
+        for pid in [sweep.pid, *_loky_workers_of(sweep.pid)]:  # never leave them behind
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)

@@ -314,17 +314,46 @@ def _launch_local(units: list[list[RunSpec]], runs_dir: Path, jobs: int, bar: An
 
     # loky worker processes; n_jobs=1 runs in this process (no pool to start)
     parallel = Parallel(n_jobs=jobs, backend="loky", return_as="generator_unordered")
+    with _workers_stop_with_the_sweep():
+        try:
+            for outcomes in parallel(delayed(execute_unit)(unit, str(runs_dir),
+                                                           checkpoint_every, device)
+                                     for unit in units):
+                bar.update(len(outcomes))
+                for outcome in outcomes:
+                    if outcome["status"] == "failed":
+                        bar.write(f"run {outcome['key']} failed: {outcome['error']}")
+        except Exception as exc:  # noqa: BLE001 -- e.g. a worker killed by the OS; rerun resumes
+            print(f"tutorial-rl sweep: the worker pool stopped ({type(exc).__name__}: {exc}); "
+                  f"unfinished runs are reported as failed", file=sys.stderr)
+
+
+@contextmanager
+def _workers_stop_with_the_sweep() -> Iterator[None]:
+    """Turn SIGTERM and SIGHUP (``kill``, a closed terminal, the end of a session) into
+    ``KeyboardInterrupt``, on which joblib terminates its worker processes.
+
+    Without this, killing the sweep leaves its loky workers training on as orphans: a restarted
+    sweep then trains the same groups a second time, in parallel, for nothing (the results stay
+    right, see :func:`_finalize`, but the cores are spent twice). Only in the main thread, where
+    Python can install handlers."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+    signals = [getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)]
+    previous = {sig: signal.signal(sig, interrupt) for sig in signals}
     try:
-        for outcomes in parallel(delayed(execute_unit)(unit, str(runs_dir), checkpoint_every,
-                                                       device)
-                                 for unit in units):
-            bar.update(len(outcomes))
-            for outcome in outcomes:
-                if outcome["status"] == "failed":
-                    bar.write(f"run {outcome['key']} failed: {outcome['error']}")
-    except Exception as exc:  # noqa: BLE001 -- e.g. a worker killed by the OS; rerun resumes
-        print(f"tutorial-rl sweep: the worker pool stopped ({type(exc).__name__}: {exc}); "
-              f"unfinished runs are reported as failed", file=sys.stderr)
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _launch_submitit(units: list[list[RunSpec]], runs_dir: Path, jobs: int,
