@@ -20,11 +20,13 @@ from tutorial_rl.experiments.findings import (
     SP_BETTER,
     UNDECIDED,
     check_findings,
+    expected_cells,
     finding_1,
     finding_2,
     finding_3,
     finding_4,
     summarise,
+    to_markdown,
 )
 from tutorial_rl.experiments.inference import holm
 from tutorial_rl.experiments.references import Reference
@@ -319,3 +321,27 @@ def test_check_findings_is_deterministic_and_covers_every_finding() -> None:
     assert list(summary.index) == [1, 2, 3, 4]
     assert summary.loc[1, HOLDS] == 1 and summary.loc[1, "cells"] == 1
     assert (summary[[HOLDS, NOT_HOLD, UNDECIDED]].sum(axis=1) == summary["cells"]).all()
+
+
+# --- the text a reader sees ------------------------------------------------------------------
+
+def test_expected_cells_of_a_grid() -> None:
+    cells = expected_cells(["pendulum", "quadrotor", "seeker"])
+    assert len(cells) == 3 + 2 + 6 + 6
+    assert (2, "pendulum", "td3") not in cells and (2, "seeker", "td3") in cells
+    assert {algo for f, _, algo in cells if f == 1} == {"a2c"}
+
+
+def test_markdown_of_a_partial_grid_names_every_verdict_and_every_missing_cell() -> None:
+    same = [-3.0, -4.0, -5.0]
+    runs = runs_table({("pendulum", "a2c", "se-vanilla"): same,
+                       ("pendulum", "a2c", "sp-vanilla"): same,
+                       ("seeker", "a2c", "se-vanilla"): same,
+                       ("seeker", "a2c", "sp-vanilla"): [-3.0, -4.0, -5.1]})
+    text = to_markdown(finding_1(runs), envs=["pendulum", "quadrotor", "seeker"],
+                       algos=["a2c"])
+    assert "**Finding 1.** The paper: *A2C: SE-RL and SP-RL (vanilla) identical*." in text
+    assert f"- A2C · pendulum: **{IDENTICAL}**, as the paper says." in text
+    assert f"- A2C · seeker: **{DIFFER}**, against the paper." in text
+    assert "- A2C · quadrotor: not run yet." in text
+    assert "Finding 2" not in text  # no TD3 in this grid

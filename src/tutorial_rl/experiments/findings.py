@@ -87,7 +87,8 @@ from tutorial_rl.experiments.stats import CONFIG
 
 __all__ = ["CLAIMS", "COLUMNS", "DIFFER", "HOLDS", "IDENTICAL", "MATCHES", "MIN_SEEDS",
            "NOT_HOLD", "NO_DIFFERENCE", "SE_BETTER", "SP_BETTER", "UNDECIDED", "check_findings",
-           "finding_1", "finding_2", "finding_3", "finding_4", "summarise"]
+           "expected_cells", "finding_1", "finding_2", "finding_3", "finding_4", "summarise",
+           "to_markdown"]
 
 #: Verdicts (column ``verdict``).
 IDENTICAL, DIFFER = "identical (by construction)", "differ"
@@ -131,6 +132,43 @@ def summarise(findings: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({"claim": claims, "cells": counts.sum(axis=1), HOLDS: counts[HOLDS],
                          NOT_HOLD: counts[NOT_HOLD], UNDECIDED: counts[UNDECIDED]}
                         ).rename_axis("finding").reset_index()
+
+
+def expected_cells(envs: Sequence[str], algos: Sequence[str] = ("td3", "a2c")
+                   ) -> list[tuple[int, str, str]]:
+    """(finding, task, algorithm) of every cell a grid over ``envs`` × ``algos`` decides: finding 1
+    for A2C, finding 2 for TD3 on the quadrotor and the seeker, findings 3 and 4 everywhere."""
+    cells = [(1, env, "a2c") for env in envs if "a2c" in algos]
+    cells += [(2, env, "td3") for env in envs if env in ("quadrotor", "seeker") and "td3" in algos]
+    cells += [(f, env, algo) for f in (3, 4) for env in envs for algo in algos]
+    return sorted(cells, key=lambda c: (c[0], list(envs).index(c[1]), c[2] != "td3"))
+
+
+def to_markdown(findings: pd.DataFrame, envs: Sequence[str] | None = None,
+                algos: Sequence[str] = ("td3", "a2c")) -> str:
+    """A :func:`check_findings` table as text for a reader: per finding the paper's claim, then
+    one line per cell with our verdict, whether it supports the claim, and its evidence.
+
+    :param envs: the tasks of the whole grid; cells of a task the table does not cover yet are
+        listed as "not run yet" (default: only the table's own cells).
+    """
+    envs = list(envs) if envs is not None else list(dict.fromkeys(findings["env"]))
+    rows = {(int(r["finding"]), r["env"], r["algo"]): r for _, r in findings.iterrows()}
+    lines: list[str] = []
+    for finding in sorted({f for f, _, _ in expected_cells(envs, algos)}):
+        lines += ["", f"**Finding {finding}.** The paper: *{CLAIMS[finding]}*.", ""]
+        for f, env, algo in expected_cells(envs, algos):
+            if f != finding:
+                continue
+            label = f"{algo.upper()} · {env}"
+            row = rows.get((f, env, algo))
+            if row is None:
+                lines.append(f"- {label}: not run yet.")
+                continue
+            stance = {HOLDS: ", as the paper says", NOT_HOLD: ", against the paper"}.get(
+                row["status"], "")
+            lines.append(f"- {label}: **{row['verdict']}**{stance}. {row['evidence']}.")
+    return "\n".join(lines).strip() + "\n"
 
 
 def _scores(cell: pd.DataFrame, config: str, seeds: Sequence[int]) -> np.ndarray:
