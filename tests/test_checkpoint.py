@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import json
 import os
 import signal
 import subprocess
@@ -205,7 +206,8 @@ def _loky_workers_of(pid: int) -> list[int]:
 @pytest.mark.skipif(sys.platform != "linux", reason="reads the process table with ps")
 def test_a_terminated_sweep_takes_its_workers_with_it(tmp_path: Path) -> None:
     """SIGTERM (``kill``, the end of a session) stops the sweep *and* its worker processes;
-    orphaned workers would go on training groups that the restarted sweep trains again."""
+    orphaned workers would go on training groups that the restarted sweep trains again. The
+    provenance records how long the interrupted invocation ran."""
     env = {**os.environ, "TUTORIAL_RL_PROFILE": "full"}
     sweep = subprocess.Popen([sys.executable, "-m", "tutorial_rl.experiments.cli", "sweep",
                               "--profile", "quick", "--only", "env=seeker", "--only", "algo=td3",
@@ -225,6 +227,8 @@ def test_a_terminated_sweep_takes_its_workers_with_it(tmp_path: Path) -> None:
         while any(Path(f"/proc/{w}").exists() for w in workers) and time.monotonic() < deadline:
             time.sleep(0.5)
         assert not [w for w in workers if Path(f"/proc/{w}").exists()], "orphaned workers"
+        record = json.loads((tmp_path / "s" / "provenance.json").read_text())
+        assert record["interrupted"] is True and record["wall_time_s"] > 0  # how long it ran
     finally:
         for pid in [sweep.pid, *_loky_workers_of(sweep.pid)]:  # never leave them behind
             with contextlib.suppress(ProcessLookupError):

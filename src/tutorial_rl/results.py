@@ -85,7 +85,8 @@ def describe_invocations(folder: str | Path) -> str:
         lines += [f"{r.get('command')}",
                   f"    commit {(r.get('commit') or 'unknown')[:10]}, dirty {r.get('dirty')}, "
                   f"profile {r.get('profile')}, {r.get('machine', {}).get('cpu_count')} cores, "
-                  f"{r.get('date_utc')}, wall time {r.get('wall_time_s', 0) / 60:.1f} min"]
+                  f"{r.get('date_utc')}, wall time {r.get('wall_time_s', 0) / 60:.1f} min"
+                  + (" (interrupted)" if r.get("interrupted") else "")]
     if "note" in records[-1]:
         lines.append(f"note: {records[-1]['note']}")
     return "\n".join(lines)

@@ -579,12 +579,16 @@ def _run_sweep(profile: ExperimentProfile, specs: list[RunSpec], out: Path, jobs
     todo.sort(key=estimate_run_seconds, reverse=True)
     units = group_units(todo, group_size)
     units.sort(key=lambda u: sum(map(estimate_run_seconds, u)), reverse=True)  # longest first
-    with _progress_bar(len(todo), progress) as bar:
-        if todo and launcher == "local":
-            _launch_local(units, runs_dir, jobs, bar, checkpoint_every, device)
-        elif todo:
-            _launch_submitit(units, runs_dir, jobs, slurm or SlurmOptions(), bar,
-                             checkpoint_every, device)
+    try:
+        with _progress_bar(len(todo), progress) as bar:
+            if todo and launcher == "local":
+                _launch_local(units, runs_dir, jobs, bar, checkpoint_every, device)
+            elif todo:
+                _launch_submitit(units, runs_dir, jobs, slurm or SlurmOptions(), bar,
+                                 checkpoint_every, device)
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM/SIGHUP: say how long it ran, then stop
+        write_provenance(out, {**record, "interrupted": True}, time.perf_counter() - start)
+        raise
 
     status = {s.key: run_status(runs_dir / s.key) for s in todo}
     wall = time.perf_counter() - start
