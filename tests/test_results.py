@@ -81,5 +81,11 @@ def test_describe_invocations_lists_every_command_oldest_first(tmp_path: Path) -
     assert [r["command"] for r in invocations(tmp_path)] == [
         "tutorial-rl sweep --only env=pendulum", "tutorial-rl sweep"]
     text = describe_invocations(tmp_path)
-    assert text.index("--only env=pendulum") < text.index("wall time 2.0 min")
-    assert "wall time 1.0 min" in text and text.endswith("note: resumed")
+    assert text.index("--only env=pendulum") < text.index("ran 2.0 min")
+    assert "ran 1.0 min" in text and text.endswith("note: resumed")
+    long = provenance(["tutorial-rl", "sweep", "--profile", "paper", "--out", "results/paper",
+                       "--jobs", "2", "--only", "env=quadrotor", "--only", "algo=td3"], 0.0)
+    write_provenance(tmp_path, {**long, "interrupted": True}, 30.0)
+    lines = describe_invocations(tmp_path).splitlines()
+    assert max(map(len, lines)) <= 100  # fits a book page's code output
+    assert "--only algo=td3" in "\n".join(lines) and "ran 0.5 min (interrupted)" in lines[-1]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -82,11 +83,18 @@ def describe_invocations(folder: str | Path) -> str:
         raise FileNotFoundError(f"no provenance.json in {folder}")
     lines = []
     for r in records:
-        lines += [f"{r.get('command')}",
-                  f"    commit {(r.get('commit') or 'unknown')[:10]}, dirty {r.get('dirty')}, "
-                  f"profile {r.get('profile')}, {r.get('machine', {}).get('cpu_count')} cores, "
-                  f"{r.get('date_utc')}, wall time {r.get('wall_time_s', 0) / 60:.1f} min"
-                  + (" (interrupted)" if r.get("interrupted") else "")]
+        when = str(r.get("date_utc") or "?").replace("T", " ")[:16]  # minutes are enough here
+        # at most ~100 characters a line, what a book page shows of a code output: the command
+        # wrapped between its options, the details on a line of their own
+        options = str(r.get("command")).replace(" --", "\0--").split("\0")
+        wrapped = textwrap.wrap(" ".join(o.replace(" ", "\xa0") for o in options), 96,
+                                subsequent_indent="      ", break_on_hyphens=False)
+        lines += [line.replace("\xa0", " ") for line in wrapped]
+        dirty = " (dirty)" if r.get("dirty") else ""
+        lines.append(f"  commit {(r.get('commit') or 'unknown')[:10]}{dirty}, profile "
+                     f"{r.get('profile')}, {r.get('machine', {}).get('cpu_count')} cores, "
+                     f"{when} UTC, ran {r.get('wall_time_s', 0) / 60:.1f} min"
+                     + (" (interrupted)" if r.get("interrupted") else ""))
     if "note" in records[-1]:
         lines.append(f"note: {records[-1]['note']}")
     return "\n".join(lines)
