@@ -967,3 +967,26 @@ def test_dual_method_refresh_gives_the_same_sets():
     assert torch.equal(fast.slots.sort(1).values, slow.slots.sort(1).values)
     torch.testing.assert_close(fast.lam.sort(1).values, slow.lam.sort(1).values, rtol=0,
                                atol=1e-9)
+
+
+@pytest.mark.parametrize("m", [2, 6])
+def test_dual_method_with_shared_rows_and_per_element_offsets(m: int) -> None:
+    """One matrix A for the batch with an offset b per element (a safe action set whose rows are
+    fixed and whose offsets depend on the state, as the quadrotor's): every element's set found
+    by the dual method itself verifies, with no fallback. (It used to take element 0's b for
+    the whole batch, and the fallback quietly repaired up to 77 % of a quadrotor update.)"""
+    from tutorial_rl.projection import dual
+
+    g = torch.Generator().manual_seed(11)
+    A = torch.randn(1, 4 * m, m, dtype=F64, generator=g)
+    b = 0.2 + 2 * torch.rand(300, 4 * m, dtype=F64, generator=g)
+    u = 3 * torch.randn(300, m, dtype=F64, generator=g)
+    An, bn, scale = core.normalise(u, A, b)
+    assert An.shape[0] == 1 and bn.shape[0] == 300
+    found = dual.dual_active_set(u, An, bn, dual.ADD_RTOL * scale)
+    assert (found.status == dual.SOLVED).all()
+    x, lam = core.polish(u, An, bn, found.slots)
+    ok, _ = core._verify(u, x, An, bn, found.slots, lam, core.VERIFY_RTOL * scale)
+    assert ok.all(), f"{int((~ok).sum())} of 300 elements unverified"
+    expected = project_polytope(u, A.expand(300, -1, -1), b)
+    torch.testing.assert_close(x, expected, rtol=0, atol=1e-9)

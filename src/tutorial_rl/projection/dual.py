@@ -129,8 +129,11 @@ def _loop(u: np.ndarray, An: np.ndarray, bn: np.ndarray, tol: np.ndarray, max_it
     """The iteration of :func:`dual_active_set`, writing into ``out_*`` (NumPy, batch-last)."""
     B, m = u.shape
     k = An.shape[-2] - 1
+    # one matrix of rows for the batch (b may still differ per element, as in a safe action set
+    # whose offsets depend on the state): residuals by a matrix product
     shared = An.shape[0] == 1
-    A0, b0 = An[0], bn[0][:, None]  # one polytope for the batch: residuals by a matrix product
+    shared_b = bn.shape[0] == 1
+    A0, b0 = An[0], bn[0][:, None]
     At = np.ascontiguousarray(An.transpose(1, 2, 0))  # [k + 1, m, n]
     bt = np.ascontiguousarray(bn.T)  # [k + 1, n]
     idx = np.arange(B)
@@ -142,7 +145,8 @@ def _loop(u: np.ndarray, An: np.ndarray, bn: np.ndarray, tol: np.ndarray, max_it
         return A0[p].T if shared else At[p, :, ar].T
 
     def residual(x: np.ndarray) -> np.ndarray:  # [k + 1, n]; the padding row k has residual 0
-        return A0 @ x - b0 if shared else np.einsum("kmn,mn->kn", At, x) - bt
+        ax = A0 @ x if shared else np.einsum("kmn,mn->kn", At, x)
+        return ax - (b0 if shared_b else bt)
 
     # The first step in closed form: from v = u (S empty) the most violated row p enters with
     # the full step t = its violation (a_p is a unit row, z = a_p, H = I − a_p a_pᵀ, n_p = a_p).
@@ -225,7 +229,9 @@ def _loop(u: np.ndarray, An: np.ndarray, bn: np.ndarray, tol: np.ndarray, max_it
             keep = ~fin
             idx, tw, x = idx[keep], tw[keep], x[:, keep]
             if not shared:
-                At, bt = At[..., keep], bt[:, keep]
+                At = At[..., keep]
+            if not shared_b:
+                bt = bt[:, keep]
             slots, lam, p, lp, HN = slots[:, keep], lam[:, keep], p[keep], lp[keep], HN[..., keep]
             fin = fin[keep]
             ar = np.arange(len(idx))
