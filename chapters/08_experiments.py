@@ -18,9 +18,9 @@
 # SP-RL vanilla, with the per-sample loss and with the penalty critic), four penalty weights
 # $\alpha$, seven training seeds, ten evaluation episodes: the design of
 # {cite:t}`markgraf2026safeguard`, at the paper's training budgets, with hyperparameters tuned
-# for each task and algorithm (appendix {ref}`appendix-tuning`). The statistics follow
-# {cite:t}`agarwal2021deep`: interquartile means with stratified bootstrap confidence intervals,
-# and rank tests for every verdict.
+# for each task and algorithm ({ref}`the tuning appendix <appendix-tuning>`). The statistics
+# follow {cite:t}`agarwal2021deep`: interquartile means with stratified bootstrap confidence
+# intervals, and rank tests for every verdict.
 #
 # Every number below is loaded from `results/paper`, where the experiment runner wrote it,
 # together with the command, commit, machine and wall time that produced it. Nothing is retrained
@@ -100,7 +100,8 @@ print(f"\npaper: {len(paper.runs())} runs = 3 tasks x 2 algorithms x (2 vanilla 
 
 # %% [markdown]
 # The `paper` profile also carries the hyperparameters tuned for each task and algorithm on the
-# unsafe baseline (appendix {ref}`appendix-tuning`); every variant of a cell uses the same ones.
+# unsafe baseline ({ref}`the tuning appendix <appendix-tuning>`); every variant of a cell uses
+# the same ones.
 #
 # **The $\alpha$ grid.** The paper's code used $\alpha = 0.1$ for the SE-RL reward penalty and
 # swept $\{0.1, 0.5, 1, 2\}$ for the per-sample loss. We give every mitigation the same four
@@ -137,8 +138,8 @@ print(f"\npaper: {len(paper.runs())} runs = 3 tasks x 2 algorithms x (2 vanilla 
 # thread each, and writes each run to a temporary folder that is renamed only when the run is
 # complete, so an interrupted sweep never leaves a half-written result. Every run also writes an
 # exact checkpoint (`--checkpoint-every N` environment steps; by default every 10 minutes of
-# wall time) with its networks, optimiser states, replay buffer, random generators, environment state
-# and progress rows. Rerunning the same command skips finished runs and continues unfinished ones
+# wall time) with its networks, optimiser states, replay buffer, random generators, environment
+# state and progress rows. Rerunning the same command skips finished runs and continues unfinished ones
 # from their last checkpoint, to the same `progress.csv` and `model.pt`, bit for bit, as a sweep
 # that never stopped (the tests kill one with SIGKILL), so a long sweep can be spread over many
 # sessions. Ctrl-C or `kill` stops the sweep's worker processes with it, and its provenance
@@ -185,7 +186,8 @@ with tempfile.TemporaryDirectory() as tmp:
     again = sweep("ci", Path(tmp) / "ci", jobs=1, progress=False, command=command)  # resumes
     print(again.describe().replace(tmp, "$TMP"))
     report = write_report(Path(tmp) / "ci", reps=500)
-    print("report files:", ", ".join(sorted(p.name for p in report.parent.iterdir())))
+    files = sorted(p.name for p in report.parent.iterdir())
+    print(f"report: {len(files)} files in $TMP/ci/report ({', '.join(files[:3])}, ...)")
     plt.close("all")
     print(f"... sweep, resume and report in {time.time() - start:.1f} s")
 
@@ -270,9 +272,9 @@ print(f"{len(all_runs)} finished runs of the paper grid:\n"
 # seeds (dot) and its 95 % bootstrap interval (bar), SE-RL in blues, SP-RL in oranges and greens.
 # The vertical lines are the two reference policies behind the same safeguard: the zero action
 # (doing nothing) and the task's controller (the LQR for the pendulum and the quadrotor, a PD
-# controller to the goal for the seeker; appendix {ref}`appendix-tuning`). The top axis
-# is the **normalised score**, 0 at the zero action and 1 at the controller, which makes tasks
-# comparable.
+# controller to the goal for the seeker; {ref}`the tuning appendix <appendix-tuning>`). The top
+# axis is the **normalised score**, 0 at the zero action and 1 at the controller, which makes
+# tasks comparable.
 
 # %% tags=["hide-input"] mystnb={"figure": {"caption": "Final performance of the paper grid's finished cells (paper budgets, tuned hyperparameters): IQM over 7 seeds (dot) and 95 % bootstrap interval (bar) per configuration; the lines are the zero action and the reference controller behind the same safeguard, the top axis the normalised score.", "name": "fig-final-performance"}, "image": {"alt": "Panels with interval plots of final return per configuration, one per finished task and algorithm"}}
 fig = plots.figure_grid(final, plots.plot_final_performance,
@@ -452,11 +454,11 @@ print("cvxpylayers SP-RL / SE-RL time per TD3 update:",
 #
 # - **A2C budgets.** The paper does not state them. Ours (50,000 steps on the pendulum, 250,000
 #   on the quadrotor, 150,000 on the seeker) are read off the tuned unsafe A2C's learning curves
-#   by a rule fixed in advance (appendix {ref}`appendix-tuning`); the quadrotor's is provisional,
-#   because the unsafe A2C does not learn there within any budget we tried.
+#   by a rule fixed in advance ({ref}`the tuning appendix <appendix-tuning>`); the quadrotor's is
+#   provisional, because the unsafe A2C does not learn there within any budget we tried.
 # - **Hyperparameters** are tuned per task and algorithm on the unsafe baseline with Optuna
-#   (appendix {ref}`appendix-tuning`), then used unchanged by every safeguarded variant, so no
-#   variant is favoured by its own tuning. The paper's code uses fixed values.
+#   ({ref}`the tuning appendix <appendix-tuning>`), then used unchanged by every safeguarded
+#   variant, so no variant is favoured by its own tuning. The paper's code uses fixed values.
 # - **The $\alpha$ grid.** Every mitigation gets the same four weights $\{0.1, 0.5, 1, 2\}$,
 #   measured on squared distances in the normalised action space $[-1, 1]^m$; the paper's code
 #   fixes $\alpha = 0.1$ for the SE-RL penalty.
@@ -507,7 +509,7 @@ print(pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.2f}
 #   that makes vanilla SP-RL stall (chapter 6).
 # - **Prefer a mitigation to vanilla SP-RL with TD3.** Where vanilla SP-RL scores as well, it
 #   still has an actor gradient that vanishes whenever the policy proposes outside the set
-#   (chapter 6); the mitigations remove that at little extra cost per step.
+#   (chapter 6); the mitigations remove that, at the cost per step shown above.
 # - **Tune $\alpha$ on seeds you do not report**, as the findings above do.
 #
 # ## Running the paper's profile
