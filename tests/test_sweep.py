@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 
 from tutorial_rl.agents.common import VALID_MITIGATIONS
-from tutorial_rl.experiments import runner
+from tutorial_rl.experiments import launchers, runner
 from tutorial_rl.experiments.commands import main
 from tutorial_rl.experiments.config import (
     PROFILES,
@@ -262,7 +262,7 @@ def test_a_second_sweep_into_the_same_folder_is_refused(tmp_path: Path) -> None:
 
 
 def test_progress_bar_only_on_a_terminal() -> None:
-    with runner._progress_bar(3, None) as bar:  # pytest captures stderr: not a terminal
+    with launchers.progress_bar(3, None) as bar:  # pytest captures stderr: not a terminal
         assert bar.disable
 
 

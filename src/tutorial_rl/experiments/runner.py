@@ -18,10 +18,11 @@ is deleted first), so a half-written result is never read and never kept; a run 
 checkpoint ends with the same files as one that never stopped. A run that raises is recorded in
 ``failed.json`` and the sweep goes on; the summary and the exit code say how many failed.
 
-Launchers: ``local`` runs the runs in a joblib (loky) process pool; ``submitit`` submits them
-through :class:`submitit.AutoExecutor`, which uses SLURM where there is one and local
-processes elsewhere. Every worker uses one torch thread: small networks run fastest on one, and
-``jobs`` workers then share the cores without oversubscription.
+Launchers (:mod:`~tutorial_rl.experiments.launchers`): ``local`` runs the runs in a joblib
+(loky) process pool; ``submitit`` submits them through :class:`submitit.AutoExecutor`, which uses
+SLURM where there is one and local processes elsewhere. Every worker uses one torch thread: small
+networks run fastest on one, and ``jobs`` workers then share the cores without
+oversubscription.
 """
 
 from __future__ import annotations
@@ -50,6 +51,13 @@ from tutorial_rl.experiments.config import (
     select_runs,
 )
 from tutorial_rl.experiments.costs import estimate_run_seconds
+from tutorial_rl.experiments.launchers import (
+    LAUNCHERS,
+    SlurmOptions,
+    launch_local,
+    launch_submitit,
+    progress_bar,
+)
 from tutorial_rl.provenance import invocations, provenance, write_json_atomic, write_provenance
 
 __all__ = ["CHECKPOINTS_DIR", "DONE_FILE", "FAILED_FILE", "LAUNCHERS", "RUNS_DIR", "SWEEP_FILE",
@@ -64,23 +72,7 @@ DONE_FILE = "done.json"
 FAILED_FILE = "failed.json"
 TMP_PREFIX = ".tmp-"
 LOCK_FILE = ".lock"
-LAUNCHERS: tuple[str, ...] = ("local", "submitit")
 Status = Literal["done", "failed", "partial", "missing"]
-
-
-@dataclass(frozen=True)
-class SlurmOptions:
-    """Resources of the ``submitit`` launcher (the local fallback uses only ``cluster``)."""
-
-    partition: str | None = None
-    """SLURM partition (``None``: the cluster's default)"""
-    time_min: int = 120
-    """time limit of one job in minutes"""
-    cpus_per_task: int = 1
-    """CPUs per job (one run per job, one torch thread per run)"""
-    cluster: str | None = None
-    """submitit executor: ``None`` picks SLURM when available, else ``local``; ``debug`` runs
-    in-process"""
 
 
 @dataclass(frozen=True)
@@ -301,94 +293,6 @@ def group_units(specs: Sequence[RunSpec], group_size: int) -> list[list[RunSpec]
     return units
 
 
-def _progress_bar(total: int, show: bool | None) -> Any:
-    from tqdm import tqdm
-
-    show = sys.stderr.isatty() if show is None else show
-    return tqdm(total=total, unit="run", desc="sweep", disable=not show, dynamic_ncols=True)
-
-
-def _launch_local(units: list[list[RunSpec]], runs_dir: Path, jobs: int, bar: Any,
-                  checkpoint_every: int | None, device: str = "cpu") -> None:
-    from joblib import Parallel, delayed
-
-    # loky worker processes; n_jobs=1 runs in this process (no pool to start)
-    parallel = Parallel(n_jobs=jobs, backend="loky", return_as="generator_unordered")
-    with _workers_stop_with_the_sweep():
-        try:
-            for outcomes in parallel(delayed(execute_unit)(unit, str(runs_dir),
-                                                           checkpoint_every, device)
-                                     for unit in units):
-                bar.update(len(outcomes))
-                for outcome in outcomes:
-                    if outcome["status"] == "failed":
-                        bar.write(f"run {outcome['key']} failed: {outcome['error']}")
-        except Exception as exc:  # noqa: BLE001 -- e.g. a worker killed by the OS; rerun resumes
-            print(f"tutorial-rl sweep: the worker pool stopped ({type(exc).__name__}: {exc}); "
-                  f"unfinished runs are reported as failed", file=sys.stderr)
-
-
-@contextmanager
-def _workers_stop_with_the_sweep() -> Iterator[None]:
-    """Turn SIGTERM and SIGHUP (``kill``, a closed terminal, the end of a session) into
-    ``KeyboardInterrupt``, on which joblib terminates its worker processes.
-
-    Without this, killing the sweep leaves its loky workers training on as orphans: a restarted
-    sweep then trains the same groups a second time, in parallel, for nothing (the results stay
-    right, see :func:`_finalize`, but the cores are spent twice). Only in the main thread, where
-    Python can install handlers."""
-    import signal
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def interrupt(signum: int, _frame: Any) -> None:
-        raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
-
-    signals = [getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)]
-    previous = {sig: signal.signal(sig, interrupt) for sig in signals}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
-def _launch_submitit(units: list[list[RunSpec]], runs_dir: Path, jobs: int,
-                     slurm: SlurmOptions, bar: Any, checkpoint_every: int | None,
-                     device: str = "cpu") -> None:
-    import submitit
-
-    executor = submitit.AutoExecutor(folder=runs_dir.parent / "submitit", cluster=slurm.cluster)
-    executor.update_parameters(name="tutorial-rl-sweep", timeout_min=slurm.time_min,
-                               cpus_per_task=slurm.cpus_per_task, slurm_partition=slurm.partition,
-                               slurm_array_parallelism=jobs)
-    specs = [spec for unit in units for spec in unit]
-    if executor.cluster == "slurm":  # one array task per unit; SLURM limits the parallelism
-        chunks = [[unit] for unit in units]
-    else:  # the local executor starts every job at once: make exactly `jobs` of them
-        chunks = [units[i::jobs] for i in range(min(jobs, len(units)))]
-    submitted = executor.map_array(execute_runs, chunks, [str(runs_dir)] * len(chunks),
-                                   [checkpoint_every] * len(chunks), [device] * len(chunks))
-    pending = list(submitted)
-    finished: set[str] = set()
-    while pending:
-        for job in [j for j in pending if j.done()]:
-            pending.remove(job)
-            try:
-                job.result()
-            except Exception as exc:  # noqa: BLE001 -- a job killed by SLURM (time limit, ...)
-                bar.write(f"submitit job {job.job_id} ended abnormally: {exc}")
-        # progress from the markers on disk: jobs hold several runs in the local fallback
-        now_finished = {s.key for s in specs if run_status(runs_dir / s.key) in ("done", "failed")}
-        bar.update(len(now_finished - finished))
-        finished = now_finished
-        if pending:
-            time.sleep(0.5)
-
-
 def _comparable(settings: Mapping[str, Any]) -> dict[str, Any]:
     # inject_failure changes no successful run's result, so a resume may drop it
     return {k: v for k, v in settings.items() if k not in ("name", "inject_failure")}
@@ -580,11 +484,11 @@ def _run_sweep(profile: ExperimentProfile, specs: list[RunSpec], out: Path, jobs
     units = group_units(todo, group_size)
     units.sort(key=lambda u: sum(map(estimate_run_seconds, u)), reverse=True)  # longest first
     try:
-        with _progress_bar(len(todo), progress) as bar:
+        with progress_bar(len(todo), progress) as bar:
             if todo and launcher == "local":
-                _launch_local(units, runs_dir, jobs, bar, checkpoint_every, device)
+                launch_local(units, runs_dir, jobs, bar, checkpoint_every, device)
             elif todo:
-                _launch_submitit(units, runs_dir, jobs, slurm or SlurmOptions(), bar,
+                launch_submitit(units, runs_dir, jobs, slurm or SlurmOptions(), bar,
                                  checkpoint_every, device)
     except KeyboardInterrupt:  # Ctrl-C, or SIGTERM/SIGHUP: say how long it ran, then stop
         write_provenance(out, {**record, "interrupted": True}, time.perf_counter() - start)
