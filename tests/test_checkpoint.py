@@ -233,3 +233,31 @@ def test_a_terminated_sweep_takes_its_workers_with_it(tmp_path: Path) -> None:
         for pid in [sweep.pid, *_loky_workers_of(sweep.pid)]:  # never leave them behind
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+
+
+def test_a_group_continued_from_a_checkpoint_counts_its_earlier_training_time(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run's wall time covers all of its training, not only the part after the last restart
+    (the paper grid's groups are continued over several sessions)."""
+    from tutorial_rl.experiments.grouped import train_group
+
+    configs = [RunConfig(env="pendulum", algo="td3", mode="se", mitigation="none", steps=300,
+                         seed=s, agent=TD3_TINY, progress_bar=False, num_threads=1,
+                         out=tmp_path / f"r{s}") for s in (0, 1)]
+    path = tmp_path / "group.pt"
+    save = checkpoint_module.Checkpoint.save
+
+    def save_then_stop(self: checkpoint_module.Checkpoint) -> None:
+        save(self)
+        raise Stop
+
+    monkeypatch.setattr(checkpoint_module.Checkpoint, "save", save_then_stop)
+    with pytest.raises(Stop):
+        train_group(configs, checkpoint=path, checkpoint_every=100)
+    monkeypatch.setattr(checkpoint_module.Checkpoint, "save", save)
+    state = torch.load(path, weights_only=False)
+    for recorder in state["recorder"]["recorders"]:  # as if it had trained for an hour
+        recorder["elapsed"] += 3600.0
+    torch.save(state, path)
+    results = train_group(configs, checkpoint=path, checkpoint_every=100)
+    assert all(r.wall_time >= 3600.0 / 2 for r in results)  # each run's share of the group

@@ -124,9 +124,11 @@ def train_group(configs: list[RunConfig], checkpoint: str | Path | None = None,
         steps = resolved[0][2]["steps"]
         recorders = _Recorders([ProgressRecorder(steps) for _ in configs])
         restored = saver.load() if saver is not None else None
+        earlier = 0.0  # seconds the group trained before its checkpoint (as train() counts them)
         if restored is not None:  # continue exactly where the checkpoint was written
             run, _, recorder_state = restored
             recorders.load_state_dict(recorder_state)
+            earlier = recorder_state["recorders"][0]["elapsed"]
         else:
             run = _make_group(resolved)
         if saver is not None:
@@ -141,7 +143,7 @@ def train_group(configs: list[RunConfig], checkpoint: str | Path | None = None,
         torch.set_num_threads(threads)
         if limits is not None:
             limits.restore_original_limits()
-    share = (time.perf_counter() - start) / len(configs)
+    share = (time.perf_counter() - start + earlier) / len(configs)
     results = []
     for run_dir, agent, run_rows, (_, _, r) in zip(run_dirs, run.agents, rows, resolved,
                                                     strict=True):
