@@ -244,7 +244,9 @@ print(f"\nfinished cells: {', '.join(f'{algo.upper()} · {env}' for env, algo in
 # %% [markdown]
 # The core-hours are the runs' own wall times (a group's time shared among its runs), measured
 # on a machine that was running other work at the same time, so they overstate what a quiet
-# machine needs. The commands that wrote the folder, each with its commit and wall time (an
+# machine needs. The quadrotor's TD3 groups were continued from checkpoints over two sessions,
+# and their runs record only the time of the last session (the runner now adds the earlier
+# part), so for them the figure is a lower bound. The commands that wrote the folder, each with its commit and wall time (an
 # invocation stopped at the end of a working session says so):
 
 # %%
@@ -404,10 +406,12 @@ print("share of training steps in which the safeguard changed the action (mean o
 print(rates.round(2).to_string())
 
 # %% [markdown]
-# A penalty teaches the policy to propose safe actions itself: the mitigated variants need the
-# safeguard less often than the vanilla ones, and less the larger $\alpha$. Without a penalty
-# nothing discourages an unsafe proposal, since the safeguard makes every proposal safe, so the
-# vanilla variants lean on it most.
+# A penalty teaches the policy to propose safe actions itself: in training, every mitigated
+# variant needs the safeguard less often than the vanilla variant of its placement, and less the
+# larger $\alpha$ (the table). Without a penalty nothing discourages an unsafe proposal, since the
+# safeguard makes every proposal safe. The trained policies are another matter: at evaluation the
+# SP-RL mitigations with the smallest $\alpha$ can need the safeguard more often than vanilla
+# SP-RL (TD3 on the quadrotor, in the figure).
 #
 # ## Compute cost
 #
