@@ -224,15 +224,8 @@ status["core_hours"] /= 3600
 complete = [cell for cell, row in status.iterrows() if row["finished"] == row["in the grid"]]
 if not complete:
     raise RuntimeError("no cell of results/paper is finished yet")
-
-
-def finished_cells(table: pd.DataFrame) -> pd.DataFrame:
-    """The rows of ``table`` that belong to a finished task × algorithm cell."""
-    return table[pd.MultiIndex.from_frame(table[CELL]).isin(complete)].reset_index(drop=True)
-
-
-runs = finished_cells(all_runs)
-final = finished_cells(paper_tables["final_performance"])
+runs = stats.in_cells(all_runs, complete)
+final = stats.in_cells(paper_tables["final_performance"], complete)
 if len(final.groupby(CELL)) != len(complete):
     raise RuntimeError("results/paper/report is older than its runs: run "
                        "`tutorial-rl report results/paper`")
@@ -316,7 +309,8 @@ display(Markdown("In words:\n\n" + "\n".join(lines)))
 # SE-RL vanilla curve lies exactly under the SP-RL one: finding 1 below.
 
 # %% tags=["hide-input"] mystnb={"figure": {"caption": "Training return in the paper grid's finished cells: IQM over 7 seeds with a 95 % band, vanilla variants and the best α of each mitigation.", "name": "fig-training-curves"}, "image": {"alt": "Panels with learning curves, one per finished task and algorithm"}}
-fig = plots.figure_grid(finished_cells(paper_tables["curves"]), plots.plot_training_curves,
+fig = plots.figure_grid(stats.in_cells(paper_tables["curves"], complete),
+                        plots.plot_training_curves,
                         "Training return, paper profile (IQM over seeds, 95 % band)",
                         cell_size=(6.0, 3.8), final=final)
 plt.show()
@@ -376,8 +370,9 @@ print(summarise(findings).drop(columns="claim").to_string(index=False))
 # correction say which pairs do:
 
 # %%
-print(finished_cells(paper_tables["kruskal"]).drop(columns="note").to_string(index=False))
-dunn = finished_cells(paper_tables["dunn"])
+kruskal = stats.in_cells(paper_tables["kruskal"], complete)
+print(kruskal.drop(columns="note").to_string(index=False))
+dunn = stats.in_cells(paper_tables["dunn"], complete)
 print(f"\nDunn pairs with Bonferroni-adjusted p < 0.05 ({int(dunn['significant'].sum())} of "
       f"{len(dunn)}):")
 print(dunn[dunn["significant"]].drop(columns="significant").to_string(index=False))
@@ -423,7 +418,7 @@ print(rates.round(2).to_string())
 # with vanilla, the mitigations with the reward penalty.
 
 # %%
-cost = finished_cells(paper_tables["compute_cost"])
+cost = stats.in_cells(paper_tables["compute_cost"], complete)
 order = ["se-vanilla", "se-penalty", "sp-vanilla", "sp-per-sample-loss", "sp-penalty-critic"]
 per_step = cost.pivot_table(index=CELL, columns="variant", values="ms_per_step")[order]
 relative = pd.DataFrame({

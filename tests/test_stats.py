@@ -336,3 +336,10 @@ def test_intervention_intervals_never_reach_below_zero(tmp_path: Path) -> None:
     lows = [seg[:, 1].min() for coll in ax.collections for seg in coll.get_segments()]
     assert lows and min(lows) >= 0.0  # the drawn error bars
     plt.close(fig)
+
+
+def test_in_cells_keeps_only_the_named_task_algorithm_cells() -> None:
+    table = pd.DataFrame({"env": ["pendulum", "pendulum", "seeker"], "algo": ["td3", "a2c", "td3"],
+                          "x": [1, 2, 3]})
+    kept = stats.in_cells(table, [("pendulum", "a2c"), ("seeker", "td3")])
+    assert kept["x"].tolist() == [2, 3] and kept.index.tolist() == [0, 1]

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from tutorial_rl.experiments.references import Reference
 
 __all__ = ["CONFIG", "GROUP", "add_normalised", "aggregate_performance", "compute_cost",
-           "curve_bands", "final_performance", "interventions", "iqm", "load_curves",
+           "curve_bands", "final_performance", "in_cells", "interventions", "iqm", "load_curves",
            "load_failures", "load_runs", "markdown_table", "normalised_performance",
            "significance"]
 
@@ -119,6 +119,13 @@ def load_curves(sweep_dir: str | Path, points: int = 50, window: int = 5) -> pd.
             CONFIG: run.config, "seed": run.seed, "step": grid, "episode_return": values}))
     columns = [*GROUP, CONFIG, "seed", "step", "episode_return"]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
+
+
+def in_cells(table: pd.DataFrame, cells: Sequence[tuple[str, str]]) -> pd.DataFrame:
+    """The rows of ``table`` whose (env, algo) is one of ``cells`` (Chapter 8 shows only the
+    finished task × algorithm cells of a grid that is still running)."""
+    keep = pd.MultiIndex.from_frame(table[["env", "algo"]]).isin(list(cells))
+    return table[keep].reset_index(drop=True)
 
 
 def iqm(scores: Sequence[float] | np.ndarray) -> float:
