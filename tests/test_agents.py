@@ -35,6 +35,7 @@ from tutorial_rl.agents.safe_layer import (
     drop_redundant_rows,
     project,
     project_many,
+    same_rows,
 )
 from tutorial_rl.experiments.training import RunConfig, RunResult, evaluate, train
 from tutorial_rl.projection import InfeasibleSetError, project_polytope
@@ -320,6 +321,19 @@ def test_shared_rows_are_returned_once_and_project_the_same() -> None:
     assert torch.allclose(out, expected)
     store.put(0, A[:3], np.ones(3))  # the rows vary from now on: batched again
     assert store.get(np.array([0, 1]))[0].shape == (2, 4, 2)
+
+
+def test_same_rows_is_array_equal_with_equal_shapes() -> None:
+    """The byte comparison is only a shortcut: the answer is np.array_equal's, so a row matrix
+    counts as unchanged exactly when it did before (-0.0 = 0.0, float32 = float64 values)."""
+    A = np.array([[1.0, 0.0], [-1.0, 0.5]])
+    assert same_rows(A, A.copy()) and same_rows(A, np.array([[1.0, -0.0], [-1.0, 0.5]]))
+    assert same_rows(A, A.astype(np.float32).astype(np.float64))
+    assert not same_rows(A, A[:1]) and not same_rows(A, A + 1e-15)
+    store = SafeSetStore(2, 2)
+    store.put(0, A, np.ones(2))
+    store.put(1, A.astype(np.float32), np.ones(2))  # equal values: still one shared A
+    assert store.get(np.array([0, 1]))[0].shape == (2, 2)
 
 
 def test_compute_gae_matches_the_definition() -> None:

@@ -22,6 +22,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from tutorial_rl.agents.safe_layer import same_rows
+
 __all__ = ["Batch", "ReplayBuffer", "SafeSetStore", "compute_gae", "pad_safe_sets"]
 
 
@@ -72,7 +74,7 @@ class SafeSetStore:
         if not self._varying:
             if self.shared is None:
                 self.shared = np.array(A, dtype=np.float64)
-            elif not (self.shared.shape == A.shape and np.array_equal(self.shared, A)):
+            elif not same_rows(self.shared, np.asarray(A, dtype=np.float64)):
                 self.shared, self._varying = None, True
 
     def get(self, idx: np.ndarray, device: torch.device | str = "cpu") -> tuple[Tensor, Tensor]:

@@ -29,7 +29,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from tutorial_rl.agents.safe_layer import drop_redundant_rows
+from tutorial_rl.agents.safe_layer import drop_redundant_rows, same_rows
 from tutorial_rl.projection import METHODS
 from tutorial_rl.safeguards import ProjectionSafeguard
 
@@ -279,7 +279,7 @@ class ModeEnv:
         if not self._rows_vary:
             if self._rows is None:
                 self._rows = np.array(A)
-            elif not (self._rows.shape == A.shape and np.array_equal(self._rows, A)):
+            elif not same_rows(self._rows, A):
                 self._rows_vary = True
         return drop_redundant_rows(A, b) if self._rows_vary else (A, b)
 

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from tutorial_rl.agents.common import EnvStep, SafetyConfig
-from tutorial_rl.agents.safe_layer import drop_redundant_rows
+from tutorial_rl.agents.safe_layer import drop_redundant_rows, same_rows
 from tutorial_rl.envs.vector import TaskVectorEnv
 from tutorial_rl.projection import InfeasibleSetError, project_polytope
 from tutorial_rl.safeguards import INTERVENTION_RTOL
@@ -91,7 +91,7 @@ class GroupModeEnv:
             rows = self._rows[i]
             if rows is None:
                 self._rows[i] = np.array(A)
-            elif not (rows.shape == A.shape and np.array_equal(rows, A)):
+            elif not same_rows(rows, A):
                 self._rows_vary[i] = True
         return drop_redundant_rows(A, b) if self._rows_vary[i] else (A, b)
 
