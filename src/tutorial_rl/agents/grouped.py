@@ -144,10 +144,32 @@ class StackedNetworks:
     @torch.no_grad()
     def write_back(self, networks: tuple[str, ...] | None = None) -> None:
         """Copy run k's stacked parameters into agent k's networks (all, or those named)."""
-        for k, agent in enumerate(self.agents):
-            for key, value in _Networks(agent).named_parameters():
-                if networks is None or key.split(".")[0] in networks:
-                    value.copy_(self.params[key][k])
+        plan = self.__dict__.get("_plan")  # absent in checkpoints written before it existed
+        if plan is None:
+            plan = self._plan = self._copy_plan()
+        for name, pairs in plan.items():
+            if networks is None or name in networks:
+                for key, targets in pairs:
+                    for value, source in zip(targets, self.params[key].unbind(0), strict=True):
+                        value.copy_(source)
+
+    def _copy_plan(self) -> dict[str, list[tuple[str, list[Tensor]]]]:
+        """Per network, each stacked key with the K agents' parameters it is copied into.
+
+        Built once: walking K agents' module trees costs far more than the copies (TD3 acts
+        with the agents' own actors, so the actors are written back every ``policy_delay``
+        steps)."""
+        per_agent = [dict(_Networks(a).named_parameters()) for a in self.agents]
+        plan: dict[str, list[tuple[str, list[Tensor]]]] = {}
+        for key in per_agent[0]:
+            plan.setdefault(key.split(".")[0], []).append((key, [p[key] for p in per_agent]))
+        return plan
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled without the copy plan: it is rebuilt from the unpickled agents."""
+        state = self.__dict__.copy()
+        state.pop("_plan", None)
+        return state
 
 
 class _StackedLinear(nn.Module):
