@@ -31,6 +31,7 @@ from tutorial_rl.agents.buffers import (
     pad_safe_sets,
 )
 from tutorial_rl.agents.safe_layer import (
+    _first_occurrences,
     drop_inactive_rows,
     drop_redundant_rows,
     project,
@@ -260,6 +261,18 @@ def test_drop_redundant_rows_keeps_the_set() -> None:
     u = torch.tensor([[2.0, 2.0], [-1.0, -3.0], [0.5, 0.2]], dtype=torch.float64)
     assert torch.allclose(project_polytope(u, torch.from_numpy(A), torch.from_numpy(b)),
                           project_polytope(u, torch.from_numpy(A2), torch.from_numpy(b2)))
+
+
+def test_first_occurrences_matches_numpy_unique() -> None:
+    """drop_redundant_rows's de-duplication of vertices is np.unique's (rows compared as numbers,
+    -0.0 = 0.0), in first-occurrence order."""
+    rng = np.random.default_rng(5)
+    for n in (1, 2, 7, 40):
+        for _ in range(50):
+            points = np.round(rng.normal(size=(n, 2)), 1) * rng.choice([-1.0, 0.0, 1.0], (n, 2))
+            expected = np.sort(np.unique(points, axis=0, return_index=True)[1])
+            assert _first_occurrences(points).tolist() == expected.tolist()
+    assert _first_occurrences(np.array([[0.0, 1.0], [-0.0, 1.0], [0.0, 2.0]])).tolist() == [0, 2]
 
 
 def test_project_falls_back_to_the_safe_point_only_where_a_set_is_empty() -> None:
