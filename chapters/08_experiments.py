@@ -339,11 +339,14 @@ plt.show()
 # Where a cell must choose something (the best $\alpha$ of a variant, or which SP-RL mitigation
 # is "improved SP-RL"), the choice is made on seeds 0-2 and the test uses seeds 3-6, so the
 # selection cannot bias the test. With seven seeds that leaves four against four, and the
-# smallest two-sided p-value four against four can give is $2/70 \approx 0.029$: after Holm's
-# correction over several cells, findings 3 and 4 can hardly reach significance with this
-# design. The rows say when a verdict was out of reach, and the last exercise gives the remedy.
-# Holm's correction runs over the finished cells, so a verdict can still change when the grid's
-# other cells arrive.
+# smallest p-value a rank test can give four against four is $2/70 \approx 0.029$ two-sided and
+# $1/70 \approx 0.014$ one-sided (each half of the TOST). Holm's correction multiplies the
+# smallest p by the number of cells tested, so from two finished cells on no two-sided test of
+# findings 3 and 4 can reach 0.05, and from four cells on neither can the equivalence test:
+# those verdicts stay "undecided" whatever the data. The rows say so ("undecidable at this n"),
+# the effect sizes still show which way a cell leans, and the last exercise gives the design
+# that decides them. Holm's correction runs over the finished cells, so a verdict can still
+# change when the grid's other cells arrive.
 #
 # The verdicts, each beside the paper's claim, with the evidence (the IQM difference with its
 # bootstrap interval, Cliff's $\delta$, the test's p-value raw and corrected):
