@@ -221,6 +221,10 @@ def test_seven_seeds_split_over_six_cells_cannot_decide_and_say_so() -> None:
     assert len(table) == 6 and (table["verdict"] == UNDECIDED).all()
     assert np.allclose(table["p"], 2 / 70) and (table["n"] == "4 vs 4").all()
     assert table["evidence"].str.contains("smallest attainable p 0.029 × 6 tests").all()
+    # one sentence names every test that cannot pass: the rank test and the equivalence test
+    assert (table["evidence"].str.count("undecidable at this n") == 1).all()
+    assert table["evidence"].str.contains("and TOST p 0.014 × 6 tests (Holm) >= 0.05",
+                                          regex=False).all()
 
 
 def test_finding_3_without_references_cannot_match() -> None:

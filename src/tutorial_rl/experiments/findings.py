@@ -217,13 +217,18 @@ def _frame(rows: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def _design_note(min_p: float, tests: int, level: float, what: str = "p") -> str:
+def _design_note(level: float, *limits: tuple[float, int, str]) -> str:
     """Say so when no data of this size could pass: Holm multiplies the smallest p by the
-    number of tests, so a smallest attainable p above level / tests can never be significant."""
-    if min_p * tests < level:
+    number of tests, so a smallest attainable p above level / tests can never be significant.
+
+    :param limits: (smallest attainable p, number of tests, name of the test) per test of the
+        verdict; one sentence names those that cannot pass.
+    """
+    out = [f"{what} {min_p:.2g} × {tests} tests" for min_p, tests, what in limits
+           if min_p * tests >= level]
+    if not out:
         return ""
-    return (f"undecidable at this n: smallest attainable {what} {min_p:.2g} × {tests} tests "
-            f"(Holm) >= {level:g}")
+    return f"undecidable at this n: smallest attainable {' and '.join(out)} (Holm) >= {level:g}"
 
 
 def _pair_values(pair: _Pair, scale: float) -> dict:
@@ -287,7 +292,7 @@ def finding_2(runs: pd.DataFrame, envs: tuple[str, ...] = ("quadrotor", "seeker"
         row["verdict"] = (SE_BETTER if pair.delta > 0 else SP_BETTER) if significant \
             else NO_DIFFERENCE
         row["status"] = {SE_BETTER: HOLDS, SP_BETTER: NOT_HOLD}.get(row["verdict"], UNDECIDED)
-        note = "" if significant else _design_note(pair.min_p, tests, level)
+        note = "" if significant else _design_note(level, (pair.min_p, tests, "p"))
         row["evidence"] = "; ".join(filter(None, [pair.text("SE", "SP")
                                                   + f", Holm p = {p_adj:.3g}", note]))
     return _frame(rows)
@@ -343,10 +348,10 @@ def finding_3(runs: pd.DataFrame, references: Mapping[str, Reference] | None = N
         row["verdict"] = verdict
         row["status"] = {MATCHES: HOLDS, SP_BETTER: HOLDS, SE_BETTER: NOT_HOLD}.get(verdict,
                                                                                   UNDECIDED)
+        equivalence = [] if np.isnan(pe) else [
+            (min_p_value(pair.a.size, pair.b.size, "greater"), e_tests, "TOST p")]
         notes = [] if verdict != UNDECIDED else [
-            _design_note(pair.min_p, tests, level),
-            "" if np.isnan(pe) else _design_note(
-                min_p_value(pair.a.size, pair.b.size, "greater"), e_tests, level, "TOST p")]
+            _design_note(level, (pair.min_p, tests, "p"), *equivalence)]
         row["evidence"] = "; ".join(filter(None, [
             pair.text("SP", "SE") + f", Holm p = {pd_:.3g}", row["evidence"]
             + (f", Holm p = {pe:.3g}" if not np.isnan(pe) else ""), *notes]))
@@ -405,7 +410,7 @@ def finding_4(runs: pd.DataFrame, references: Mapping[str, Reference] | None = N
         row.update(verdict=verdict, status=verdict, p_holm=p_h)
         row["evidence"] += (f", Holm p = {p_h:.3g}; a competitor better: Bonferroni-Holm p = "
                             f"{p_a:.3g}")
-        note = _design_note(min_p, tests, level) if verdict == UNDECIDED else ""
+        note = _design_note(level, (min_p, tests, "p")) if verdict == UNDECIDED else ""
         row["evidence"] += f"; {note}" if note else ""
     return _frame(rows)
 
