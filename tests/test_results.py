@@ -89,3 +89,6 @@ def test_describe_invocations_lists_every_command_oldest_first(tmp_path: Path) -
     lines = describe_invocations(tmp_path).splitlines()
     assert max(map(len, lines)) <= 100  # fits a book page's code output
     assert "--only algo=td3" in "\n".join(lines) and "ran 0.5 min (interrupted)" in lines[-1]
+    write_provenance(tmp_path, {**long, "note": "a long note, " * 30}, 30.0)
+    lines = describe_invocations(tmp_path).splitlines()
+    assert max(map(len, lines)) <= 100 and lines[-5].startswith("note: a long note")

@@ -96,5 +96,5 @@ def describe_invocations(folder: str | Path) -> str:
                      f"{when} UTC, ran {r.get('wall_time_s', 0) / 60:.1f} min"
                      + (" (interrupted)" if r.get("interrupted") else ""))
     if "note" in records[-1]:
-        lines.append(f"note: {records[-1]['note']}")
+        lines += textwrap.wrap(f"note: {records[-1]['note']}", 96, subsequent_indent="  ")
     return "\n".join(lines)
