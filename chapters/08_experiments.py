@@ -197,7 +197,7 @@ with tempfile.TemporaryDirectory() as tmp:
 # ```bash
 # tutorial-rl sweep --profile quick --jobs 2 --out results/quick          # ~35 min on 2 cores
 # tutorial-rl sweep --profile quick --jobs 2 --out results/quick --only env=pendulum
-# tutorial-rl report results/quick                 # CSV, markdown and PNG in results/quick/report
+# tutorial-rl report results/quick                 # CSV, markdown, PNG in results/quick/report
 # ```
 #
 # ## The paper grid: what has run
@@ -231,7 +231,7 @@ if len(final.groupby(CELL)) != len(complete):
                        "`tutorial-rl report results/paper`")
 print(status.astype({"in the grid": int, "finished": int, "train_steps": int,
                      "violations": int}).to_string(float_format=lambda v: f"{v:.2f}"))
-print(f"\nfinished cells: {', '.join(f'{algo.upper()} · {env}' for env, algo in complete)}; "
+print(f"\nfinished cells: {', '.join(f'{algo.upper()} · {env}' for env, algo in complete)};\n"
       f"{len(runs)} of {len(grid)} runs, {status['core_hours'].sum():.1f} core-hours so far")
 
 # %% [markdown]
