@@ -231,8 +231,8 @@ if len(final.groupby(CELL)) != len(complete):
                        "`tutorial-rl report results/paper`")
 print(status.astype({"in the grid": int, "finished": int, "train_steps": int,
                      "violations": int}).to_string(float_format=lambda v: f"{v:.2f}"))
-print(f"\nfinished cells: {', '.join(f'{algo.upper()} · {env}' for env, algo in complete)};\n"
-      f"{len(runs)} of {len(grid)} runs, {status['core_hours'].sum():.1f} core-hours so far")
+print(f"\nfinished cells ({len(runs)} of {len(grid)} runs, {status['core_hours'].sum():.1f} "
+      f"core-hours so far):\n  {', '.join(f'{algo.upper()} · {env}' for env, algo in complete)}")
 
 # %% [markdown]
 # The core-hours are the runs' own wall times (a group's time shared among its runs), measured
