@@ -349,3 +349,9 @@ def test_markdown_of_a_partial_grid_names_every_verdict_and_every_missing_cell()
     assert f"- A2C · seeker: **{DIFFER}**, against the paper." in text
     assert "- A2C · quadrotor: not run yet." in text
     assert "Finding 2" not in text  # no TD3 in this grid
+
+
+def test_markdown_names_what_a_cell_compared() -> None:
+    tight = around(-50, 0.1, 14)
+    text = to_markdown(finding_3(f3_runs(tight + 0.2, tight), REFS))
+    assert "(sp-penalty-critic α=1 vs se-penalty α=1): **matches**" in text

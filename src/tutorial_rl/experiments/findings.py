@@ -167,6 +167,10 @@ def to_markdown(findings: pd.DataFrame, envs: Sequence[str] | None = None,
                 continue
             stance = {HOLDS: ", as the paper says", NOT_HOLD: ", against the paper"}.get(
                 row["status"], "")
+            # what was compared, where the cell chose it (findings 3 and 4): "A vs B"
+            chosen = str(row["test"]).partition("; ")[2].replace(
+                " (chosen on the selection seeds)", "")
+            label += f" ({chosen})" if chosen else ""
             lines.append(f"- {label}: **{row['verdict']}**{stance}. {row['evidence']}.")
     return "\n".join(lines).strip() + "\n"
 
