@@ -990,3 +990,29 @@ def test_dual_method_with_shared_rows_and_per_element_offsets(m: int) -> None:
     assert ok.all(), f"{int((~ok).sum())} of 300 elements unverified"
     expected = project_polytope(u, A.expand(300, -1, -1), b)
     torch.testing.assert_close(x, expected, rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("shared", ["none", "rows", "offsets"])
+def test_dual_method_residual_layouts_find_the_same_sets(shared: str, monkeypatch) -> None:
+    """The loop keeps its residuals batch-last for few rows and batch-first for many
+    (``dual.ROWS_FIRST_K``, a speed choice): forced either way, it finds the same sets and
+    multipliers, with one polytope per element, shared rows, or shared offsets, across the
+    shrinking of its working batch."""
+    from tutorial_rl.projection import dual
+
+    g = torch.Generator().manual_seed(3)
+    n, k, m = 200, 30, 8
+    A = torch.randn(1 if shared == "rows" else n, k, m, dtype=F64, generator=g)
+    b = 0.2 + torch.rand(1 if shared == "offsets" else n, k, dtype=F64, generator=g)
+    u = 3 * torch.randn(n, m, dtype=F64, generator=g)
+    An, bn, scale = core.normalise(u, A, b)
+    found = []
+    for threshold in (k + 2, 1):  # batch-last, then batch-first
+        monkeypatch.setattr(dual, "ROWS_FIRST_K", threshold)
+        found.append(dual.dual_active_set(u, An, bn, dual.ADD_RTOL * scale))
+    last, first = found
+    assert (last.status == dual.SOLVED).all()
+    assert torch.equal(last.slots, first.slots) and torch.equal(last.status, first.status)
+    torch.testing.assert_close(last.lam, first.lam, rtol=0, atol=1e-9)  # rounding only
+    x, lam = core.polish(u, An, bn, first.slots)
+    assert core._verify(u, x, An, bn, first.slots, lam, core.VERIFY_RTOL * scale)[0].all()
