@@ -344,9 +344,11 @@ plt.show()
 # smallest p by the number of cells tested, so from two finished cells on no two-sided test of
 # findings 3 and 4 can reach 0.05, and from four cells on neither can the equivalence test:
 # those verdicts stay "undecided" whatever the data. The rows say so ("undecidable at this n"),
-# the effect sizes still show which way a cell leans, and the last exercise gives the design
-# that decides them. Holm's correction runs over the finished cells, so a verdict can still
-# change when the grid's other cells arrive.
+# the effect sizes still show which way a cell leans. The design that decides them keeps all
+# seven seeds for the choice and retrains each variant at its chosen $\alpha$ on seven fresh seeds
+# (`tutorial-rl sweep --confirm`, the last exercise); its runs follow the grid's. Holm's
+# correction runs over the finished cells, so a verdict can still change when the grid's other
+# cells arrive.
 #
 # The verdicts, each beside the paper's claim, with the evidence (the IQM difference with its
 # bootstrap interval, Cliff's $\delta$, the test's p-value raw and corrected):
@@ -658,14 +660,15 @@ print(summarise(quick_tables["findings"]).drop(columns="claim").to_string(index=
 # ````{solution} ex-exp-fresh-seeds
 # :class: dropdown
 # Choose each variant's $\alpha$ on *all* seven seeds, then retrain only the chosen configurations
-# on seven fresh seeds (7-13) and test on those:
-# ```python
-# from tutorial_rl.experiments.selection import chosen_configs
-# chosen = chosen_configs(quick_runs)          # one α per task × algorithm × variant
-# print(len(chosen), "configurations x 7 fresh seeds =", 7 * len(chosen), "runs")
+# on seven fresh seeds (7-13) and test on those. The package does both:
+# ```bash
+# tutorial-rl sweep --profile quick --out results/quick-confirm --confirm results/quick --jobs 2
+# tutorial-rl report results/quick --confirmation results/quick-confirm
 # ```
-# That is 30 configurations, 210 runs; with `seed` values 7-13 in a new folder, `check_findings(
-# new_runs, references, selection=range(7))` then tests seven seeds against seven, where the
-# smallest two-sided rank-test p value is $2/3432 \approx 0.0006$, small enough to survive Holm's
-# correction over six cells.
+# The first command picks, per task × algorithm × mitigated variant, the $\alpha$ with the highest
+# IQM on seeds 0-6 (`tutorial_rl.experiments.selection.chosen_configs`) and trains every variant
+# once more on seeds 7-13: 5 variants × 6 cells × 7 seeds = 210 runs, about a third of the grid.
+# The report then chooses on seeds 0-6 and tests on seeds 7-13 (`check_findings(...,
+# selection=range(7))`), seven against seven, where the smallest two-sided rank-test p-value is
+# $2/3432 \approx 0.0006$, small enough to survive Holm's correction over six cells.
 # ````

@@ -70,6 +70,10 @@ def add_sweep_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--only", action="append", default=[], metavar="KEY=VALUE",
                    help=f"run a slice of the grid; keys: {', '.join(FILTER_KEYS)} "
                         f"(e.g. --only env=pendulum --only variant=se-vanilla,sp-vanilla)")
+    p.add_argument("--confirm", default=None, metavar="GRID",
+                   help="a confirmation sweep of the finished sweep GRID: every variant again, "
+                        "mitigated ones at the alpha chosen on GRID's seeds, on fresh seeds "
+                        "(report GRID with --confirmation OUT to test on them)")
     p.add_argument("--dry-run", action="store_true",
                    help="list the runs still to do and the estimated wall time; run nothing")
     p.add_argument("--checkpoint-every", type=_steps_or_auto, default=None, metavar="N",
@@ -138,6 +142,8 @@ def _sweep_command(args: argparse.Namespace) -> list[str]:
         words += ["--group-size", str(args.group_size)]
     if args.device != "cpu":
         words += ["--device", args.device]
+    if args.confirm is not None:
+        words += ["--confirm", str(args.confirm)]
     for flag, values in (("--set", args.overrides), ("--only", args.only)):
         for value in values:
             words += [flag, shlex.quote(value)]
@@ -152,6 +158,18 @@ def run_sweep(args: argparse.Namespace) -> int:
     try:
         overrides = dict(parse_assignments(args.overrides, "--set"))
         profile = get_profile(args.profile, overrides)  # validates everything before any run
+        if args.confirm is not None:
+            from tutorial_rl.experiments.confirmation import (
+                CONFIRMATION_SETTINGS,
+                confirmation_settings,
+            )
+
+            clash = sorted(set(overrides) & set(CONFIRMATION_SETTINGS))
+            if clash:
+                raise ProfileError(f"--confirm sets {', '.join(clash)} itself; drop --set "
+                                   f"{clash[0]}=...")
+            overrides.update(confirmation_settings(args.confirm, profile))
+            profile = get_profile(args.profile, overrides)
         if args.dry_run:
             if args.jobs < 1:
                 raise ProfileError(f"jobs must be an integer >= 1; got {args.jobs}")
@@ -185,6 +203,9 @@ def add_report_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--alphas", default="best", choices=["best", "all"],
                    help="significance tests on the best α per variant (the paper) or on all")
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0)")
+    p.add_argument("--confirmation", default=None, metavar="DIR",
+                   help="a confirmation sweep of SWEEP_DIR (tutorial-rl sweep --confirm): the "
+                        "findings then choose alpha on SWEEP_DIR's seeds and test on DIR's")
     p.add_argument("--references", default="auto", metavar="PATH",
                    help="reference scores (tutorial-rl reference) for reference lines and "
                         "normalised scores; default: SWEEP_DIR/../reference/reference.json "
@@ -200,7 +221,8 @@ def run_report(args: argparse.Namespace) -> int:
     references = None if args.references == "none" else args.references
     try:
         path = write_report(args.sweep_dir, args.out, reps=args.reps, alphas=args.alphas,
-                            seed=args.seed, references=references)
+                            seed=args.seed, references=references,
+                            confirmation=args.confirmation)
     except (ProfileError, ReferenceFileError, FileNotFoundError) as exc:
         return _error(str(exc))
     print(f"report of {args.sweep_dir} -> {path}")
@@ -230,7 +252,8 @@ def _resolve_references(sweep_dir: Path, references: str | Path | None
 
 def write_report(sweep_dir: str | Path, out: str | Path | None = None, reps: int = 5_000,
                  alphas: str = "best", seed: int = 0,
-                 references: str | Path | None = "auto") -> Path:
+                 references: str | Path | None = "auto",
+                 confirmation: str | Path | None = None) -> Path:
     """Write the report of a sweep: CSV tables, PNG figures and ``report.md``; returns its path.
 
     Tables: runs (one row per run), final_performance (IQM, 95 % CI), interventions, kruskal,
@@ -243,6 +266,10 @@ def write_report(sweep_dir: str | Path, out: str | Path | None = None, reps: int
     tables (references; aggregate_normalised, the normalised IQM across tasks), the performance
     figures reference lines, and finding 3 its equivalence test.
 
+    With a ``confirmation`` sweep (:mod:`~tutorial_rl.experiments.confirmation`) the findings
+    choose α on this sweep's seeds and test on the confirmation's fresh seeds; every other table
+    stays this sweep's.
+
     :raises ProfileError: ``sweep_dir`` is not a sweep folder or holds no finished run.
     :raises FileNotFoundError, ReferenceFileError: an explicit ``references`` file is missing
         or malformed.
@@ -250,6 +277,7 @@ def write_report(sweep_dir: str | Path, out: str | Path | None = None, reps: int
     import json
 
     import matplotlib.pyplot as plt
+    import pandas as pd
 
     from tutorial_rl.experiments import plots, stats
     from tutorial_rl.experiments.findings import check_findings
@@ -276,7 +304,16 @@ def write_report(sweep_dir: str | Path, out: str | Path | None = None, reps: int
                                                                     seed=seed)
     kruskal, dunn = stats.significance(runs, alphas=alphas)  # type: ignore[arg-type]
     bands = stats.curve_bands(stats.load_curves(sweep_dir), seed=seed)
-    findings = check_findings(runs, refs, seed=seed)
+    selection: Any = "split"
+    tested = runs
+    if confirmation is not None:
+        from tutorial_rl.experiments.confirmation import load_confirmation
+
+        fresh, selection = load_confirmation(sweep_dir, confirmation)
+        if refs is not None:
+            fresh = stats.add_normalised(fresh, refs)
+        tested = pd.concat([runs, fresh], ignore_index=True)
+    findings = check_findings(tested, refs, seed=seed, selection=selection)
     tables = {"runs": runs, "final_performance": final,
               "interventions": stats.interventions(runs), "kruskal": kruskal, "dunn": dunn,
               "compute_cost": stats.compute_cost(runs), "curves": bands, "failures": failures,
@@ -345,10 +382,13 @@ def write_report(sweep_dir: str | Path, out: str | Path | None = None, reps: int
         md(kruskal), "", md(dunn), "",
         "## The paper's four findings", "",
         "Tests on per-seed scores (two-sided Mann-Whitney U, Cliff's δ; finding 3 also TOST "
-        "equivalence within ±0.1 normalised), Holm-adjusted within each finding. Where a cell "
-        "chooses among several α or variants, the choice uses the first half of the seeds and "
-        "the test the other half (column `seeds`); `tutorial_rl.experiments.findings` states "
-        "the protocol.", "",
+        "equivalence within ±0.1 normalised), Holm-adjusted within each finding. "
+        + ("Where a cell chooses among several α or variants, the choice uses this sweep's "
+           f"seeds and the test the fresh seeds of the confirmation sweep `{confirmation}` "
+           if confirmation is not None else
+           "Where a cell chooses among several α or variants, the choice uses the first half "
+           "of the seeds and the test the other half ")
+        + "(column `seeds`); `tutorial_rl.experiments.findings` states the protocol.", "",
         md(findings[["finding", "env", "algo", "verdict", "status", "seeds", "n",
                      "cliffs_delta", "p", "p_holm", "p_equiv_holm"]]), "",
         "## Compute cost", "",

@@ -152,7 +152,15 @@ class ExperimentProfile:
     alphas: tuple[float, ...] = (0.1, 0.5, 1.0, 2.0)
     """α values of the mitigated variants (vanilla variants run once per seed)"""
     seeds: int = 7
-    """training seeds 0 .. seeds−1 (the paper: 7)"""
+    """number of training seeds (the paper: 7)"""
+    first_seed: int = 0
+    """training seeds first_seed .. first_seed + seeds − 1 (a confirmation sweep, ``tutorial-rl
+    sweep --confirm``, trains on fresh seeds after those its α were chosen on)"""
+    chosen: dict[str, float] = field(default_factory=dict)
+    """a confirmation sweep's choice (:mod:`~tutorial_rl.experiments.confirmation`): the one α to
+    train per ``"algo/env/variant"`` of a mitigated variant, chosen on another sweep's seeds.
+    When it is set, only the task × algorithm cells it names train (every variant of them); the
+    others wait until their source cell has finished. Empty: every cell, every α."""
     steps: dict[str, int] = field(default_factory=lambda: dict(_PAPER_STEPS))
     """training budget per ``"algo/env"`` in environment steps"""
     eval_episodes: int = 10
@@ -178,14 +186,17 @@ class ExperimentProfile:
     def runs(self) -> list[RunSpec]:
         """The grid, in a fixed order (task, algorithm, variant, α, seed)."""
         specs = []
+        cells = {key.rsplit("/", 1)[0] for key in self.chosen}
         for env in self.envs:
             for algo in self.algos:
+                if self.chosen and f"{algo}/{env}" not in cells:
+                    continue  # a confirmation sweep: this cell's α are not chosen yet
                 for variant in self.variants:
                     mode, mitigation = VARIANTS[variant]
                     alphas: tuple[float | None, ...] = (None,) if mitigation == "none" \
-                        else self.alphas
+                        else self.alphas_of(algo, env, variant)
                     for alpha in alphas:
-                        for seed in range(self.seeds):
+                        for seed in range(self.first_seed, self.first_seed + self.seeds):
                             key = run_key(algo, variant, alpha, env, seed)
                             specs.append(RunSpec(
                                 key, env, algo, variant, mode, mitigation, alpha, seed,
@@ -193,6 +204,11 @@ class ExperimentProfile:
                                 self.projection_method, self.agent_overrides(algo, env),
                                 key in self.inject_failure))
         return specs
+
+    def alphas_of(self, algo: str, env: str, variant: str) -> tuple[float, ...]:
+        """The α values a mitigated variant trains: its chosen one, else every α."""
+        chosen = self.chosen.get(f"{algo}/{env}/{variant}")
+        return self.alphas if chosen is None else (chosen,)
 
     def agent_overrides(self, algo: str, env: str) -> dict[str, Any]:
         """The hyperparameters a run of ``algo`` on ``env`` gets: tuned values, then ``agent``."""
@@ -246,6 +262,14 @@ def _coerce(profile: ExperimentProfile, key: str, value: Any) -> Any:
         if isinstance(value, dict):  # {"td3/seeker": 1000}: merged into the profile's budgets
             return {**profile.steps, **value}
         return dict.fromkeys(profile.steps, value)  # one number: every task and algorithm
+    if key == "chosen":
+        if not isinstance(value, dict):
+            raise ProfileError('chosen must map "algo/env/variant" to an alpha, e.g. '
+                               f'chosen={{"td3/pendulum/se-penalty":0.5}}; got {value!r}')
+        try:
+            return {str(k): float(v) for k, v in value.items()}
+        except (TypeError, ValueError):
+            raise ProfileError(f"chosen alphas must be numbers; got {value!r}") from None
     if key == "agent":
         if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
             raise ProfileError('agent must map an algorithm to field overrides, e.g. '
@@ -275,6 +299,15 @@ def _validate(p: ExperimentProfile) -> None:
     if not p.alphas and any(VARIANTS[v][1] != "none" for v in p.variants):
         raise ProfileError("mitigated variants need at least one alpha")
     _positive_int("seeds", p.seeds)
+    _positive_int("first_seed", p.first_seed, minimum=0)
+    for key, alpha in p.chosen.items():
+        algo, env, variant = (key.split("/") + ["", "", ""])[:3]
+        if key.count("/") != 2 or algo not in ALGOS or env not in ENVS \
+                or variant not in VARIANTS or VARIANTS[variant][1] == "none":
+            raise ProfileError(f'chosen: {key!r} is no "algo/env/variant" of a mitigated '
+                               f"variant (e.g. 'td3/pendulum/se-penalty')")
+        if not (math.isfinite(alpha) and alpha >= 0):
+            raise ProfileError(f"chosen[{key!r}] must be a finite number >= 0; got {alpha!r}")
     _positive_int("eval_episodes", p.eval_episodes)
     _positive_int("eval_seed", p.eval_seed, minimum=0)
     if p.projection_method not in METHODS:

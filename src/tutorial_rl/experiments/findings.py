@@ -48,7 +48,8 @@ elsewhere) uses all seeds. ``selection="none"`` reproduces the paper's choice on
 rows say so, and their p-values are then optimistic. ``selection=[0, ..., 6]`` chooses on the
 given seeds and tests on every other seed: the design with the most power runs the grid on seeds
 0-6, then every safeguarded variant at its chosen α (:func:`~.selection.chosen_configs`) on
-fresh seeds 7-13.
+fresh seeds 7-13 (:mod:`~tutorial_rl.experiments.confirmation`: ``tutorial-rl sweep --confirm``
+and ``tutorial-rl report --confirmation``).
 
 **Multiple comparisons.** Holm's step-down adjustment within each finding, over the cells
 (task × algorithm) it concerns, so that all the verdicts of one finding together keep a

@@ -293,9 +293,14 @@ def group_units(specs: Sequence[RunSpec], group_size: int) -> list[list[RunSpec]
     return units
 
 
+#: Settings added after sweeps were recorded, with the value older sweep.json files mean.
+_LATER_SETTINGS: dict[str, Any] = {"tuned": {}, "first_seed": 0, "chosen": {}}
+
+
 def _comparable(settings: Mapping[str, Any]) -> dict[str, Any]:
     # inject_failure changes no successful run's result, so a resume may drop it
-    return {k: v for k, v in settings.items() if k not in ("name", "inject_failure")}
+    return {k: v for k, v in {**_LATER_SETTINGS, **settings}.items()
+            if k not in ("name", "inject_failure")}
 
 
 def _check_resumable(out: Path, profile: ExperimentProfile) -> dict[str, Any] | None:
@@ -311,6 +316,9 @@ def _check_resumable(out: Path, profile: ExperimentProfile) -> dict[str, Any] | 
     if _comparable(previous["settings"]) != _comparable(profile.to_dict()):
         changed = sorted(k for k, v in _comparable(profile.to_dict()).items()
                          if _comparable(previous["settings"]).get(k) != v)
+        old_chosen = _comparable(previous["settings"])["chosen"]
+        if changed == ["chosen"] and all(profile.chosen.get(k) == v for k, v in old_chosen.items()):
+            return previous  # a confirmation sweep takes in its grid's cells as they finish
         if changed == ["tuned"]:
             # new tuned values only matter to cells that have runs here: a cell nobody has
             # started takes them, one with runs would mix two sets of hyperparameters

@@ -1,0 +1,138 @@
+"""Confirmation sweeps: a finished grid's chosen configurations, retrained on fresh seeds.
+
+Chapter 8 (chapters/08_experiments.py, "The four findings, one by one"). Findings 3 and 4 compare
+variants at their best α. Choosing α and testing on the same seeds favours the variants with
+more α to choose from (the winner's curse); choosing on seeds 0-2 and testing on 3-6 is valid but
+leaves four seeds against four, where the smallest p a rank test can reach (1/70 one-sided) does
+not survive a correction over six cells. The design with the most power keeps all seven seeds of
+the grid for the choice and tests on seven fresh ones:
+
+1. ``tutorial-rl sweep --profile paper --out results/paper`` (seeds 0-6, every α);
+2. ``tutorial-rl sweep --profile paper --out results/paper-confirm --confirm results/paper``
+   trains every safeguarded variant once more, mitigated ones only at the α with the highest IQM
+   on seeds 0-6 (:func:`~tutorial_rl.experiments.selection.chosen_configs`, ties to the smallest
+   α), on seeds 7-13 (:func:`confirmation_settings`);
+3. ``tutorial-rl report results/paper --confirmation results/paper-confirm`` chooses on seeds
+   0-6 and tests on seeds 7-13, seven against seven (smallest one-sided p 1/3432).
+
+The choice uses only the finished grid, so it is fixed before any fresh seed is trained; the
+confirmation sweep records it in its ``sweep.json`` (``chosen``, ``first_seed``), and a restart
+recomputes the same values from the same grid.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from tutorial_rl.experiments.config import VARIANTS, ExperimentProfile, ProfileError
+
+__all__ = ["CONFIRMATION_SETTINGS", "confirmation_settings", "load_confirmation"]
+
+#: The settings a confirmation sweep sets itself; every other one must equal the source grid's
+#: (the tasks and algorithms may be a subset of its).
+CONFIRMATION_SETTINGS = ("first_seed", "chosen")
+_FREE = (*CONFIRMATION_SETTINGS, "name", "inject_failure", "envs", "algos", "seeds")
+
+
+def _source_settings(source: Path) -> dict[str, Any]:
+    from tutorial_rl.experiments.runner import SWEEP_FILE
+
+    path = source / SWEEP_FILE
+    if not path.is_file():
+        raise ProfileError(f"--confirm {source}: not a sweep folder (no {SWEEP_FILE})")
+    return json.loads(path.read_text())["settings"]
+
+
+def confirmation_settings(source: str | Path, profile: ExperimentProfile
+                          ) -> dict[str, Any]:
+    """``--set`` values that make ``profile`` the confirmation sweep of the sweep in ``source``:
+    ``first_seed`` after the source's last seed and, per mitigated variant of every task ×
+    algorithm cell of ``profile`` that ``source`` has finished, the α ``chosen`` on the source's
+    seeds. Cells still running in ``source`` are left out (named on stderr): rerunning the same
+    command once they have finished adds them to the confirmation sweep.
+
+    :raises ProfileError: ``source`` is no sweep folder, was run with other settings (budgets,
+        hyperparameters, variants, α grid, ...), lacks a task or algorithm of ``profile``, is
+        itself a confirmation sweep, or has no finished cell of ``profile`` yet.
+    """
+    from tutorial_rl.experiments.runner import RUNS_DIR, _comparable, run_status
+    from tutorial_rl.experiments.selection import chosen_configs
+    from tutorial_rl.experiments.stats import load_runs
+
+    source = Path(source)
+    settings = _comparable(_source_settings(source))
+    if settings["chosen"]:
+        raise ProfileError(f"--confirm {source}: that sweep is itself a confirmation sweep; "
+                           f"confirm the grid it was chosen from")
+    absent = sorted({*profile.envs} - {*settings["envs"]}) + sorted(
+        {*profile.algos} - {*settings["algos"]})
+    if absent:
+        raise ProfileError(f"--confirm {source}: the source grid has no {', '.join(absent)}")
+    mine = _comparable(profile.to_dict())
+    differ = sorted(k for k in mine if k not in _FREE and settings.get(k) != mine[k])
+    if differ:
+        raise ProfileError(f"--confirm {source}: the confirmation must train as the source grid "
+                           f"did, but {', '.join(differ)} differ; use the source's profile and "
+                           f"--set values")
+    grid = _source_grid(profile, settings)
+    unfinished = {f"{s.algo}/{s.env}" for s in grid.runs()
+                  if run_status(source / RUNS_DIR / s.key) != "done"}
+    if unfinished:
+        print(f"tutorial-rl: --confirm {source}: {', '.join(sorted(unfinished))} not finished "
+              f"there; confirming the other cells (rerun this command once they have finished)",
+              file=sys.stderr)
+    runs = load_runs(source)
+    cell = runs["algo"] + "/" + runs["env"]
+    runs = runs[runs["env"].isin(profile.envs) & runs["algo"].isin(profile.algos)
+                & runs["variant"].isin(profile.variants) & ~cell.isin(unfinished)]
+    chosen = {f"{row.algo}/{row.env}/{row.variant}": float(row.alpha)
+              for row in chosen_configs(runs).itertuples()
+              if VARIANTS[row.variant][1] != "none"}
+    if not chosen:
+        raise ProfileError(f"--confirm {source}: no finished cell with a mitigated variant to "
+                           f"confirm")
+    return {"first_seed": grid.first_seed + grid.seeds, "chosen": chosen}
+
+
+def _source_grid(profile: ExperimentProfile, settings: dict[str, Any]) -> ExperimentProfile:
+    """``profile`` restricted to its tasks and algorithms, with the source's seeds: the part of
+    the source grid that the confirmation chooses from."""
+    import dataclasses
+
+    return dataclasses.replace(profile, seeds=int(settings["seeds"]),
+                               first_seed=int(settings["first_seed"]), chosen={})
+
+
+def load_confirmation(sweep_dir: str | Path, confirmation: str | Path) -> tuple[pd.DataFrame,
+                                                                                list[int]]:
+    """The finished runs of a confirmation sweep of ``sweep_dir`` and the seeds α was chosen on
+    (those of ``sweep_dir``), for :func:`~tutorial_rl.experiments.findings.check_findings`'s
+    ``selection``.
+
+    :raises ProfileError: ``confirmation`` is no confirmation sweep, or not one of
+        ``sweep_dir`` (its seeds overlap the grid's, or its settings differ), or has no
+        finished run.
+    """
+    from tutorial_rl.experiments.runner import _comparable
+    from tutorial_rl.experiments.stats import load_runs
+
+    confirmation = Path(confirmation)
+    grid, mine = (_comparable(_source_settings(Path(d))) for d in (sweep_dir, confirmation))
+    if not mine["chosen"]:
+        raise ProfileError(f"{confirmation} is no confirmation sweep (tutorial-rl sweep --confirm)")
+    differ = sorted(k for k in mine if k not in _FREE and grid.get(k) != mine[k])
+    chosen_on = list(range(grid["first_seed"], grid["first_seed"] + grid["seeds"]))
+    if differ or mine["first_seed"] < chosen_on[-1] + 1:
+        raise ProfileError(f"{confirmation} is no confirmation sweep of {sweep_dir} ("
+                           + (f"{', '.join(differ)} differ" if differ else
+                              f"its seeds start at {mine['first_seed']}, inside the grid's")
+                           + ")")
+    runs = load_runs(confirmation)
+    if runs.empty:
+        raise ProfileError(f"{confirmation} holds no finished run (no runs/*/done.json)")
+    return runs, chosen_on
