@@ -1016,3 +1016,27 @@ def test_dual_method_residual_layouts_find_the_same_sets(shared: str, monkeypatc
     torch.testing.assert_close(last.lam, first.lam, rtol=0, atol=1e-9)  # rounding only
     x, lam = core.polish(u, An, bn, first.slots)
     assert core._verify(u, x, An, bn, first.slots, lam, core.VERIFY_RTOL * scale)[0].all()
+
+
+@pytest.mark.parametrize("m", [3, 8])
+def test_dual_method_basis_forms_find_the_same_sets(m: int, monkeypatch) -> None:
+    """The loop keeps the projector H and the dual basis N for small m, N and the active rows for
+    large m (``dual.SPAN_FORM_M``, a speed choice): forced either way, with and without the
+    refresh of the fallback, they find the same sets and multipliers."""
+    from tutorial_rl.projection import dual
+
+    g = torch.Generator().manual_seed(m)
+    A = torch.randn(150, 4 * m, m, dtype=F64, generator=g)
+    b = 0.2 + torch.rand(150, 4 * m, dtype=F64, generator=g)
+    u = 3 * torch.randn(150, m, dtype=F64, generator=g)
+    An, bn, scale = core.normalise(u, A, b)
+    for refresh in (0, 1):
+        found = []
+        for form in (m + 1, 1):  # the projector form, then the span form
+            monkeypatch.setattr(dual, "SPAN_FORM_M", form)
+            found.append(dual.dual_active_set(u, An, bn, dual.ADD_RTOL * scale, refresh=refresh))
+        projector, span = found
+        assert (projector.status == dual.SOLVED).all()
+        assert torch.equal(projector.slots, span.slots)
+        assert torch.equal(projector.status, span.status)
+        torch.testing.assert_close(projector.lam, span.lam, rtol=0, atol=1e-9)

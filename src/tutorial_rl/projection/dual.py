@@ -19,10 +19,10 @@ adds violated rows one at a time, keeping the KKT conditions of the rows added s
 
 The dual objective rises at every full step, so no active set repeats and the method ends after
 finitely many steps; in practice after about |S*| additions and a few drops, each costing
-O(m² + k m) per batch element (rank-one updates of the projector and the dual basis, no
-factorisation). All elements step in lockstep as batched array operations (NumPy, batch-last:
-see :func:`dual_active_set` for why), and finished ones leave the working batch, so a long tail
-of hard elements costs little arithmetic; its cost is the fixed overhead per operation.
+O(m² + k m) per batch element (rank-one updates of the dual basis, no factorisation). All
+elements step in lockstep as batched array operations (NumPy, batch-last: see
+:func:`dual_active_set` for why), and finished ones leave the working batch, so a long tail of
+hard elements costs little arithmetic; its cost is the fixed overhead per operation.
 
 Active sets are stored as m SLOTS per element (row index k marks an empty slot and points at a
 zero padding row), so every matrix is m × m whatever k is.
@@ -46,6 +46,11 @@ DEPENDENT_TOL = 1e-7  # ‖z‖ (the sine of a_p's angle to span A_S) below this
 # (measured side by side at B = 256: m = 12, k = 54, 1.2x faster loop; m = 2, k = 15 and
 # m = 4, k = 12, batch-last 1.1-1.3x faster).
 ROWS_FIRST_K = 24
+# From this action dimension on the loop keeps the active rows instead of the projector
+# (_SpanBasis: half the arithmetic; below, _ProjectorBasis: fewer array operations). Side by side
+# at B = 256, span form against projector form: m = 12, k = 13-54, 1.10-1.26x faster loop;
+# m = 6, 0.97-1.02x; m = 2 and 4, 0.87-0.97x.
+SPAN_FORM_M = 8
 
 SOLVED, EMPTY, UNFINISHED = 0, 1, 2
 
@@ -83,13 +88,15 @@ def dual_active_set(
 ) -> DualResult:
     """Run the batched dual active-set method.
 
-    The loop keeps, per element, the projector H = I − A_Sᵀ(A_S A_Sᵀ)⁻¹A_S onto the complement of
-    the active normals and the dual basis N = (A_S A_Sᵀ)⁻¹A_S (row i: the vector with n_i · a_l =
-    δ_il on S; zero in free slots), so the two directions of a step are products, z = H a_p and
-    r = N a_p, and each add or drop is one rank-one update of both (add p: H − z zᵀ/‖z‖², n_i −
-    r_i z/‖z‖², n_p = z/‖z‖²; drop j: H + n_j n_jᵀ/‖n_j‖², n_i − (n_i · n_j/‖n_j‖²) n_j): no
-    factorisation in the loop. Rounding in the updates is harmless: the caller polishes the set
-    found afresh in float64 and verifies it (``refresh`` is the fallback's remedy).
+    The loop keeps, per element, the dual basis N = (A_S A_Sᵀ)⁻¹A_S (row i: the vector with
+    n_i · a_l = δ_il on S; zero in free slots), so r = N a_p is a product, and each add or drop
+    is one rank-one update (add p: n_i − r_i z/‖z‖², n_p = z/‖z‖²; drop j: n_i − (n_i ·
+    n_j/‖n_j‖²) n_j): no factorisation in the loop. For z it keeps, by action dimension
+    (:data:`SPAN_FORM_M`), either the projector H = I − A_Sᵀ(A_S A_Sᵀ)⁻¹A_S onto the complement
+    of the active normals, z = H a_p, updated alike (add: H − z zᵀ/‖z‖²; drop: H + n_j
+    n_jᵀ/‖n_j‖²), or the active rows A_S themselves, z = a_p − A_Sᵀ r, where only the slots in
+    use are touched. Rounding in the updates is harmless: the caller polishes the set found
+    afresh in float64 and verifies it (``refresh`` is the fallback's remedy).
 
     Why NumPy, batch-last. At the course's sizes (m <= 12, B <= 4096) a step is a few thousand
     flops per element; much of its cost is the fixed overhead of some 60 array operations, about
@@ -168,7 +175,7 @@ def _loop(u: np.ndarray, An: np.ndarray, bn: np.ndarray, tol: np.ndarray, max_it
         return ((k + 1) * np.arange(n), 1) if first else (np.arange(n), n)
 
     # The first step in closed form: from v = u (S empty) the most violated row p enters with
-    # the full step t = its violation (a_p is a unit row, z = a_p, H = I − a_p a_pᵀ, n_p = a_p).
+    # the full step t = its violation (a_p is a unit row, z = a_p, n_p = a_p).
     at, rs = offsets(B)
     res = residual(x)
     p0 = (res[:, :k] if first else res[:k]).argmax(1 if first else 0)
@@ -181,10 +188,7 @@ def _loop(u: np.ndarray, An: np.ndarray, bn: np.ndarray, tol: np.ndarray, max_it
     lam[0] = np.where(go, viol, 0.0)
     a0 = rows_of(p0)
     x = x - lam[:1] * a0
-    HN = np.zeros((2 * m, m, B))  # H (rows 0..m−1) over N (slot rows m..2m−1)
-    HN[:m] = np.eye(m)[..., None] - a0[:, None] * a0[None]
-    HN[m] = a0
-    work = np.empty_like(HN)  # the rank-one update's product (no large allocation per step)
+    basis = (_SpanBasis if m >= SPAN_FORM_M else _ProjectorBasis)(a0)
     p = np.full(B, k, dtype=np.int64)  # the row being added; k: none
     lp = np.zeros(B)  # its multiplier so far
     fin = np.zeros(B, dtype=bool)
@@ -199,7 +203,7 @@ def _loop(u: np.ndarray, An: np.ndarray, bn: np.ndarray, tol: np.ndarray, max_it
 
     for it in range(max_iter):
         if refresh and it % refresh == 0 and it:
-            HN, x = _rebuild(u[idx].T, slots, lam, p, lp, rows_of, k)
+            x = basis.rebuild(u[idx].T, slots, lam, p, lp, rows_of, k)
         res = residual(x)
         flat = res.reshape(-1)
         # rows of S hold with equality; rounding must not make them candidates again
@@ -211,10 +215,9 @@ def _loop(u: np.ndarray, An: np.ndarray, bn: np.ndarray, tol: np.ndarray, max_it
         p = np.where(p == k, np.where(masked.reshape(-1)[at + rs * q] > tw, q, k), p)
         ap = rows_of(p)  # [m, n]; zero where p = k (finished)
         viol_p = flat[at + rs * p]
-        zr = np.einsum("imn,mn->in", HN, ap)  # [2m, n]
         free = slots == k
-        # a_p outside span A_S, and (A_S A_Sᵀ)⁻¹A_S a_p; emptied slots keep rounding residue
-        z, r = zr[:m], np.where(free, 0.0, zr[m:])
+        # a_p outside span A_S, and (A_S A_Sᵀ)⁻¹A_S a_p
+        z, r = basis.directions(ap, free)
         zz = (z * z).sum(0)
         t2 = np.where(zz > tiny, viol_p / zz, np.inf)  # the full step (a_p outside the span)
         ratio = np.where(r > 0, lam / r, np.inf)
@@ -235,13 +238,7 @@ def _loop(u: np.ndarray, An: np.ndarray, bn: np.ndarray, tol: np.ndarray, max_it
         lead[1:] &= ~seen[:-1]
         hit_add = lead & full
         hit = hit_add | ((pos == j) & drop)
-        # the rank-one update HN −= [v; y] vᵀ / s (see the docstring); s = inf where no step
-        nj = HN[m + j, :, ar].T  # row j of N
-        v = np.where(full, z, nj)
-        s = np.where(full, zz, np.where(step, -(nj * nj).sum(0), np.inf))
-        y = (r - hit_add) * full - np.einsum("imn,mn->in", HN[m:], v)
-        np.multiply((np.concatenate([v, y]) / s)[:, None], v[None], out=work)
-        HN -= work
+        basis.update(j, z, zz, r, ap, full, step, hit_add, hit)
         slots = np.where(hit, np.where(full, p, k), slots)
         lam = np.where(hit, lp * full, lam)
         p = np.where(full, k, p)
@@ -258,23 +255,116 @@ def _loop(u: np.ndarray, An: np.ndarray, bn: np.ndarray, tol: np.ndarray, max_it
                 Ar = Ar[keep] if first else Ar[..., keep]
             if not shared_b:
                 br = br[keep] if first else br[:, keep]
-            slots, lam, p, lp, HN = slots[:, keep], lam[:, keep], p[keep], lp[keep], HN[..., keep]
-            work = np.empty_like(HN)
+            slots, lam, p, lp = slots[:, keep], lam[:, keep], p[keep], lp[keep]
+            basis.keep(keep)
             fin = fin[keep]
             ar = np.arange(len(idx))
             at, rs = offsets(len(idx))
     flush(fin)  # the rest stays UNFINISHED
 
 
-def _rebuild(ut: np.ndarray, slots: np.ndarray, lam: np.ndarray, p: np.ndarray, lp: np.ndarray,
-             rows_of: Callable[[np.ndarray], np.ndarray], k: int) -> tuple[np.ndarray, np.ndarray]:
-    """H, N and the iterate recomputed from the active set (batch-last), by one inverse."""
-    m, n = slots.shape
+def _inverse_basis(ut: np.ndarray, slots: np.ndarray, lam: np.ndarray, p: np.ndarray,
+                   lp: np.ndarray, rows_of: Callable[[np.ndarray], np.ndarray], k: int
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The active rows A_S [slot, coordinate, n], the dual basis N [n, slot, coordinate] and the
+    iterate recomputed from the active set (batch-last), by one inverse (the refresh)."""
+    m = slots.shape[0]
     As = np.stack([rows_of(slots[i]) for i in range(m)], 0)  # [slot, coordinate, n]
     Ab = As.transpose(2, 0, 1)  # [n, slot, coordinate]; free slots are zero rows
     G = Ab @ Ab.transpose(0, 2, 1) + np.eye(m) * (slots.T == k)[:, :, None]
     N = np.linalg.inv(G) @ Ab  # zero rows in free slots (the inverse is the identity there)
-    H = np.eye(m) - Ab.transpose(0, 2, 1) @ N
-    HN = np.ascontiguousarray(np.concatenate([H, N], 1).transpose(1, 2, 0))
     x = ut - (lam[:, None] * As).sum(0) - lp * rows_of(p)
-    return HN, x
+    return np.ascontiguousarray(As), N, x
+
+
+class _ProjectorBasis:
+    """The projector H = I − A_Sᵀ(A_S A_Sᵀ)⁻¹A_S over the dual basis N (rows m..2m−1), [2m, m, n]:
+    z = H a_p and r = N a_p in one product, one rank-one update of both per step. Fewest array
+    operations: the form for small m (below :data:`SPAN_FORM_M`)."""
+
+    def __init__(self, a0: np.ndarray) -> None:
+        m, n = a0.shape
+        self.m = m
+        self.HN = np.zeros((2 * m, m, n))
+        self.HN[:m] = np.eye(m)[..., None] - a0[:, None] * a0[None]
+        self.HN[m] = a0
+        self.work = np.empty_like(self.HN)  # the update's product (no allocation per step)
+
+    def directions(self, ap: np.ndarray, free: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        zr = np.einsum("imn,mn->in", self.HN, ap)
+        return zr[:self.m], np.where(free, 0.0, zr[self.m:])  # emptied slots keep residue
+
+    def update(self, j: np.ndarray, z: np.ndarray, zz: np.ndarray, r: np.ndarray,
+               ap: np.ndarray, full: np.ndarray, step: np.ndarray, hit_add: np.ndarray,
+               hit: np.ndarray) -> None:
+        """HN −= [v; y] vᵀ / σ: add p (v = z, σ = ‖z‖²) or drop slot j (v = n_j, σ = −‖n_j‖²);
+        σ = inf where no step."""
+        m = self.m
+        nj = self.HN[m + j, :, np.arange(len(j))].T  # row j of N
+        v = np.where(full, z, nj)
+        sigma = np.where(full, zz, np.where(step, -(nj * nj).sum(0), np.inf))
+        y = (r - hit_add) * full - np.einsum("imn,mn->in", self.HN[m:], v)
+        np.multiply((np.concatenate([v, y]) / sigma)[:, None], v[None], out=self.work)
+        self.HN -= self.work
+
+    def keep(self, keep: np.ndarray) -> None:
+        self.HN = self.HN[..., keep]
+        self.work = np.empty_like(self.HN)
+
+    def rebuild(self, ut: np.ndarray, slots: np.ndarray, lam: np.ndarray, p: np.ndarray,
+                lp: np.ndarray, rows_of: Callable[[np.ndarray], np.ndarray], k: int
+                ) -> np.ndarray:
+        As, N, x = _inverse_basis(ut, slots, lam, p, lp, rows_of, k)
+        H = np.eye(self.m) - As.transpose(2, 1, 0) @ N  # [n, m, m]
+        self.HN = np.ascontiguousarray(np.concatenate([H, N], 1).transpose(1, 2, 0))
+        return x
+
+
+class _SpanBasis:
+    """The dual basis N [m, m, n] and the active rows A_S [m, m, n]: r = N a_p and
+    z = a_p − A_Sᵀ r, one rank-one update of N per step and one row of A_S written. Half the
+    arithmetic of :class:`_ProjectorBasis` (no m × m projector, and only the slots in use), at
+    a few more array operations: the form from :data:`SPAN_FORM_M` on."""
+
+    def __init__(self, a0: np.ndarray) -> None:
+        m, n = a0.shape
+        self.m, self.s = m, min(m, 2)  # slots that can be in use at the next step
+        self.N = np.zeros((m, m, n))
+        self.N[0] = a0
+        self.AS = np.zeros((m, m, n))
+        self.AS[0] = a0
+        self.r = np.zeros((m, n))  # r, zero in the slots not yet in use
+        self.work = np.empty_like(self.N)
+
+    def directions(self, ap: np.ndarray, free: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        s = self.s
+        self.r[:s] = np.where(free[:s], 0.0, np.einsum("imn,mn->in", self.N[:s], ap))
+        return ap - np.einsum("imn,in->mn", self.AS[:s], self.r[:s]), self.r
+
+    def update(self, j: np.ndarray, z: np.ndarray, zz: np.ndarray, r: np.ndarray,
+               ap: np.ndarray, full: np.ndarray, step: np.ndarray, hit_add: np.ndarray,
+               hit: np.ndarray) -> None:
+        """N −= y vᵀ / σ as in :class:`_ProjectorBasis`; A_S: p's row into its slot, or slot
+        j's row out. Slots fill from the first free one, one per step, so only the first s
+        can be in use: the products skip the others."""
+        s = self.s
+        nj = self.N[j, :, np.arange(len(j))].T
+        v = np.where(full, z, nj)
+        sigma = np.where(full, zz, np.where(step, -(nj * nj).sum(0), np.inf))
+        y = (r[:s] - hit_add[:s]) * full - np.einsum("imn,mn->in", self.N[:s], v)
+        np.multiply((y / sigma)[:, None], v[None], out=self.work[:s])
+        self.N[:s] -= self.work[:s]
+        slot, el = np.nonzero(hit)
+        self.AS[slot, :, el] = np.where(full[el, None], ap[:, el].T, 0.0)
+        self.s = min(self.m, s + 1)
+
+    def keep(self, keep: np.ndarray) -> None:
+        self.N, self.AS, self.r = self.N[..., keep], self.AS[..., keep], self.r[:, keep]
+        self.work = np.empty_like(self.N)
+
+    def rebuild(self, ut: np.ndarray, slots: np.ndarray, lam: np.ndarray, p: np.ndarray,
+                lp: np.ndarray, rows_of: Callable[[np.ndarray], np.ndarray], k: int
+                ) -> np.ndarray:
+        self.AS, N, x = _inverse_basis(ut, slots, lam, p, lp, rows_of, k)
+        self.N = np.ascontiguousarray(N.transpose(1, 2, 0))
+        return x
