@@ -320,6 +320,62 @@ def test_replay_buffer_pads_growing_safe_sets() -> None:
     assert A.shape == (2, 4, 2) and b[0].tolist() == [1, 1, 1, 1]
 
 
+def _filled_buffer(capacity: int = 64) -> ReplayBuffer:
+    rng = np.random.default_rng(1)
+    buf = ReplayBuffer(capacity, 3, 2, np.random.default_rng(0), safe_sets=True, unsafe=True)
+    for i in range(capacity - 5):  # a partly filled ring: zeros after the last slot
+        k = 4 if i % 3 else 6  # row counts vary, as the seeker's
+        sets = [(rng.normal(size=(k, 2)), rng.uniform(0.5, 1, k)) for _ in range(2)]
+        buf.add(rng.normal(size=3), rng.normal(size=2), float(rng.normal()), rng.normal(size=3),
+                bool(i % 7 == 0), unsafe_action=rng.normal(size=2), penalty=float(rng.random()),
+                safe_set=sets[0], next_safe_set=sets[1], next_safe_point=rng.normal(size=2))
+    return buf
+
+
+def test_replay_buffer_checkpoints_as_tensors_and_restores_the_same_arrays(tmp_path) -> None:
+    """torch.save writes a buffer's arrays as tensor storages, no pickled copies (see
+    ``buffers._ArraysAsTensors``); loading gives the same arrays, and the same next minibatch."""
+    import io
+    import pickle
+    import tracemalloc
+
+    buf = _filled_buffer()
+    state = buf.__getstate__()
+    assert isinstance(state["obs"], torch.Tensor)
+    assert state["obs"].data_ptr() == buf.obs.ctypes.data  # shared memory, not a copy
+    fh = io.BytesIO()
+    torch.save(buf, fh)
+    fh.seek(0)
+    loaded = torch.load(fh, weights_only=False)
+    for name in ("obs", "action", "reward", "next_obs", "done", "unsafe_action", "penalty",
+                 "next_safe_point"):
+        a, b = getattr(buf, name), getattr(loaded, name)
+        assert isinstance(b, np.ndarray) and b.dtype == a.dtype and np.array_equal(a, b), name
+    for store in ("sets", "next_sets"):
+        a, b = getattr(buf, store), getattr(loaded, store)
+        assert isinstance(b.A, np.ndarray) and np.array_equal(a.A, b.A)
+        assert np.array_equal(a.b, b.b) and (a.shared is None) == (b.shared is None)
+    assert (loaded.size, loaded.pos) == (buf.size, buf.pos)
+    one, two = buf.sample(16), loaded.sample(16)  # the generator travelled with the buffer
+    for x, y in zip(one, two, strict=True):
+        assert torch.equal(x, y)
+    # the saved state is written from the arrays' own memory: numpy's allocations stay far
+    # below the buffer's size (a pickled ndarray costs several copies of itself)
+    big = ReplayBuffer(200_000, 16, 2, np.random.default_rng(0))
+    size = sum(a.nbytes for a in (big.obs, big.action, big.reward, big.next_obs, big.done))
+    tracemalloc.start()
+    torch.save(big, tmp_path / "buffer.pt")  # a file: a BytesIO would hold the bytes itself
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 0.1 * size, (peak, size)
+    # a buffer pickled before this change (plain arrays in its state) still loads
+    old = pickle.loads(pickle.dumps(buf, protocol=2))
+    old_state = dict(buf.__dict__)
+    restored = ReplayBuffer.__new__(ReplayBuffer)
+    restored.__setstate__(old_state)
+    assert np.array_equal(restored.obs, buf.obs) and np.array_equal(old.obs, buf.obs)
+
+
 def test_shared_rows_are_returned_once_and_project_the_same() -> None:
     store = SafeSetStore(3, 2)
     A = np.vstack([np.eye(2), -np.eye(2)])

