@@ -392,8 +392,9 @@ print("best safe action:", project_polytope(u_star[None], A, b).numpy())
 #   normal outside the span of the active normals, and drop a row whose multiplier would turn
 #   negative. Every step keeps {eq}`eq-kkt` for the rows added so far, and the dual objective rises
 #   at every addition, so no set repeats and the method stops after about $|\mathcal A| +$ a few
-#   steps. Each step is a rank-one update of the projector onto the complement of the active
-#   normals and of their dual basis, no factorisation: $O(B\,s\,(m^2 + km))$ work for a batch of
+#   steps. Each step is a rank-one update of the dual basis of the active normals (and, for small
+#   $m$, of the projector onto their complement; for larger $m$ the active rows themselves are
+#   kept, which halves the work), no factorisation: $O(B\,s\,(m^2 + km))$ work for a batch of
 #   $B$, run in lockstep as batched array operations.
 # - **Polish and verify.** The KKT system on the set found is solved afresh in float64 and checked
 #   for every sample: feasibility, multiplier signs and complementarity to $10^{-9}$ times the
@@ -426,8 +427,8 @@ print("constraints active per sample:", np.bincount(active_constraint_count(batc
 # {cite:p}`bambade2023proxqp` for $m$ from 1 to 12, up to $4m + 6$ rows and batches up to 4096. At
 # batch 256 it is roughly 150 to 1500 times faster than `cvxpylayers` on 1-D and 2-D sets like the
 # course's (on the 2-D ones 1.4 to 1.8 times faster than the enumeration, 16 times on 14 rows at
-# batch 4096); for $m = 4$ and 6 the gap is 110-165 times and for $m = 12$ 75-140 times (the dual
-# method needs more steps), and the exact method is 8 to 27 times faster than proxsuite there. That
+# batch 4096); for $m = 4$ and 6 the gap is 110-190 times and for $m = 12$ 85-120 times (the dual
+# method needs more steps), and the exact method is 7 to 18 times faster than proxsuite there. That
 # gap decides whether SP-RL experiments fit on a laptop. Run `make bench` for the figures on your
 # machine.
 #
