@@ -63,11 +63,11 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from tutorial_rl.experiments import plots, stats
-from tutorial_rl.experiments.commands import read_report, write_report
 from tutorial_rl.experiments.config import get_profile
 from tutorial_rl.experiments.costs import estimate_wall_time
 from tutorial_rl.experiments.findings import check_findings, summarise, to_markdown
 from tutorial_rl.experiments.references import default_reference_path, load_references
+from tutorial_rl.experiments.report import read_report, write_report
 from tutorial_rl.experiments.runner import sweep
 from tutorial_rl.results import describe_invocations, load_result, results_dir
 

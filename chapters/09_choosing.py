@@ -31,9 +31,9 @@
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from tutorial_rl.experiments.commands import read_report
 from tutorial_rl.experiments.findings import check_findings
 from tutorial_rl.experiments.references import load_references
+from tutorial_rl.experiments.report import read_report
 from tutorial_rl.results import results_dir
 from tutorial_rl.style import LEGEND_SIZE, MODE_COLORS, TITLE_SIZE
 

@@ -16,12 +16,7 @@ import pytest
 import scikit_posthocs
 
 from tutorial_rl.experiments import plots, stats
-from tutorial_rl.experiments.commands import (
-    REPORT_TABLES,
-    add_report_parser,
-    read_report,
-    write_report,
-)
+from tutorial_rl.experiments.commands import add_report_parser
 from tutorial_rl.experiments.config import run_key
 from tutorial_rl.experiments.references import (
     CONTROLLER_LABEL,
@@ -29,6 +24,7 @@ from tutorial_rl.experiments.references import (
     Reference,
     load_references,
 )
+from tutorial_rl.experiments.report import REPORT_TABLES, read_report, write_report
 
 
 def fake_sweep(root: Path, scores: dict[tuple[str, float | None], list[float]],
