@@ -142,8 +142,10 @@ print(f"\npaper: {len(paper.runs())} runs = 3 tasks x 2 algorithms x (2 vanilla 
 # state and progress rows. Rerunning the same command skips finished runs and continues unfinished ones
 # from their last checkpoint, to the same `progress.csv` and `model.pt`, bit for bit, as a sweep
 # that never stopped (the tests kill one with SIGKILL), so a long sweep can be spread over many
-# sessions. Ctrl-C or `kill` stops the sweep's worker processes with it, and its provenance
-# records how long it ran. A run that crashes is recorded with its traceback and does not stop
+# sessions. `kill` (SIGTERM) asks every run in progress to save its checkpoint at its next step,
+# then stops the sweep and its worker processes, so not even the minutes since the last
+# checkpoint are lost (Ctrl-C, or a second `kill`, stops at once); its provenance records how
+# long it ran. A run that crashes is recorded with its traceback and does not stop
 # the others.
 #
 # The runs of one configuration differ only in their random streams and their weight α, so

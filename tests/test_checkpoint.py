@@ -261,3 +261,42 @@ def test_a_group_continued_from_a_checkpoint_counts_its_earlier_training_time(
     torch.save(state, path)
     results = train_group(configs, checkpoint=path, checkpoint_every=100)
     assert all(r.wall_time >= 3600.0 / 2 for r in results)  # each run's share of the group
+
+
+def test_a_sweep_stopped_with_sigterm_saves_and_continues_bit_for_bit(tmp_path: Path) -> None:
+    """The first SIGTERM asks every worker to save its group's checkpoint at its next step and
+    stop (no work lost, whatever the time since the last periodic save); the rerun continues
+    from those checkpoints and ends as a sweep that never stopped."""
+    args = ["sweep", "--profile", "ci", "--jobs", "2", "--set", "steps=3000",
+            "--checkpoint-every", "1000000"]  # no periodic save: only the stop can write one
+    stopped, reference = tmp_path / "stopped", tmp_path / "reference"
+    sweep = subprocess.Popen([sys.executable, "-m", "tutorial_rl.experiments.cli", *args,
+                              "--out", str(stopped)],
+                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not any((stopped / "runs").glob(".tmp-*/config.json")):
+            assert sweep.poll() is None and time.monotonic() < deadline, sweep.stderr.read()
+            time.sleep(0.05)
+        time.sleep(2.0)  # well into training
+        sweep.send_signal(signal.SIGTERM)
+        err = sweep.communicate(timeout=120)[1]
+    finally:
+        if sweep.poll() is None:
+            sweep.kill()
+    assert sweep.returncode == 130 and "saved their checkpoints" in err, err
+    saved = {p.name: torch.load(p, weights_only=False)["steps"]
+             for p in (stopped / "checkpoints").glob("*.pt")}
+    assert saved and all(0 < steps < 3000 for steps in saved.values()), saved
+    assert not (stopped / "runs" / ".stop").exists()
+    assert json.loads((stopped / "provenance.json").read_text())["interrupted"] is True
+
+    assert cli_main([*args, "--out", str(stopped)]) == 0  # continues from the checkpoints
+    assert cli_main([*args, "--out", str(reference)]) == 0  # never stopped
+    keys = sorted(p.name for p in (reference / "runs").iterdir() if not p.name.startswith("."))
+    assert keys == sorted(p.name for p in (stopped / "runs").iterdir()
+                          if not p.name.startswith("."))
+    assert len(keys) == 4
+    for key in keys:
+        assert_same_run(stopped / "runs" / key, reference / "runs" / key)

@@ -17,6 +17,10 @@ from a checkpoint and trained on writes the same ``progress.csv`` (wall time asi
 ``model.pt`` as one that never stopped (``tests/test_checkpoint.py`` kills one with SIGKILL).
 A checkpoint belongs to one configuration and one package version; it is meant for resuming with
 the same code, not for archiving.
+
+A sweep stopped with SIGTERM or SIGHUP loses not even the steps since the last save: every run
+in progress saves at its next step and stops (:func:`stop_when_asked`, :class:`StopRequested`;
+``tests/test_checkpoint.py`` stops one so and continues it bit for bit).
 """
 
 from __future__ import annotations
@@ -24,20 +28,83 @@ from __future__ import annotations
 import random
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-__all__ = ["CHECKPOINT_FILE", "TARGET_SECONDS", "Checkpoint", "auto_checkpoint_every",
-           "readable_here"]
+__all__ = ["CHECKPOINT_FILE", "TARGET_SECONDS", "Checkpoint", "StopRequested",
+           "auto_checkpoint_every", "readable_here", "request_stop", "stop_requested",
+           "stop_when_asked"]
 
 CHECKPOINT_FILE = "checkpoint.pt"
 _FORMAT = 1
 #: What ``--checkpoint-every auto`` aims at: lose at most this much work to a kill.
 TARGET_SECONDS = 600.0
+
+
+class StopRequested(KeyboardInterrupt):  # noqa: N818 -- an interruption, like its base class
+    """A sweep was asked to stop (SIGTERM, SIGHUP or its stop file): the run saved its
+    checkpoint at this step and stops; rerunning the sweep continues from there."""
+
+
+# A stop is asked for through a file, so that one signal to any process of a sweep reaches
+# every worker (``tutorial-rl sweep``: ``OUT/runs/.stop``); the flag covers the moment between
+# the signal and the file. Checked at most every STOP_POLL_S by each run's checkpoint hook.
+STOP_POLL_S = 1.0
+_stop_file: Path | None = None
+_signalled = False
+
+
+def request_stop(stop_file: Path | None = None) -> None:
+    """Ask the training in this process (and, through ``stop_file``, every process of the
+    sweep) to save its checkpoint and stop at its next step."""
+    global _signalled
+    _signalled = True
+    target = stop_file or _stop_file
+    if target is not None:
+        try:
+            target.touch()
+        except OSError:  # the folder is gone: this process stops all the same
+            pass
+
+
+def stop_requested() -> bool:
+    """Whether this process has been asked to stop (:func:`request_stop`, or the stop file)."""
+    return _signalled or (_stop_file is not None and _stop_file.exists())
+
+
+@contextmanager
+def stop_when_asked(stop_file: Path) -> Iterator[None]:
+    """While a sweep's unit of work runs here: the first SIGTERM or SIGHUP asks every run of the
+    sweep to save its checkpoint and stop (:class:`StopRequested` at its next step), a second
+    one interrupts at once; so does ``stop_file`` appearing. Handlers only in the main thread,
+    where Python can install them; restored on exit."""
+    global _stop_file, _signalled
+    import signal
+    import threading
+
+    def ask(signum: int, _frame: Any) -> None:
+        if _signalled:
+            raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}, again")
+        request_stop()
+
+    previous_file, _stop_file = _stop_file, stop_file
+    previous: dict[Any, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+        for name in ("SIGTERM", "SIGHUP"):
+            if hasattr(signal, name):
+                sig = getattr(signal, name)
+                previous[sig] = signal.signal(sig, ask)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        _stop_file, _signalled = previous_file, False
 
 
 def auto_checkpoint_every(ms_per_step: float, target_s: float = TARGET_SECONDS) -> int:
@@ -99,6 +166,7 @@ class Checkpoint:
         self._objects: tuple[Any, Any, Any] | None = None
         self._last = 0
         self._last_time = time.monotonic()
+        self._next_poll = 0.0
 
     def attach(self, agent: Any, env: Any, recorder: Any) -> None:
         """The objects to save (the agent's ``steps`` counter says when)."""
@@ -108,7 +176,17 @@ class Checkpoint:
 
     def __call__(self, steps: int) -> None:
         """Save when ``every`` steps, or ``max_seconds`` of wall time, have passed since the
-        last save (the agents' hook)."""
+        last save (the agents' hook); when a stop has been asked for (:func:`stop_requested`),
+        save and raise :class:`StopRequested`."""
+        now = time.monotonic()
+        if now >= self._next_poll:
+            self._next_poll = now + STOP_POLL_S
+            if stop_requested():
+                if self.every and steps > self._last:
+                    self.save()
+                raise StopRequested(f"stopped at step {steps}"
+                                    + (f"; checkpoint {self.path.name} saved" if self.every
+                                       else ""))
         if not self.every:
             return
         if steps - self._last >= self.every or (

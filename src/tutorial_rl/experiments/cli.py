@@ -182,8 +182,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except SystemExit as exc:  # --help / --version exit through argparse with code 0
         return int(exc.code or 0)
-    except KeyboardInterrupt:
-        print("tutorial-rl: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:  # Ctrl-C, or a sweep stopped by SIGTERM (says so)
+        print(f"tutorial-rl: interrupted{f' ({exc})' if str(exc) else ''}", file=sys.stderr)
         return 130
 
 

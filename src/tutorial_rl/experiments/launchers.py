@@ -56,12 +56,12 @@ def launch_local(units: list[list[RunSpec]], runs_dir: Path, jobs: int, bar: Any
 
     # loky worker processes; n_jobs=1 runs in this process (no pool to start)
     parallel = Parallel(n_jobs=jobs, backend="loky", return_as="generator_unordered")
-    with _workers_stop_with_the_sweep():
+    with _workers_stop_with_the_sweep(runs_dir):
         try:
             for outcomes in parallel(delayed(execute_unit)(unit, str(runs_dir),
                                                            checkpoint_every, device)
                                      for unit in units):
-                bar.update(len(outcomes))
+                bar.update(sum(o["status"] != "stopped" for o in outcomes))
                 for outcome in outcomes:
                     if outcome["status"] == "failed":
                         bar.write(f"run {outcome['key']} failed: {outcome['error']}")
@@ -71,23 +71,31 @@ def launch_local(units: list[list[RunSpec]], runs_dir: Path, jobs: int, bar: Any
 
 
 @contextmanager
-def _workers_stop_with_the_sweep() -> Iterator[None]:
-    """Turn SIGTERM and SIGHUP (``kill``, a closed terminal, the end of a session) into
-    ``KeyboardInterrupt``, on which joblib terminates its worker processes.
-
-    Without this, killing the sweep leaves its loky workers training on as orphans: a restarted
-    sweep then trains the same groups a second time, in parallel, for nothing (the results stay
-    right, see :func:`_finalize`, but the cores are spent twice). Only in the main thread, where
-    Python can install handlers."""
+def _workers_stop_with_the_sweep(runs_dir: Path) -> Iterator[None]:
+    """The sweep's first SIGTERM or SIGHUP (``kill``, a closed terminal, the end of a session)
+    asks every run to save its checkpoint and stop at its next step (the stop file of
+    :func:`~tutorial_rl.experiments.checkpoint.stop_when_asked`, which each worker polls); the
+    workers then return and the sweep ends, having lost no work. A second one interrupts at once
+    (``KeyboardInterrupt``, on which joblib terminates its workers: without that, they would go
+    on training as orphans, and a restarted sweep would train the same groups a second time).
+    Only in the main thread, where Python can install handlers."""
     import signal
     import threading
+
+    from tutorial_rl.experiments.runner import STOP_FILE
 
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    stop_file = runs_dir / STOP_FILE
 
     def interrupt(signum: int, _frame: Any) -> None:
-        raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+        if stop_file.exists():
+            raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}, again")
+        stop_file.touch()  # the workers poll it (no flag here: this process trains nothing)
+        print(f"tutorial-rl sweep: {signal.Signals(signum).name}: every run saves its checkpoint "
+              f"at its next step and stops (send it again to stop at once)", file=sys.stderr,
+              flush=True)
 
     signals = [getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)]
     previous = {sig: signal.signal(sig, interrupt) for sig in signals}

@@ -72,6 +72,9 @@ DONE_FILE = "done.json"
 FAILED_FILE = "failed.json"
 TMP_PREFIX = ".tmp-"
 LOCK_FILE = ".lock"
+#: In ``runs/``: its appearance asks every run of the sweep to save its checkpoint and stop
+#: (the sweep's first SIGTERM or SIGHUP creates it; so may a user, ``touch OUT/runs/.stop``).
+STOP_FILE = ".stop"
 Status = Literal["done", "failed", "partial", "missing"]
 
 
@@ -247,12 +250,25 @@ def execute_unit(specs: Sequence[RunSpec], runs_dir: str | Path,
                  checkpoint_every: int | None = None,
                  device: str = "cpu") -> list[dict[str, Any]]:
     """One run (:func:`execute_run`) or a group trained together
-    (:func:`~tutorial_rl.experiments.grouped.execute_group`); one outcome per run."""
-    if len(specs) == 1:
-        return [execute_run(specs[0], runs_dir, checkpoint_every, device)]
-    from tutorial_rl.experiments.grouped import execute_group
+    (:func:`~tutorial_rl.experiments.grouped.execute_group`); one outcome per run.
 
-    return execute_group(list(specs), runs_dir, checkpoint_every, device)
+    A stop asked for (:data:`STOP_FILE`, or SIGTERM/SIGHUP in this process: see
+    :func:`~.checkpoint.stop_when_asked`) makes the unit save its checkpoint at its next step and
+    return ``stopped`` for its runs, as does a unit that has not started yet."""
+    from tutorial_rl.experiments.checkpoint import StopRequested, stop_requested, stop_when_asked
+
+    stopped = [{"key": s.key, "status": "stopped"} for s in specs]
+    with stop_when_asked(Path(runs_dir) / STOP_FILE):
+        if stop_requested():
+            return stopped
+        try:
+            if len(specs) == 1:
+                return [execute_run(specs[0], runs_dir, checkpoint_every, device)]
+            from tutorial_rl.experiments.grouped import execute_group
+
+            return execute_group(list(specs), runs_dir, checkpoint_every, device)
+        except StopRequested:
+            return stopped
 
 
 def execute_runs(units: Sequence[Sequence[RunSpec]], runs_dir: str | Path,
@@ -484,6 +500,8 @@ def _run_sweep(profile: ExperimentProfile, specs: list[RunSpec], out: Path, jobs
         shutil.rmtree(tmp, ignore_errors=True)
     for tmp in (out / CHECKPOINTS_DIR).glob(".*.tmp"):  # a checkpoint killed while written
         tmp.unlink(missing_ok=True)
+    stop = runs_dir / STOP_FILE
+    stop.unlink(missing_ok=True)  # the last sweep's stop is not this one's
     todo = [s for s in specs if run_status(runs_dir / s.key) != "done"]
     for spec in todo:
         if (runs_dir / spec.key).exists():
@@ -498,6 +516,10 @@ def _run_sweep(profile: ExperimentProfile, specs: list[RunSpec], out: Path, jobs
             elif todo:
                 launch_submitit(units, runs_dir, jobs, slurm or SlurmOptions(), bar,
                                  checkpoint_every, device)
+        if stop.exists():  # SIGTERM/SIGHUP: every unit saved its checkpoint and returned
+            stop.unlink(missing_ok=True)
+            raise KeyboardInterrupt("stopped: the runs in progress saved their checkpoints; "
+                                    "rerun the same command to continue")
     except KeyboardInterrupt:  # Ctrl-C, or SIGTERM/SIGHUP: say how long it ran, then stop
         write_provenance(out, {**record, "interrupted": True}, time.perf_counter() - start)
         raise
