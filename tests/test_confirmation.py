@@ -180,3 +180,19 @@ def test_a_report_refuses_a_confirmation_of_another_grid(grid: Path, tmp_path: P
     assert main(["report", str(grid), "--out", str(tmp_path / "r"), "--references", "none",
                  "--confirmation", str(grid)]) == 2
     assert "is no confirmation sweep" in capsys.readouterr().err
+
+
+def test_an_unfinished_confirmation_cell_keeps_the_split_design(grid: Path, confirmed: Path,
+                                                                tmp_path: Path) -> None:
+    """Findings use a confirmation cell only once all its runs are done (a half-trained cell
+    would test on whichever seeds happened to finish); until then the cell keeps the split."""
+    partial = tmp_path / "partial"
+    shutil.copytree(confirmed, partial)
+    next((partial / "runs").iterdir()).joinpath(runner.DONE_FILE).unlink()
+    out = tmp_path / "report"
+    assert main(["report", str(grid), "--out", str(out), "--references", "none", "--reps", "50",
+                 "--confirmation", str(partial)]) == 0
+    row = pd.read_csv(out / "findings.csv").iloc[0]
+    assert row["seeds"] == "test 1, chosen on 0"
+    text = (out / "report.md").read_text()
+    assert "has finished (none yet)" in text and "started, not finished: td3/pendulum" in text

@@ -108,17 +108,19 @@ def _source_grid(profile: ExperimentProfile, settings: dict[str, Any]) -> Experi
                                first_seed=int(settings["first_seed"]), chosen={})
 
 
-def load_confirmation(sweep_dir: str | Path, confirmation: str | Path) -> tuple[pd.DataFrame,
-                                                                                list[int]]:
-    """The finished runs of a confirmation sweep of ``sweep_dir`` and the seeds α was chosen on
-    (those of ``sweep_dir``), for :func:`~tutorial_rl.experiments.findings.check_findings`'s
-    ``selection``.
+def load_confirmation(sweep_dir: str | Path, confirmation: str | Path
+                      ) -> tuple[pd.DataFrame, dict[tuple[str, str], list[int]], list[str]]:
+    """What a report of ``sweep_dir`` tests on from its confirmation sweep: the runs of the
+    cells (task × algorithm) the confirmation has finished, the seeds each such cell's α was
+    chosen on (those of ``sweep_dir``), as the per-cell ``selection`` of
+    :func:`~tutorial_rl.experiments.findings.check_findings`, and the cells it has started but
+    not finished (those keep the split design until they finish).
 
     :raises ProfileError: ``confirmation`` is no confirmation sweep, or not one of
-        ``sweep_dir`` (its seeds overlap the grid's, or its settings differ), or has no
-        finished run.
+        ``sweep_dir`` (its seeds overlap the grid's, or its settings differ).
     """
-    from tutorial_rl.experiments.runner import _comparable
+    from tutorial_rl.experiments.config import ExperimentProfile
+    from tutorial_rl.experiments.runner import RUNS_DIR, _comparable, run_status
     from tutorial_rl.experiments.stats import load_runs
 
     confirmation = Path(confirmation)
@@ -132,7 +134,16 @@ def load_confirmation(sweep_dir: str | Path, confirmation: str | Path) -> tuple[
                            + (f"{', '.join(differ)} differ" if differ else
                               f"its seeds start at {mine['first_seed']}, inside the grid's")
                            + ")")
+    lists = ("envs", "algos", "variants", "alphas", "inject_failure")
+    profile = ExperimentProfile(name="confirmation", **{
+        k: tuple(v) if k in lists else v for k, v in mine.items() if k != "name"})
+    cells: dict[tuple[str, str], bool] = {}
+    for spec in profile.runs():
+        done = run_status(confirmation / RUNS_DIR / spec.key) == "done"
+        cells[(spec.env, spec.algo)] = cells.get((spec.env, spec.algo), True) and done
+    finished = {cell for cell, done in cells.items() if done}
     runs = load_runs(confirmation)
-    if runs.empty:
-        raise ProfileError(f"{confirmation} holds no finished run (no runs/*/done.json)")
-    return runs, chosen_on
+    if not runs.empty:
+        runs = runs[[(e, a) in finished for e, a in zip(runs["env"], runs["algo"], strict=True)]]
+    started = sorted(f"{a}/{e}" for e, a in set(cells) - finished)
+    return runs, {cell: chosen_on for cell in sorted(finished)}, started

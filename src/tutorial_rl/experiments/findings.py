@@ -80,7 +80,8 @@ from tutorial_rl.experiments.inference import (
 )
 from tutorial_rl.experiments.references import Reference
 from tutorial_rl.experiments.selection import (
-    Selection,
+    CellSelection,
+    cell_selection,
     choose_configs,
     seed_span,
 )
@@ -304,14 +305,15 @@ def finding_2(runs: pd.DataFrame, envs: tuple[str, ...] = ("quadrotor", "seeker"
 
 
 def finding_3(runs: pd.DataFrame, references: Mapping[str, Reference] | None = None,
-              margin: float = 0.1, selection: Selection = "split", level: float = 0.05,
+              margin: float = 0.1, selection: CellSelection = "split", level: float = 0.05,
               reps: int = 2_000, seed: int = 0) -> pd.DataFrame:
     """Best SP-RL mitigation against SE-RL with a reward penalty, per task × algorithm:
     "matches" (TOST within ±``margin`` normalised), else "SP better" / "SE better" (two-sided
     Mann-Whitney), else "undecided"; Holm over the cells for each of the two tests."""
     rows, pairs, equiv = [], [], []
     for (env, algo), cell in runs.groupby(["env", "algo"], sort=True):
-        choice = choose_configs(cell, {"sp": SP_MITIGATIONS, "se": ["se-penalty"]}, selection)
+        choice = choose_configs(cell, {"sp": SP_MITIGATIONS, "se": ["se-penalty"]},
+                                cell_selection(selection, env, algo))
         if choice is None:
             continue
         sp_cfg, se_cfg = choice.configs["sp"], choice.configs["se"]
@@ -364,7 +366,7 @@ def finding_3(runs: pd.DataFrame, references: Mapping[str, Reference] | None = N
 
 
 def finding_4(runs: pd.DataFrame, references: Mapping[str, Reference] | None = None,
-              selection: Selection = "split", level: float = 0.05, reps: int = 2_000,
+              selection: CellSelection = "split", level: float = 0.05, reps: int = 2_000,
               seed: int = 0) -> pd.DataFrame:
     """The paper's winner per task (penalty critic on the balancing tasks, per-sample loss on
     the seeker) against every other safeguarded variant: "holds" only if it beats each of them
@@ -374,7 +376,7 @@ def finding_4(runs: pd.DataFrame, references: Mapping[str, Reference] | None = N
         claimed = "sp-penalty-critic" if env in BALANCING_TASKS else "sp-per-sample-loss"
         others = [v for v in SAFEGUARDED if v != claimed and (cell["variant"] == v).any()]
         choice = choose_configs(cell, {claimed: [claimed], **{v: [v] for v in others}},
-                                selection)
+                                cell_selection(selection, env, algo))
         if choice is None or not others:
             continue
         mine = _scores(cell, choice.configs[claimed], choice.test_seeds)
@@ -421,12 +423,15 @@ def finding_4(runs: pd.DataFrame, references: Mapping[str, Reference] | None = N
 
 
 def check_findings(runs: pd.DataFrame, references: Mapping[str, Reference] | None = None, *,
-                   selection: Selection = "split", level: float = 0.05, margin: float = 0.1,
+                   selection: CellSelection = "split", level: float = 0.05, margin: float = 0.1,
                    reps: int = 2_000, seed: int = 0) -> pd.DataFrame:
     """All four findings on a table of runs (:func:`~.stats.load_runs`, or the ``runs`` table of
     a committed report): one row per finding × task × algorithm it concerns, columns
     :data:`COLUMNS`. ``references`` (:func:`~.references.load_references`) enable the
-    equivalence test of finding 3 and the normalised differences (``diff_norm``)."""
+    equivalence test of finding 3 and the normalised differences (``diff_norm``).
+    ``selection``: how a cell chooses α and variants (see the module docstring), for every cell
+    or per ``(env, algo)`` (cells not named: ``"split"``), as a report does for the cells its
+    confirmation sweep has finished."""
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1); got {level!r}")
     missing = {"env", "algo", "variant", "alpha", CONFIG, "seed", "score"} - set(runs.columns)

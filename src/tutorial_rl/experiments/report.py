@@ -88,14 +88,16 @@ def write_report(sweep_dir: str | Path, out: str | Path | None = None, reps: int
     kruskal, dunn = stats.significance(runs, alphas=alphas)  # type: ignore[arg-type]
     bands = stats.curve_bands(stats.load_curves(sweep_dir), seed=seed)
     selection: Any = "split"
-    tested = runs
+    tested, confirmed, waiting = runs, {}, []
     if confirmation is not None:
         from tutorial_rl.experiments.confirmation import load_confirmation
 
-        fresh, selection = load_confirmation(sweep_dir, confirmation)
-        if refs is not None:
-            fresh = stats.add_normalised(fresh, refs)
-        tested = pd.concat([runs, fresh], ignore_index=True)
+        fresh, confirmed, waiting = load_confirmation(sweep_dir, confirmation)
+        selection = confirmed  # per cell: the finished confirmation's, the split elsewhere
+        if not fresh.empty:
+            if refs is not None:
+                fresh = stats.add_normalised(fresh, refs)
+            tested = pd.concat([runs, fresh], ignore_index=True)
     findings = check_findings(tested, refs, seed=seed, selection=selection)
     tables = {"runs": runs, "final_performance": final,
               "interventions": stats.interventions(runs), "kruskal": kruskal, "dunn": dunn,
@@ -166,12 +168,14 @@ def write_report(sweep_dir: str | Path, out: str | Path | None = None, reps: int
         "## The paper's four findings", "",
         "Tests on per-seed scores (two-sided Mann-Whitney U, Cliff's δ; finding 3 also TOST "
         "equivalence within ±0.1 normalised), Holm-adjusted within each finding. "
-        + ("Where a cell chooses among several α or variants, the choice uses this sweep's "
-           f"seeds and the test the fresh seeds of the confirmation sweep `{confirmation}` "
-           if confirmation is not None else
-           "Where a cell chooses among several α or variants, the choice uses the first half "
-           "of the seeds and the test the other half ")
-        + "(column `seeds`); `tutorial_rl.experiments.findings` states the protocol.", "",
+        + "Where a cell chooses among several α or variants, the choice uses the first half "
+        "of the seeds and the test the other half"
+        + (f", except in the cells that the confirmation sweep `{confirmation}` has finished "
+           f"({', '.join(f'{a}/{e}' for e, a in confirmed) or 'none yet'}): there the choice "
+           "uses all of this sweep's seeds and the test the confirmation's fresh ones"
+           + (f" (started, not finished: {', '.join(waiting)})" if waiting else "")
+           if confirmation is not None else "")
+        + " (column `seeds`); `tutorial_rl.experiments.findings` states the protocol.", "",
         md(findings[["finding", "env", "algo", "verdict", "status", "seeds", "n",
                      "cliffs_delta", "p", "p_holm", "p_equiv_holm"]]), "",
         "## Compute cost", "",

@@ -18,10 +18,20 @@ import pandas as pd
 
 from tutorial_rl.experiments.stats import CONFIG, iqm
 
-__all__ = ["Choice", "Selection", "choose_configs", "chosen_configs", "seed_span",
-           "split_seeds"]
+__all__ = ["CellSelection", "Choice", "Selection", "cell_selection", "choose_configs",
+           "chosen_configs", "seed_span", "split_seeds"]
 
 Selection = Literal["split", "none"] | Sequence[int]
+#: A selection per task × algorithm cell ((env, algo) -> Selection; cells not named: "split"),
+#: e.g. where a confirmation sweep has finished some cells and not others.
+CellSelection = Selection | Mapping[tuple[str, str], Selection]
+
+
+def cell_selection(selection: CellSelection, env: str, algo: str) -> Selection:
+    """The selection of one cell: ``selection`` itself, or its entry for (env, algo)."""
+    if isinstance(selection, Mapping):
+        return selection.get((env, algo), "split")
+    return selection
 
 
 def split_seeds(seeds: Sequence[int]) -> tuple[list[int], list[int]]:
