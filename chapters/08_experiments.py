@@ -64,6 +64,7 @@ from IPython.display import Markdown, display
 
 from tutorial_rl.experiments import plots, stats
 from tutorial_rl.experiments.config import get_profile
+from tutorial_rl.experiments.confirmation import with_confirmation
 from tutorial_rl.experiments.costs import estimate_wall_time
 from tutorial_rl.experiments.findings import check_findings, summarise, to_markdown
 from tutorial_rl.experiments.references import default_reference_path, load_references
@@ -74,6 +75,7 @@ from tutorial_rl.results import describe_invocations, load_result, results_dir
 pd.set_option("display.width", 160)
 pd.set_option("display.max_colwidth", 90)
 PAPER = results_dir() / "paper"
+CONFIRMATION = results_dir() / "paper-confirm"  # tutorial-rl sweep --confirm results/paper
 QUICK = results_dir() / "quick"
 REFERENCES = default_reference_path(PAPER)  # results/reference/reference.json
 references = load_references(REFERENCES) if REFERENCES.is_file() else None
@@ -348,15 +350,22 @@ plt.show()
 # those verdicts stay "undecided" whatever the data. The rows say so ("undecidable at this n"),
 # the effect sizes still show which way a cell leans. The design that decides them keeps all
 # seven seeds for the choice and retrains each variant at its chosen $\alpha$ on seven fresh seeds
-# (`tutorial-rl sweep --confirm`, the last exercise); its runs follow the grid's. Holm's
-# correction runs over the finished cells, so a verdict can still change when the grid's other
-# cells arrive.
+# (`tutorial-rl sweep --confirm`, the last exercise); its runs follow the grid's, and each cell
+# it has finished is tested here seven seeds against seven instead of four against four (the
+# `seeds` of its rows say "test 7-13, chosen on 0-6"). Holm's correction runs over the finished
+# cells, so a verdict can still change when the grid's other cells arrive.
 #
 # The verdicts, each beside the paper's claim, with the evidence (the IQM difference with its
 # bootstrap interval, Cliff's $\delta$, the test's p-value raw and corrected):
 
 # %% tags=["hide-input"]
-findings = check_findings(runs, references)
+tested = with_confirmation(PAPER, runs, references, CONFIRMATION)
+findings = check_findings(tested.runs, references, selection=tested.selection)
+if CONFIRMATION.is_dir():
+    confirmed = ", ".join(f"{algo.upper()} · {env}" for env, algo in tested.selection)
+    print(f"confirmation sweep (seeds 7-13 at the chosen α): finished in "
+          f"{confirmed or 'no cell yet'}"
+          + (f"; not finished yet: {', '.join(tested.waiting)}" if tested.waiting else ""))
 display(Markdown(to_markdown(findings, envs=paper.envs, algos=paper.algos)))
 
 # %% [markdown]

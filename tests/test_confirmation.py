@@ -17,6 +17,7 @@ import pytest
 from tutorial_rl.experiments import runner
 from tutorial_rl.experiments.commands import main
 from tutorial_rl.experiments.config import ProfileError, get_profile
+from tutorial_rl.experiments.confirmation import with_confirmation
 from tutorial_rl.experiments.selection import chosen_configs
 from tutorial_rl.experiments.stats import load_runs
 
@@ -195,4 +196,11 @@ def test_an_unfinished_confirmation_cell_keeps_the_split_design(grid: Path, conf
     row = pd.read_csv(out / "findings.csv").iloc[0]
     assert row["seeds"] == "test 1, chosen on 0"
     text = (out / "report.md").read_text()
-    assert "has finished (none yet)" in text and "started, not finished: td3/pendulum" in text
+    assert "has finished (none yet)" in text and "not finished yet: td3/pendulum" in text
+
+
+def test_without_a_confirmation_folder_the_grid_is_tested_alone(grid: Path,
+                                                                tmp_path: Path) -> None:
+    runs = load_runs(grid)
+    tested = with_confirmation(grid, runs, None, tmp_path / "not-run-yet")
+    assert tested.runs is runs and tested.selection == {} and tested.waiting == []

@@ -24,14 +24,16 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pandas as pd
 
 from tutorial_rl.experiments.config import VARIANTS, ExperimentProfile, ProfileError
 
-__all__ = ["CONFIRMATION_SETTINGS", "confirmation_settings", "load_confirmation"]
+__all__ = ["CONFIRMATION_SETTINGS", "Tested", "confirmation_settings", "load_confirmation",
+           "with_confirmation"]
 
 #: The settings a confirmation sweep sets itself; every other one must equal the source grid's
 #: (the tasks and algorithms may be a subset of its).
@@ -113,8 +115,8 @@ def load_confirmation(sweep_dir: str | Path, confirmation: str | Path
     """What a report of ``sweep_dir`` tests on from its confirmation sweep: the runs of the
     cells (task × algorithm) the confirmation has finished, the seeds each such cell's α was
     chosen on (those of ``sweep_dir``), as the per-cell ``selection`` of
-    :func:`~tutorial_rl.experiments.findings.check_findings`, and the cells it has started but
-    not finished (those keep the split design until they finish).
+    :func:`~tutorial_rl.experiments.findings.check_findings`, and its cells not finished yet
+    (those keep the split design until they finish).
 
     :raises ProfileError: ``confirmation`` is no confirmation sweep, or not one of
         ``sweep_dir`` (its seeds overlap the grid's, or its settings differ).
@@ -147,3 +149,36 @@ def load_confirmation(sweep_dir: str | Path, confirmation: str | Path
         runs = runs[[(e, a) in finished for e, a in zip(runs["env"], runs["algo"], strict=True)]]
     started = sorted(f"{a}/{e}" for e, a in set(cells) - finished)
     return runs, {cell: chosen_on for cell in sorted(finished)}, started
+
+
+class Tested(NamedTuple):
+    """What the findings test on (:func:`with_confirmation`)."""
+
+    runs: pd.DataFrame
+    """the grid's runs, plus the confirmation's in the cells it has finished"""
+    selection: dict[tuple[str, str], list[int]]
+    """per finished confirmation cell, the seeds α is chosen on (other cells: the split)"""
+    waiting: list[str]
+    """confirmation cells not finished yet (``"algo/env"``)"""
+
+
+def with_confirmation(sweep_dir: str | Path, runs: pd.DataFrame, references: Mapping | None,
+                      confirmation: str | Path | None) -> Tested:
+    """The runs and per-cell selection of the findings of ``sweep_dir`` (its ``runs`` table),
+    with its confirmation sweep where there is one (None, or a folder without ``sweep.json``:
+    the grid alone); confirmation cells count only where ``runs`` has the cell too. Used by
+    ``tutorial-rl report --confirmation`` and chapter 8 alike."""
+    from tutorial_rl.experiments.runner import SWEEP_FILE
+    from tutorial_rl.experiments.stats import add_normalised
+
+    if confirmation is None or not (Path(confirmation) / SWEEP_FILE).is_file():
+        return Tested(runs, {}, [])
+    fresh, finished, waiting = load_confirmation(sweep_dir, confirmation)
+    present = set(zip(runs["env"], runs["algo"], strict=True))
+    finished = {cell: seeds for cell, seeds in finished.items() if cell in present}
+    fresh = fresh[[cell in finished for cell in zip(fresh["env"], fresh["algo"], strict=True)]]
+    if fresh.empty:
+        return Tested(runs, finished, waiting)
+    if references is not None:
+        fresh = add_normalised(fresh, references)
+    return Tested(pd.concat([runs, fresh], ignore_index=True), finished, waiting)

@@ -60,7 +60,6 @@ def write_report(sweep_dir: str | Path, out: str | Path | None = None, reps: int
     import json
 
     import matplotlib.pyplot as plt
-    import pandas as pd
 
     from tutorial_rl.experiments import plots, stats
     from tutorial_rl.experiments.findings import check_findings
@@ -87,18 +86,14 @@ def write_report(sweep_dir: str | Path, out: str | Path | None = None, reps: int
                                                                     seed=seed)
     kruskal, dunn = stats.significance(runs, alphas=alphas)  # type: ignore[arg-type]
     bands = stats.curve_bands(stats.load_curves(sweep_dir), seed=seed)
-    selection: Any = "split"
-    tested, confirmed, waiting = runs, {}, []
-    if confirmation is not None:
-        from tutorial_rl.experiments.confirmation import load_confirmation
+    from tutorial_rl.experiments.confirmation import with_confirmation
 
-        fresh, confirmed, waiting = load_confirmation(sweep_dir, confirmation)
-        selection = confirmed  # per cell: the finished confirmation's, the split elsewhere
-        if not fresh.empty:
-            if refs is not None:
-                fresh = stats.add_normalised(fresh, refs)
-            tested = pd.concat([runs, fresh], ignore_index=True)
-    findings = check_findings(tested, refs, seed=seed, selection=selection)
+    if confirmation is not None and not (Path(confirmation) / SWEEP_FILE).is_file():
+        raise ProfileError(f"--confirmation {confirmation}: not a sweep folder (no {SWEEP_FILE})")
+    tested = with_confirmation(sweep_dir, runs, refs, confirmation)
+    confirmed, waiting = tested.selection, tested.waiting
+    # per cell: the finished confirmation's seeds, the split elsewhere
+    findings = check_findings(tested.runs, refs, seed=seed, selection=confirmed)
     tables = {"runs": runs, "final_performance": final,
               "interventions": stats.interventions(runs), "kruskal": kruskal, "dunn": dunn,
               "compute_cost": stats.compute_cost(runs), "curves": bands, "failures": failures,
@@ -173,7 +168,7 @@ def write_report(sweep_dir: str | Path, out: str | Path | None = None, reps: int
         + (f", except in the cells that the confirmation sweep `{confirmation}` has finished "
            f"({', '.join(f'{a}/{e}' for e, a in confirmed) or 'none yet'}): there the choice "
            "uses all of this sweep's seeds and the test the confirmation's fresh ones"
-           + (f" (started, not finished: {', '.join(waiting)})" if waiting else "")
+           + (f" (not finished yet: {', '.join(waiting)})" if waiting else "")
            if confirmation is not None else "")
         + " (column `seeds`); `tutorial_rl.experiments.findings` states the protocol.", "",
         md(findings[["finding", "env", "algo", "verdict", "status", "seeds", "n",
