@@ -54,6 +54,7 @@
 
 # %%
 import tempfile
+import textwrap
 import time
 from pathlib import Path
 
@@ -363,9 +364,10 @@ tested = with_confirmation(PAPER, runs, references, CONFIRMATION)
 findings = check_findings(tested.runs, references, selection=tested.selection)
 if CONFIRMATION.is_dir():
     confirmed = ", ".join(f"{algo.upper()} · {env}" for env, algo in tested.selection)
-    print(f"confirmation sweep (seeds 7-13 at the chosen α): finished in "
-          f"{confirmed or 'no cell yet'}"
-          + (f"; not finished yet: {', '.join(tested.waiting)}" if tested.waiting else ""))
+    print(textwrap.fill(f"confirmation sweep (seeds 7-13 at the chosen α): finished in "
+                        f"{confirmed or 'no cell yet'}"
+                        + (f"; not finished yet: {', '.join(tested.waiting)}"
+                           if tested.waiting else ""), width=90, subsequent_indent="  "))
 display(Markdown(to_markdown(findings, envs=paper.envs, algos=paper.algos)))
 
 # %% [markdown]
