@@ -58,15 +58,15 @@ class _ArraysAsTensors:
         state = dict(self.__dict__)
         arrays = [k for k, v in state.items() if isinstance(v, np.ndarray)
                   and v.dtype.kind in "biuf" and v.flags.c_contiguous and v.flags.writeable]
-        for key in arrays:
-            state[key] = torch.from_numpy(state[key])
+        for key in arrays:  # host memory, as the buffer's storage itself (no copy on the CPU)
+            state[key] = torch.from_numpy(state[key]).to("cpu")
         state["_as_tensors"] = arrays
         return state
 
     def __setstate__(self, state: dict[str, object]) -> None:
         state = dict(state)
         for key in state.pop("_as_tensors", ()):  # type: ignore[union-attr]
-            state[key] = state[key].numpy()  # type: ignore[union-attr]
+            state[key] = state[key].cpu().numpy()  # type: ignore[union-attr]
         self.__dict__.update(state)
 
 
