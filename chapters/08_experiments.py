@@ -336,7 +336,9 @@ plt.show()
 #   equivalence test (two one-sided rank tests, TOST) on normalised scores with a margin of ±0.1,
 #   a tenth of the gap between the zero action and the reference controller, fixed before
 #   looking at the data: a difference below it would not change which method an engineer picks.
-#   Otherwise "SP better", "SE better" or "undecided".
+#   Otherwise "SP better", "SE better" or "undecided". Improved SP is the better of the two SP-RL
+#   mitigations for TD3, and the per-sample loss for A2C, whose penalty critic *is* A2C with the
+#   SE-RL penalty (chapter 7): compared with it, it would be level by construction.
 # - **Finding 4** (penalty critic best on the balancing tasks, per-sample loss on the seeker):
 #   "holds" only if the claimed variant beats *every* other safeguarded variant significantly;
 #   "does not hold" if some competitor is significantly better.
@@ -483,7 +485,8 @@ print("cvxpylayers SP-RL / SE-RL time per TD3 update:",
 #   `cvxpylayers` with an iterative conic solver. The tests hold it to the solver's answer within
 #   $10^{-7}$, so only the speed differs.
 # - **A2C's penalty critic** reduces to the SE-RL penalty for A2C (chapter 7), so the two A2C
-#   variants give the same scores seed by seed; they are kept so the grid stays the paper's.
+#   variants give the same scores seed by seed; they are kept so the grid stays the paper's, and
+#   finding 3 takes A2C's per-sample loss as its improved SP-RL.
 # - **Dynamics** follow the paper's public code where paper and code disagree (chapter 3, *What is
 #   the paper's and what is ours*): the pendulum's uniform rod, the quadrotor's exact
 #   discretisation and one-sided wind.

@@ -188,6 +188,21 @@ def test_finding_3_matches_only_through_equivalence() -> None:
     assert "sp-penalty-critic α=1 vs se-penalty α=1" in row["test"]
 
 
+def test_finding_3_for_a2c_compares_the_per_sample_loss() -> None:
+    """A2C's penalty critic is A2C with the SE penalty, bit for bit (chapter 7): it would win a
+    tie with itself, so for A2C "improved SP-RL" is the per-sample loss, even where the penalty
+    critic scores higher."""
+    se = around(-50, 1, 14)
+    runs = runs_table({("seeker", "a2c", "se-penalty", 1.0): se,
+                       ("seeker", "a2c", "sp-penalty-critic", 1.0): se,
+                       ("seeker", "a2c", "sp-per-sample-loss", 1.0): se - 30})
+    row = one(finding_3(runs, REFS))
+    assert "sp-per-sample-loss α=1 vs se-penalty α=1" in row["test"]
+    assert row["verdict"] == SE_BETTER
+    td3 = one(finding_3(runs.assign(algo="td3"), REFS))
+    assert "sp-penalty-critic α=1 vs se-penalty α=1" in td3["test"]
+
+
 def test_finding_3_overlapping_intervals_without_equivalence_are_undecided() -> None:
     # same centre, wide spread: the old rule ("intervals overlap") called this "matches"
     wide = around(-50, 10, 14)
