@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tutorial_rl.experiments import runner
+from tutorial_rl.experiments import runner, sweep_folder
 from tutorial_rl.experiments.commands import main
 from tutorial_rl.experiments.config import ProfileError, get_profile
 from tutorial_rl.experiments.confirmation import with_confirmation
@@ -85,9 +85,9 @@ def test_sweeps_recorded_before_these_settings_still_resume(tmp_path: Path) -> N
     settings = get_profile("ci").to_dict()
     del settings["tuned"], settings["first_seed"], settings["chosen"]
     (out / runner.SWEEP_FILE).write_text(json.dumps({"settings": settings}))
-    assert runner._check_resumable(out, get_profile("ci")) is not None
+    assert sweep_folder.check_resumable(out, get_profile("ci")) is not None
     with pytest.raises(ProfileError, match="first_seed differ"):
-        runner._check_resumable(out, get_profile("ci", {"first_seed": 2}))
+        sweep_folder.check_resumable(out, get_profile("ci", {"first_seed": 2}))
 
 
 # --- tutorial-rl sweep --confirm ------------------------------------------------------------
@@ -131,10 +131,10 @@ def test_a_confirmation_may_take_in_cells_as_they_finish(tmp_path: Path) -> None
     (out / runner.SWEEP_FILE).write_text(json.dumps({"settings": one.to_dict()}))
     more = get_profile("quick", {**base, "chosen": {"td3/pendulum/se-penalty": 0.5,
                                                       "a2c/seeker/se-penalty": 0.1}})
-    assert runner._check_resumable(out, more) is not None
+    assert sweep_folder.check_resumable(out, more) is not None
     other = get_profile("quick", {**base, "chosen": {"td3/pendulum/se-penalty": 0.1}})
     with pytest.raises(ProfileError, match="chosen differ"):
-        runner._check_resumable(out, other)
+        sweep_folder.check_resumable(out, other)
 
 
 @pytest.mark.parametrize(("extra", "match"), [

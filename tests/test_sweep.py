@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 
 from tutorial_rl.agents.common import VALID_MITIGATIONS
-from tutorial_rl.experiments import launchers, runner
+from tutorial_rl.experiments import launchers, runner, sweep_folder
 from tutorial_rl.experiments.commands import main
 from tutorial_rl.experiments.config import (
     PROFILES,
@@ -165,14 +165,14 @@ def test_new_tuned_values_reach_only_cells_without_runs(ci_sweep: Path) -> None:
     """A folder's runs keep the hyperparameters they were trained with: new tuned values for a
     cell with no runs there are taken up on resume; for a cell with runs the resume is refused,
     naming the cell."""
-    from tutorial_rl.experiments.runner import _check_resumable
+    from tutorial_rl.experiments.sweep_folder import check_resumable
 
     ci = PROFILES["ci"]
     elsewhere = dataclasses.replace(ci, tuned={**ci.tuned, "a2c/seeker": {"n_steps": 8}})
-    assert _check_resumable(ci_sweep, elsewhere) is not None
+    assert check_resumable(ci_sweep, elsewhere) is not None
     here = dataclasses.replace(ci, tuned={**ci.tuned, "td3/pendulum": {"tau": 0.01}})
     with pytest.raises(ProfileError, match=r"other tuned hyperparameters \(td3/pendulum\)"):
-        _check_resumable(ci_sweep, here)
+        check_resumable(ci_sweep, here)
 
 
 # --- interruption, failures, launchers ------------------------------------------------------
@@ -257,7 +257,7 @@ def test_finalize_never_replaces_a_finished_run(tmp_path: Path) -> None:
 
 def test_a_second_sweep_into_the_same_folder_is_refused(tmp_path: Path) -> None:
     tmp_path.mkdir(exist_ok=True)
-    with runner._sweep_lock(tmp_path), pytest.raises(ProfileError, match="another sweep"):
+    with sweep_folder.sweep_lock(tmp_path), pytest.raises(ProfileError, match="another sweep"):
         sweep("ci", tmp_path, only=["variant=se-vanilla"])
 
 

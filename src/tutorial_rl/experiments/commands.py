@@ -39,7 +39,8 @@ from tutorial_rl.experiments.report import (  # re-exported: the report's old ho
     resolve_references,
     write_report,
 )
-from tutorial_rl.experiments.runner import LAUNCHERS, RUNS_DIR, SlurmOptions, sweep
+from tutorial_rl.experiments.runner import LAUNCHERS, SlurmOptions, sweep
+from tutorial_rl.experiments.sweep_folder import RUNS_DIR
 
 __all__ = ["OPTIONAL_TABLES", "REPORT_TABLES", "add_report_parser", "add_sweep_parser",
            "read_report", "run_report", "run_sweep", "write_report"]
@@ -116,7 +117,7 @@ def _steps_or_auto(text: str) -> int | None:
 
 def _dry_run(profile: ExperimentProfile, out: Path, only: list[str], jobs: int,
              group_size: int = DEFAULT_GROUP_SIZE, device: str = "cpu") -> int:
-    from tutorial_rl.experiments.runner import run_status
+    from tutorial_rl.experiments.sweep_folder import run_status
 
     specs = select_runs(profile, only)
     todo = [s for s in specs if run_status(out / RUNS_DIR / s.key) != "done"]

@@ -42,7 +42,7 @@ _FREE = (*CONFIRMATION_SETTINGS, "name", "inject_failure", "envs", "algos", "see
 
 
 def _source_settings(source: Path) -> dict[str, Any]:
-    from tutorial_rl.experiments.runner import SWEEP_FILE
+    from tutorial_rl.experiments.sweep_folder import SWEEP_FILE
 
     path = source / SWEEP_FILE
     if not path.is_file():
@@ -62,12 +62,12 @@ def confirmation_settings(source: str | Path, profile: ExperimentProfile
         hyperparameters, variants, α grid, ...), lacks a task or algorithm of ``profile``, is
         itself a confirmation sweep, or has no finished cell of ``profile`` yet.
     """
-    from tutorial_rl.experiments.runner import RUNS_DIR, _comparable, run_status
     from tutorial_rl.experiments.selection import chosen_configs
     from tutorial_rl.experiments.stats import load_runs
+    from tutorial_rl.experiments.sweep_folder import RUNS_DIR, comparable_settings, run_status
 
     source = Path(source)
-    settings = _comparable(_source_settings(source))
+    settings = comparable_settings(_source_settings(source))
     if settings["chosen"]:
         raise ProfileError(f"--confirm {source}: that sweep is itself a confirmation sweep; "
                            f"confirm the grid it was chosen from")
@@ -75,7 +75,7 @@ def confirmation_settings(source: str | Path, profile: ExperimentProfile
         {*profile.algos} - {*settings["algos"]})
     if absent:
         raise ProfileError(f"--confirm {source}: the source grid has no {', '.join(absent)}")
-    mine = _comparable(profile.to_dict())
+    mine = comparable_settings(profile.to_dict())
     differ = sorted(k for k in mine if k not in _FREE and settings.get(k) != mine[k])
     if differ:
         raise ProfileError(f"--confirm {source}: the confirmation must train as the source grid "
@@ -122,11 +122,11 @@ def load_confirmation(sweep_dir: str | Path, confirmation: str | Path
         ``sweep_dir`` (its seeds overlap the grid's, or its settings differ).
     """
     from tutorial_rl.experiments.config import ExperimentProfile
-    from tutorial_rl.experiments.runner import RUNS_DIR, _comparable, run_status
     from tutorial_rl.experiments.stats import load_runs
+    from tutorial_rl.experiments.sweep_folder import RUNS_DIR, comparable_settings, run_status
 
     confirmation = Path(confirmation)
-    grid, mine = (_comparable(_source_settings(Path(d))) for d in (sweep_dir, confirmation))
+    grid, mine = (comparable_settings(_source_settings(Path(d))) for d in (sweep_dir, confirmation))
     if not mine["chosen"]:
         raise ProfileError(f"{confirmation} is no confirmation sweep (tutorial-rl sweep --confirm)")
     differ = sorted(k for k in mine if k not in _FREE and grid.get(k) != mine[k])
@@ -168,8 +168,8 @@ def with_confirmation(sweep_dir: str | Path, runs: pd.DataFrame, references: Map
     with its confirmation sweep where there is one (None, or a folder without ``sweep.json``:
     the grid alone); confirmation cells count only where ``runs`` has the cell too. Used by
     ``tutorial-rl report --confirmation`` and chapter 8 alike."""
-    from tutorial_rl.experiments.runner import SWEEP_FILE
     from tutorial_rl.experiments.stats import add_normalised
+    from tutorial_rl.experiments.sweep_folder import SWEEP_FILE
 
     if confirmation is None or not (Path(confirmation) / SWEEP_FILE).is_file():
         return Tested(runs, {}, [])

@@ -260,15 +260,13 @@ def execute_group(specs: list[RunSpec], runs_dir: str | Path,
     :returns: one ``{"key", "status"}`` per run, as ``execute_run`` returns.
     """
     from tutorial_rl.experiments.runner import (
-        TMP_PREFIX,
         _now,
         _run_config,
-        checkpoint_path,
         complete_run,
         execute_run,
         record_failure,
-        run_status,
     )
+    from tutorial_rl.experiments.sweep_folder import TMP_PREFIX, checkpoint_path, run_status
 
     runs_dir = Path(runs_dir)
     todo = [s for s in specs if run_status(runs_dir / s.key) != "done"]

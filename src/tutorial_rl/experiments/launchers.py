@@ -82,7 +82,7 @@ def _workers_stop_with_the_sweep(runs_dir: Path) -> Iterator[None]:
     import signal
     import threading
 
-    from tutorial_rl.experiments.runner import STOP_FILE
+    from tutorial_rl.experiments.sweep_folder import STOP_FILE
 
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -111,7 +111,8 @@ def launch_submitit(units: list[list[RunSpec]], runs_dir: Path, jobs: int,
                      device: str = "cpu") -> None:
     import submitit
 
-    from tutorial_rl.experiments.runner import execute_runs, run_status
+    from tutorial_rl.experiments.runner import execute_runs
+    from tutorial_rl.experiments.sweep_folder import run_status
 
     executor = submitit.AutoExecutor(folder=runs_dir.parent / "submitit", cluster=slurm.cluster)
     executor.update_parameters(name="tutorial-rl-sweep", timeout_min=slurm.time_min,

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from tutorial_rl.experiments.config import ProfileError
-from tutorial_rl.experiments.runner import SWEEP_FILE
+from tutorial_rl.experiments.sweep_folder import SWEEP_FILE
 
 __all__ = ["OPTIONAL_TABLES", "REPORT_TABLES", "read_report", "resolve_references",
            "write_report"]

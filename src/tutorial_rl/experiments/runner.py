@@ -1,15 +1,7 @@
 """Running a grid of experiments: ``tutorial-rl sweep`` (Chapter 8, chapters/08_experiments.py).
 
-A sweep folder holds
-
-``sweep.json``        profile, resolved settings, overrides and filters of the last invocation
-``provenance.json``   taken when the sweep started; its wall time is filled in at the end;
-                      earlier invocations on the folder are kept in ``previous_invocations``
-``runs/<key>/``       one folder per run (:func:`~tutorial_rl.experiments.config.run_key`):
-                      ``config.json``, ``progress.csv``, ``model.pt``, ``evaluation.json`` and
-                      ``done.json`` (the completion marker) or ``failed.json`` (error, traceback)
-``checkpoints/<key>.pt`` the exact checkpoint of an unfinished run (``--checkpoint-every``,
-                      :mod:`~tutorial_rl.experiments.checkpoint`); deleted when the run finishes
+The sweep folder's layout and the rules for resuming it are in
+:mod:`~tutorial_rl.experiments.sweep_folder`.
 
 Resume protocol: a run is finished iff its folder holds ``done.json``, written *last* and
 atomically (temporary name + rename), after training and evaluation. A rerun skips finished runs
@@ -35,12 +27,11 @@ import sys
 import time
 import traceback
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from tutorial_rl.experiments.config import (
     ExperimentProfile,
@@ -58,24 +49,25 @@ from tutorial_rl.experiments.launchers import (
     launch_submitit,
     progress_bar,
 )
+from tutorial_rl.experiments.sweep_folder import (
+    CHECKPOINTS_DIR,
+    DONE_FILE,
+    FAILED_FILE,
+    RUNS_DIR,
+    STOP_FILE,
+    SWEEP_FILE,
+    TMP_PREFIX,
+    check_resumable,
+    checkpoint_path,
+    run_status,
+    sweep_lock,
+)
 from tutorial_rl.provenance import invocations, provenance, write_json_atomic, write_provenance
 
 __all__ = ["CHECKPOINTS_DIR", "DONE_FILE", "FAILED_FILE", "LAUNCHERS", "RUNS_DIR", "SWEEP_FILE",
            "SlurmOptions", "SweepSummary", "checkpoint_path", "complete_run", "execute_run",
            "execute_runs", "execute_unit", "group_units", "record_failure", "run_status",
            "sweep"]
-
-SWEEP_FILE = "sweep.json"
-RUNS_DIR = "runs"
-CHECKPOINTS_DIR = "checkpoints"
-DONE_FILE = "done.json"
-FAILED_FILE = "failed.json"
-TMP_PREFIX = ".tmp-"
-LOCK_FILE = ".lock"
-#: In ``runs/``: its appearance asks every run of the sweep to save its checkpoint and stop
-#: (the sweep's first SIGTERM or SIGHUP creates it; so may a user, ``touch OUT/runs/.stop``).
-STOP_FILE = ".stop"
-Status = Literal["done", "failed", "partial", "missing"]
 
 
 @dataclass(frozen=True)
@@ -108,17 +100,6 @@ class SweepSummary:
                 f"{self.completed} completed{failed}; {self.wall_time_s:.1f} s")
 
 
-def run_status(run_dir: str | Path) -> Status:
-    """``done`` (done.json present), ``failed`` (failed.json), ``partial`` (anything else in the
-    folder: an interrupted run) or ``missing``."""
-    run_dir = Path(run_dir)
-    if (run_dir / DONE_FILE).is_file():
-        return "done"
-    if (run_dir / FAILED_FILE).is_file():
-        return "failed"
-    return "partial" if run_dir.exists() else "missing"
-
-
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
@@ -132,12 +113,6 @@ def _run_config(spec: RunSpec, run_dir: Path, checkpoint_every: int | None = Non
                      projection_method=spec.projection_method, agent=dict(spec.agent),
                      progress_bar=False, num_threads=1, checkpoint_every=checkpoint_every,
                      checkpoint=checkpoint_path(run_dir.parent, spec.key), device=device)
-
-
-def checkpoint_path(runs_dir: str | Path, key: str) -> Path:
-    """Where a sweep keeps the checkpoint of run ``key`` (outside ``runs/``: a checkpoint is no
-    result, and ``runs/<key>`` appears only when the run has finished or failed)."""
-    return Path(runs_dir).parent / CHECKPOINTS_DIR / f"{key}.pt"
 
 
 def _finalize(tmp: Path, final: Path, done: bool) -> None:
@@ -309,69 +284,6 @@ def group_units(specs: Sequence[RunSpec], group_size: int) -> list[list[RunSpec]
     return units
 
 
-#: Settings added after sweeps were recorded, with the value older sweep.json files mean.
-_LATER_SETTINGS: dict[str, Any] = {"tuned": {}, "first_seed": 0, "chosen": {}}
-
-
-def _comparable(settings: Mapping[str, Any]) -> dict[str, Any]:
-    # inject_failure changes no successful run's result, so a resume may drop it
-    return {k: v for k, v in {**_LATER_SETTINGS, **settings}.items()
-            if k not in ("name", "inject_failure")}
-
-
-def _check_resumable(out: Path, profile: ExperimentProfile) -> dict[str, Any] | None:
-    """The previous sweep.json, if any; a different grid or budget in ``out`` is an error."""
-    path = out / SWEEP_FILE
-    if not path.is_file():
-        if (out / RUNS_DIR).exists():
-            raise ProfileError(f"{out} has runs but no {SWEEP_FILE}; choose another --out")
-        return None
-    import json
-
-    previous = json.loads(path.read_text())
-    if _comparable(previous["settings"]) != _comparable(profile.to_dict()):
-        changed = sorted(k for k, v in _comparable(profile.to_dict()).items()
-                         if _comparable(previous["settings"]).get(k) != v)
-        old_chosen = _comparable(previous["settings"])["chosen"]
-        if changed == ["chosen"] and all(profile.chosen.get(k) == v for k, v in old_chosen.items()):
-            return previous  # a confirmation sweep takes in its grid's cells as they finish
-        if changed == ["tuned"]:
-            # new tuned values only matter to cells that have runs here: a cell nobody has
-            # started takes them, one with runs would mix two sets of hyperparameters
-            started = _cells_with_runs(out, profile)
-            old_tuned = previous["settings"].get("tuned", {})
-            stale = sorted(cell for cell in started
-                           if old_tuned.get(cell) != profile.tuned.get(cell))
-            if not stale:
-                return previous
-            raise ProfileError(f"{out} holds runs trained with other tuned hyperparameters "
-                               f"({', '.join(stale)}); use another --out for the new values, or "
-                               f"move those runs away")
-        raise ProfileError(f"{out} holds a sweep with other settings ({', '.join(changed)} "
-                           f"differ); resume it with the same profile and --set, or use "
-                           f"another --out")
-    return previous
-
-
-def _cells_with_runs(out: Path, profile: ExperimentProfile) -> set[str]:
-    """The ``"algo/env"`` cells with anything in ``out``: finished, failed, in progress or
-    checkpointed runs. A folder entry that is no run of ``profile`` counts as every cell."""
-    cell_of = {spec.key: f"{spec.algo}/{spec.env}" for spec in profile.runs()}
-    names = []
-    for folder in (out / RUNS_DIR, out / CHECKPOINTS_DIR):
-        if folder.is_dir():
-            names += [p.name for p in folder.iterdir()]
-    cells = set()
-    for name in names:
-        key = name.removesuffix(".pt")
-        if key.startswith(TMP_PREFIX):
-            key = next((k for k in cell_of if key.startswith(f"{TMP_PREFIX}{k}-")), key)
-        if key not in cell_of:
-            return set(profile.tuned) | set(cell_of.values())
-        cells.add(cell_of[key])
-    return cells
-
-
 def sweep(profile: str | ExperimentProfile, out: str | Path, *, jobs: int = 1,
           launcher: str = "local", overrides: Mapping[str, Any] | None = None,
           only: Iterable[str] = (), slurm: SlurmOptions | None = None,
@@ -430,35 +342,10 @@ def sweep(profile: str | ExperimentProfile, out: str | Path, *, jobs: int = 1,
     if out.exists() and not out.is_dir():
         raise ProfileError(f"--out {out} exists and is not a folder")
     out.mkdir(parents=True, exist_ok=True)
-    with _sweep_lock(out):
-        _check_resumable(out, profile)
+    with sweep_lock(out):
+        check_resumable(out, profile)
         return _run_sweep(profile, specs, out, jobs, launcher, overrides, only, slurm, progress,
                           command, start, checkpoint_every, group_size, device)
-
-
-@contextmanager
-def _sweep_lock(out: Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``out`` while a sweep runs: a second sweep into the same folder
-    would delete the first one's attempts. Released by the OS when the process dies."""
-    try:
-        import fcntl
-    except ImportError:  # Windows: no advisory locks; do not run two sweeps into one folder
-        yield
-        return
-    with open(out / LOCK_FILE, "a+") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            fh.seek(0)
-            raise ProfileError(f"another sweep (pid {fh.read().strip() or '?'}) is running in "
-                               f"{out}; wait for it or stop it first") from None
-        fh.truncate(0)
-        fh.write(str(os.getpid()))
-        fh.flush()
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def _accelerator(device: str) -> dict[str, Any]:
