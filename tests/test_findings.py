@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tutorial_rl.experiments.config import get_profile
 from tutorial_rl.experiments.findings import (
     DIFFER,
     HOLDS,
@@ -25,6 +26,8 @@ from tutorial_rl.experiments.findings import (
     finding_2,
     finding_3,
     finding_4,
+    finished_for,
+    grid_table,
     summarise,
     to_markdown,
 )
@@ -340,6 +343,35 @@ def test_check_findings_is_deterministic_and_covers_every_finding() -> None:
     assert list(summary.index) == [1, 2, 3, 4]
     assert summary.loc[1, HOLDS] == 1 and summary.loc[1, "cells"] == 1
     assert (summary[[HOLDS, NOT_HOLD, UNDECIDED]].sum(axis=1) == summary["cells"]).all()
+
+
+def test_unfinished_cells_are_tested_only_for_the_findings_whose_runs_have_finished() -> None:
+    """The paper grid's TD3 seeker cell with only its vanilla variants finished: finding 2 is
+    tested there, findings 3 and 4 wait for the whole cell, even with some α finished."""
+    paper = get_profile("paper")
+    grid = grid_table(paper.runs())
+    assert len(grid) == len(paper.runs()) == 588 and grid["key"].is_unique
+    scores = {("seeker", "td3", "se-vanilla"): around(10), ("seeker", "td3", "sp-vanilla"):
+              around(-10), ("seeker", "td3", "se-penalty", 0.1): around(0),
+              ("seeker", "td3", "sp-per-sample-loss", 0.5): around(0)}
+    runs = runs_table(scores)
+    # the keys a sweep writes (runs_table's stand-ins are not the grid's)
+    spec_key = {(s.env, s.algo, s.variant, s.alpha, s.seed): s.key for s in paper.runs()}
+    runs["key"] = [spec_key[(r.env, r.algo, r.variant, None if np.isnan(r.alpha) else r.alpha,
+                             r.seed)] for r in runs.itertuples()]
+    assert len(finished_for(runs, grid, 2)) == 14  # the two vanilla variants, all 7 seeds
+    assert finished_for(runs, grid, 3).empty and finished_for(runs, grid, 4).empty
+    table = check_findings(runs, REFS, grid=grid)
+    assert list(table["finding"]) == [2]
+    assert one(table)["verdict"] == SE_BETTER
+    # one vanilla seed missing: finding 2 waits too
+    assert check_findings(runs.iloc[1:], REFS, grid=grid).empty
+    # without the grid every cell counts as finished (the behaviour for finished sweeps)
+    assert {3, 4} <= set(check_findings(runs, REFS)["finding"])
+    with pytest.raises(ValueError, match="findings"):
+        finished_for(runs, grid, 5)
+    with pytest.raises(ValueError, match="'key'"):
+        check_findings(runs.drop(columns="key"), REFS, grid=grid)
 
 
 # --- the text a reader sees ------------------------------------------------------------------

@@ -239,6 +239,13 @@ class ExperimentProfile:
         """JSON-ready (``sweep.json``)."""
         return json.loads(json.dumps(dataclasses.asdict(self)))
 
+    @classmethod
+    def from_dict(cls, settings: Mapping[str, Any]) -> ExperimentProfile:
+        """The profile that :meth:`to_dict` wrote (``sweep.json``'s ``settings``); settings that
+        older files lack take their defaults."""
+        lists = ("envs", "algos", "variants", "alphas", "inject_failure")
+        return cls(**{k: tuple(v) if k in lists else v for k, v in settings.items()})
+
 
 def _as_tuple(value: Any) -> tuple[Any, ...]:
     if isinstance(value, str):

@@ -121,7 +121,6 @@ def load_confirmation(sweep_dir: str | Path, confirmation: str | Path
     :raises ProfileError: ``confirmation`` is no confirmation sweep, or not one of
         ``sweep_dir`` (its seeds overlap the grid's, or its settings differ).
     """
-    from tutorial_rl.experiments.config import ExperimentProfile
     from tutorial_rl.experiments.stats import load_runs
     from tutorial_rl.experiments.sweep_folder import RUNS_DIR, comparable_settings, run_status
 
@@ -136,9 +135,7 @@ def load_confirmation(sweep_dir: str | Path, confirmation: str | Path
                            + (f"{', '.join(differ)} differ" if differ else
                               f"its seeds start at {mine['first_seed']}, inside the grid's")
                            + ")")
-    lists = ("envs", "algos", "variants", "alphas", "inject_failure")
-    profile = ExperimentProfile(name="confirmation", **{
-        k: tuple(v) if k in lists else v for k, v in mine.items() if k != "name"})
+    profile = ExperimentProfile.from_dict({**mine, "name": "confirmation"})
     cells: dict[tuple[str, str], bool] = {}
     for spec in profile.runs():
         done = run_status(confirmation / RUNS_DIR / spec.key) == "done"

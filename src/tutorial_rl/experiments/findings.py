@@ -60,6 +60,13 @@ family-wise error rate of ``level``. The equivalence tests of finding 3 and the 
 tests of finding 4 are separate families. Cells with fewer than :data:`MIN_SEEDS` seeds per
 sample are "undecided" with that reason and are not tested.
 
+**Unfinished grids.** Given the grid's runs (``check_findings(..., grid=...)``), a finding is
+tested in a cell only once every run of the grid that it compares there has finished: findings
+1 and 2 compare the two vanilla variants, so they need those 2 × 7 runs; findings 3 and 4 choose
+among every variant and α, so they need the whole cell. A half-finished variant would otherwise
+be compared on the seeds that happen to be done, or a mitigation's best α chosen among the α that
+happen to be done.
+
 Seeds are treated as independent samples, as in the paper and rliable, although variants run with
 the same seed share their initialisation and evaluation episodes.
 """
@@ -72,6 +79,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from tutorial_rl.experiments.config import RunSpec
 from tutorial_rl.experiments.inference import (
     cliffs_delta,
     hodges_lehmann,
@@ -90,10 +98,10 @@ from tutorial_rl.experiments.selection import (
 )
 from tutorial_rl.experiments.stats import CONFIG
 
-__all__ = ["CLAIMS", "COLUMNS", "DIFFER", "HOLDS", "IDENTICAL", "MATCHES", "MIN_SEEDS",
-           "NOT_HOLD", "NO_DIFFERENCE", "SE_BETTER", "SP_BETTER", "UNDECIDED", "check_findings",
-           "expected_cells", "finding_1", "finding_2", "finding_3", "finding_4", "summarise",
-           "to_markdown"]
+__all__ = ["CLAIMS", "COLUMNS", "DIFFER", "HOLDS", "IDENTICAL", "MATCHES", "MIN_SEEDS", "NOT_HOLD",
+           "NO_DIFFERENCE", "SE_BETTER", "SP_BETTER", "UNDECIDED", "check_findings",
+           "compared_variants", "expected_cells", "finding_1", "finding_2", "finding_3",
+           "finding_4", "finished_for", "grid_table", "summarise", "to_markdown"]
 
 #: Verdicts (column ``verdict``).
 IDENTICAL, DIFFER = "identical (by construction)", "differ"
@@ -109,6 +117,8 @@ SP_MITIGATIONS = ("sp-per-sample-loss", "sp-penalty-critic")
 #: Finding 3's "improved SP-RL" per algorithm: A2C's penalty critic equals its SE-RL penalty.
 IMPROVED_SP = {"td3": SP_MITIGATIONS, "a2c": ("sp-per-sample-loss",)}
 SAFEGUARDED = ("se-vanilla", "se-penalty", "sp-vanilla", *SP_MITIGATIONS)
+#: The variants each finding compares within a cell (findings 3 and 4: all of them).
+VANILLA = ("se-vanilla", "sp-vanilla")
 #: The paper's four claims, in one line each (the rows' ``claim`` is per cell).
 CLAIMS = {1: "A2C: SE-RL and SP-RL (vanilla) identical",
           2: "TD3 vanilla: SE-RL beats SP-RL on the quadrotor and the seeker",
@@ -428,24 +438,68 @@ def finding_4(runs: pd.DataFrame, references: Mapping[str, Reference] | None = N
     return _frame(rows)
 
 
+def compared_variants(finding: int) -> tuple[str, ...] | None:
+    """The variants finding ``finding`` compares within a cell; None: every variant."""
+    if finding not in CLAIMS:
+        raise ValueError(f"the paper has findings {sorted(CLAIMS)}; got {finding!r}")
+    return VANILLA if finding in (1, 2) else None
+
+
+def finished_for(runs: pd.DataFrame, grid: pd.DataFrame, finding: int) -> pd.DataFrame:
+    """The rows of ``runs`` that finding ``finding`` compares, in the cells (task × algorithm)
+    where every run of ``grid`` that it compares is among ``runs`` (see "Unfinished grids")
+
+    :param runs: finished runs, with ``key``, ``env`` and ``algo`` (:func:`~.stats.load_runs`;
+        a confirmation's runs may be among them: a cell is judged by the grid's runs alone).
+    :param grid: every run of the sweep's grid, with ``key``, ``env``, ``algo`` and ``variant``
+        (:func:`grid_table`).
+    """
+    variants = compared_variants(finding)
+    needed = grid if variants is None else grid[grid["variant"].isin(variants)]
+    have = set(runs["key"])
+    ready = {cell for cell, keys in needed.groupby(["env", "algo"])["key"]
+             if set(keys) <= have}
+    keep = np.array([cell in ready for cell in zip(runs["env"], runs["algo"], strict=True)],
+                    dtype=bool)
+    if variants is not None:
+        keep &= runs["variant"].isin(variants).to_numpy()
+    return runs[keep]
+
+
+def grid_table(specs: Sequence[RunSpec]) -> pd.DataFrame:
+    """``key``, ``env``, ``algo``, ``variant`` of a grid's runs (``profile.runs()``), for
+    :func:`finished_for` and ``check_findings(..., grid=...)``."""
+    return pd.DataFrame([{"key": s.key, "env": s.env, "algo": s.algo, "variant": s.variant}
+                         for s in specs], columns=["key", "env", "algo", "variant"])
+
+
 def check_findings(runs: pd.DataFrame, references: Mapping[str, Reference] | None = None, *,
                    selection: CellSelection = "split", level: float = 0.05, margin: float = 0.1,
-                   reps: int = 2_000, seed: int = 0) -> pd.DataFrame:
+                   reps: int = 2_000, seed: int = 0,
+                   grid: pd.DataFrame | None = None) -> pd.DataFrame:
     """All four findings on a table of runs (:func:`~.stats.load_runs`, or the ``runs`` table of
     a committed report): one row per finding × task × algorithm it concerns, columns
     :data:`COLUMNS`. ``references`` (:func:`~.references.load_references`) enable the
     equivalence test of finding 3 and the normalised differences (``diff_norm``).
     ``selection``: how a cell chooses α and variants (see the module docstring), for every cell
     or per ``(env, algo)`` (cells not named: ``"split"``), as a report does for the cells its
-    confirmation sweep has finished."""
+    confirmation sweep has finished. ``grid`` (:func:`grid_table` of the sweep's profile): test
+    each finding only in the cells where the runs it compares have all finished
+    (:func:`finished_for`); None: in every cell of ``runs`` (a finished grid)."""
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1); got {level!r}")
     missing = {"env", "algo", "variant", "alpha", CONFIG, "seed", "score"} - set(runs.columns)
     if missing:
         raise ValueError(f"runs lacks the columns {sorted(missing)} (use stats.load_runs)")
+    if grid is not None and "key" not in runs.columns:
+        raise ValueError("runs lacks the column 'key', which grid= needs (use stats.load_runs)")
+
+    def ready(finding: int) -> pd.DataFrame:
+        return runs if grid is None else finished_for(runs, grid, finding)
+
     kw = {"level": level, "reps": reps, "seed": seed}
-    parts = [finding_1(runs), finding_2(runs, references=references, **kw),
-             finding_3(runs, references, margin=margin, selection=selection, **kw),
-             finding_4(runs, references, selection=selection, **kw)]
+    parts = [finding_1(ready(1)), finding_2(ready(2), references=references, **kw),
+             finding_3(ready(3), references, margin=margin, selection=selection, **kw),
+             finding_4(ready(4), references, selection=selection, **kw)]
     parts = [p for p in parts if not p.empty]
     return pd.concat(parts, ignore_index=True) if parts else _frame([])

@@ -62,7 +62,8 @@ def write_report(sweep_dir: str | Path, out: str | Path | None = None, reps: int
     import matplotlib.pyplot as plt
 
     from tutorial_rl.experiments import plots, stats
-    from tutorial_rl.experiments.findings import check_findings
+    from tutorial_rl.experiments.config import ExperimentProfile
+    from tutorial_rl.experiments.findings import check_findings, grid_table
 
     sweep_dir = Path(sweep_dir)
     if not (sweep_dir / SWEEP_FILE).is_file():
@@ -93,7 +94,10 @@ def write_report(sweep_dir: str | Path, out: str | Path | None = None, reps: int
     tested = with_confirmation(sweep_dir, runs, refs, confirmation)
     confirmed, waiting = tested.selection, tested.waiting
     # per cell: the finished confirmation's seeds, the split elsewhere
-    findings = check_findings(tested.runs, refs, seed=seed, selection=confirmed)
+    # each finding only where the grid's runs it compares have all finished
+    meta = json.loads((sweep_dir / SWEEP_FILE).read_text())
+    grid = grid_table(ExperimentProfile.from_dict(meta["settings"]).runs())
+    findings = check_findings(tested.runs, refs, seed=seed, selection=confirmed, grid=grid)
     tables = {"runs": runs, "final_performance": final,
               "interventions": stats.interventions(runs), "kruskal": kruskal, "dunn": dunn,
               "compute_cost": stats.compute_cost(runs), "curves": bands, "failures": failures,
@@ -115,7 +119,6 @@ def write_report(sweep_dir: str | Path, out: str | Path | None = None, reps: int
         fig.savefig(out / f"{name}.png", dpi=120)
         plt.close(fig)
 
-    meta = json.loads((sweep_dir / SWEEP_FILE).read_text())
     prov_path = sweep_dir / "provenance.json"
     prov = json.loads(prov_path.read_text()) if prov_path.is_file() else {}
     md = stats.markdown_table
