@@ -290,13 +290,15 @@ def update_table(envs: list[str], sizes: list[int], updates: int) -> None:
             print(f"{env:10s} {variant:20s} " + " ".join(f"{c:>20s}" for c in cells), flush=True)
 
 
-def group_cell(env: str, algo: str, variant: str, k: int, steps: int, warmup: int) -> float:
+def group_cell(env: str, algo: str, variant: str, k: int, steps: int, warmup: int,
+               device: str = "cpu") -> float:
     """ms per run-step of K runs of one cell trained as a group (steady state after warmup).
 
-    K = 1 is a run alone (:func:`time_cell`, today's ``train`` path); K > 1 is the group of
-    :func:`~tutorial_rl.experiments.grouped.train_group` (vector env, grouped updates).
+    K = 1 on the CPU is a run alone (:func:`time_cell`, today's ``train`` path); otherwise the
+    group of :func:`~tutorial_rl.experiments.grouped.train_group` (vector env, grouped updates)
+    with its agents' tensors on ``device`` (``benchmarks/cuda_check.py``).
     """
-    if k == 1:
+    if k == 1 and device == "cpu":
         return time_cell(env, algo, variant, steps, warmup)
     from tutorial_rl.experiments.grouped import _make_group
     from tutorial_rl.experiments.training import RunConfig, _resolve
@@ -306,7 +308,8 @@ def group_cell(env: str, algo: str, variant: str, k: int, steps: int, warmup: in
     alphas = PROFILES["paper"].alphas  # a mitigated group mixes α, as the sweep groups them
     run = _make_group([_resolve(RunConfig(
         env=env, algo=algo, mode=mode, mitigation=mitigation, seed=s, steps=warmup + steps,
-        alpha=None if mitigation == "none" else alphas[s % len(alphas)], agent=agent))
+        alpha=None if mitigation == "none" else alphas[s % len(alphas)], agent=agent,
+        device=device))
         for s in range(k)])
     recorders = [_TimingRecorder(warmup + steps, warmup) for _ in range(k)]
     run.learn(recorders, warmup + steps)  # type: ignore[arg-type]
