@@ -32,8 +32,13 @@ def fake_sweep(root: Path, scores: dict[tuple[str, float | None], list[float]],
     """A sweep folder with one finished run per score; training returns rise linearly from
     score − 10 to the score over five episodes."""
     root.mkdir(parents=True, exist_ok=True)
+    alphas = sorted({alpha for _, alpha in scores if alpha is not None})
+    settings = {"name": "test", "envs": [env], "algos": [algo],  # the grid these runs make up
+                "variants": list(dict.fromkeys(v for v, _ in scores)), "alphas": alphas,
+                "seeds": max(len(v) for v in scores.values()), "steps": {f"{algo}/{env}": steps},
+                "eval_episodes": 3}
     (root / "sweep.json").write_text(json.dumps({
-        "profile": "test", "overrides": {}, "only": [], "settings": {"eval_episodes": 3}}))
+        "profile": "test", "overrides": {}, "only": [], "settings": settings}))
     for (variant, alpha), values in scores.items():
         for seed, score in enumerate(values):
             key = run_key(algo, variant, alpha, env, seed)

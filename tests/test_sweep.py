@@ -137,6 +137,25 @@ def test_ci_sweep_and_report(ci_sweep: Path, tmp_path: Path) -> None:
     assert "## Final performance" in (out / "report.md").read_text()
 
 
+def test_a_profile_round_trips_through_sweep_json_settings() -> None:
+    """``from_dict(to_dict())`` rebuilds the same grid (the report rebuilds a sweep's grid from
+    its ``sweep.json``); settings that do not describe a profile are refused by name."""
+    from tutorial_rl.experiments.config import ExperimentProfile
+
+    for name in ("ci", "quick", "paper"):
+        profile = get_profile(name)
+        rebuilt = ExperimentProfile.from_dict(json.loads(json.dumps(profile.to_dict())))
+        assert rebuilt == profile
+        assert [s.key for s in rebuilt.runs()] == [s.key for s in profile.runs()]
+    older = {k: v for k, v in get_profile("paper").to_dict().items()
+             if k not in ("first_seed", "chosen")}  # files written before these settings
+    assert ExperimentProfile.from_dict(older) == get_profile("paper")
+    with pytest.raises(ProfileError, match=r"missing \['name'\]"):
+        ExperimentProfile.from_dict({"eval_episodes": 3})
+    with pytest.raises(ProfileError, match=r"unknown \['budget'\]"):
+        ExperimentProfile.from_dict({**get_profile("ci").to_dict(), "budget": 1})
+
+
 def test_rerun_skips_finished_runs(ci_sweep: Path, capsys: pytest.CaptureFixture) -> None:
     before = done_records(ci_sweep)
     first = json.loads((ci_sweep / "provenance.json").read_text())

@@ -244,6 +244,17 @@ class ExperimentProfile:
         """The profile that :meth:`to_dict` wrote (``sweep.json``'s ``settings``); settings that
         older files lack take their defaults."""
         lists = ("envs", "algos", "variants", "alphas", "inject_failure")
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(settings) - set(fields))
+        missing = sorted(name for name, f in fields.items() if name not in settings
+                         and f.default is dataclasses.MISSING
+                         and f.default_factory is dataclasses.MISSING)
+        if unknown or missing:
+            raise ProfileError(
+                "these settings do not describe a profile (sweep.json is written by "
+                "'tutorial-rl sweep'): " + "; ".join(
+                    part for part in (f"unknown {unknown}" if unknown else "",
+                                      f"missing {missing}" if missing else "") if part))
         return cls(**{k: tuple(v) if k in lists else v for k, v in settings.items()})
 
 
