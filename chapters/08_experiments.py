@@ -381,7 +381,7 @@ if CONFIRMATION.is_dir():
     print(textwrap.fill(f"confirmation sweep (seeds 7-13 at the chosen α): finished in "
                         f"{confirmed or 'no cell yet'}"
                         + (f"; not finished yet: {', '.join(tested.waiting)}"
-                           if tested.waiting else ""), width=90, subsequent_indent="  "))
+                           if tested.waiting else ""), width=76, subsequent_indent="  "))
 display(Markdown(to_markdown(findings, envs=paper.envs, algos=paper.algos)))
 
 # %% [markdown]

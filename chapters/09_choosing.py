@@ -112,7 +112,7 @@ print(summary.to_string())
 final = read_report(PAPER)["final_performance"]
 best = (final.assign(mode=final["variant"].str[:2], mitigated=final["variant"].str.split("-", n=1).str[1] != "vanilla")
         .sort_values("iqm_norm").groupby(["env", "algo", "mode", "mitigated"]).tail(1))
-fig, axes = plt.subplots(1, 3, figsize=(14, 3.8), layout="constrained", sharey=True)
+fig, axes = plt.subplots(1, 3, figsize=(10.5, 3.8), layout="constrained", sharey=True)
 for ax, env in zip(axes, ("pendulum", "quadrotor", "seeker"), strict=True):
     cell = best[best["env"] == env]
     for a, algo in enumerate(("td3", "a2c")):
@@ -124,8 +124,9 @@ for ax, env in zip(axes, ("pendulum", "quadrotor", "seeker"), strict=True):
     for level in (0.0, 1.0):
         ax.axhline(level, color="0.6", lw=0.8, ls="--" if level else ":")
     ax.set_xticks([0, 3], ["TD3", "A2C"])
+    ax.tick_params(labelsize=LEGEND_SIZE + 1)
     ax.set_title(env, fontsize=TITLE_SIZE)
-axes[0].set_ylabel("normalised final score (IQM)")
+axes[0].set_ylabel("normalised final score (IQM)", fontsize=LEGEND_SIZE + 2)
 entries = dict(zip(*reversed(axes[0].get_legend_handles_labels()), strict=True))  # label -> handle
 fig.legend(entries.values(), entries.keys(), loc="outside lower center", ncols=4, fontsize=LEGEND_SIZE)
 plt.show()

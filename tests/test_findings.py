@@ -394,7 +394,7 @@ def test_markdown_of_a_partial_grid_names_every_verdict_and_every_missing_cell()
     assert "**Finding 1.** The paper: *A2C: SE-RL and SP-RL (vanilla) identical*." in text
     assert f"- A2C · pendulum: **{IDENTICAL}**, as the paper says." in text
     assert f"- A2C · seeker: **{DIFFER}**, against the paper." in text
-    assert "- A2C · quadrotor: not run yet." in text
+    assert "- A2C · quadrotor: not finished yet." in text
     assert "Finding 2" not in text  # no TD3 in this grid
 
 

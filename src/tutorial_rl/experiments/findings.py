@@ -167,7 +167,7 @@ def to_markdown(findings: pd.DataFrame, envs: Sequence[str] | None = None,
     one line per cell with our verdict, whether it supports the claim, and its evidence.
 
     :param envs: the tasks of the whole grid; cells of a task the table does not cover yet are
-        listed as "not run yet" (default: only the table's own cells).
+        listed as "not finished yet" (default: only the table's own cells).
     """
     envs = list(envs) if envs is not None else list(dict.fromkeys(findings["env"]))
     rows = {(int(r["finding"]), r["env"], r["algo"]): r for _, r in findings.iterrows()}
@@ -180,7 +180,7 @@ def to_markdown(findings: pd.DataFrame, envs: Sequence[str] | None = None,
             label = f"{algo.upper()} · {env}"
             row = rows.get((f, env, algo))
             if row is None:
-                lines.append(f"- {label}: not run yet.")
+                lines.append(f"- {label}: not finished yet.")
                 continue
             stance = {HOLDS: ", as the paper says", NOT_HOLD: ", against the paper"}.get(
                 row["status"], "")
