@@ -66,9 +66,9 @@ from IPython.display import Markdown, display
 
 from tutorial_rl.experiments import plots, stats
 from tutorial_rl.experiments.config import get_profile
-from tutorial_rl.experiments.confirmation import with_confirmation
+from tutorial_rl.experiments.confirmation import sweep_findings
 from tutorial_rl.experiments.costs import estimate_wall_time
-from tutorial_rl.experiments.findings import check_findings, grid_table, summarise, to_markdown
+from tutorial_rl.experiments.findings import summarise, to_markdown
 from tutorial_rl.experiments.references import default_reference_path, load_references
 from tutorial_rl.experiments.report import read_report, write_report
 from tutorial_rl.experiments.runner import sweep
@@ -373,9 +373,7 @@ plt.show()
 
 # %% tags=["hide-input"]
 # every finished run: each finding is tested where the runs it compares have all finished
-tested = with_confirmation(PAPER, all_runs, references, CONFIRMATION)
-findings = check_findings(tested.runs, references, selection=tested.selection,
-                          grid=grid_table(paper.runs()))
+tested, findings = sweep_findings(PAPER, all_runs, references, CONFIRMATION)
 if CONFIRMATION.is_dir():
     confirmed = ", ".join(f"{algo.upper()} · {env}" for env, algo in tested.selection)
     print(textwrap.fill(f"confirmation sweep (seeds 7-13 at the chosen α): finished in "

@@ -31,9 +31,8 @@
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from tutorial_rl.experiments.config import get_profile
-from tutorial_rl.experiments.confirmation import with_confirmation
-from tutorial_rl.experiments.findings import check_findings, grid_table
+from tutorial_rl.experiments.confirmation import sweep_findings
+from tutorial_rl.experiments.findings import check_findings
 from tutorial_rl.experiments.references import load_references
 from tutorial_rl.experiments.report import read_report
 from tutorial_rl.results import results_dir
@@ -92,11 +91,9 @@ verdicts = []
 for name, folders in sweeps.items():
     runs = pd.concat([read_report(folder)["runs"] for folder in folders], ignore_index=True)
     verdicts.append(check_findings(runs, references).assign(sweep=name))
-tested = with_confirmation(PAPER, read_report(PAPER)["runs"], references,
-                           results_dir() / "paper-confirm")
-verdicts.append(check_findings(tested.runs, references, selection=tested.selection,
-                               grid=grid_table(get_profile("paper").runs()))
-                .assign(sweep="paper budget"))
+_, paper_findings = sweep_findings(PAPER, read_report(PAPER)["runs"], references,
+                                   results_dir() / "paper-confirm")
+verdicts.append(paper_findings.assign(sweep="paper budget"))
 verdicts = pd.concat(verdicts, ignore_index=True)
 summary = (verdicts.groupby(["sweep", "finding"], sort=False)["verdict"]
            .agg(lambda v: ", ".join(f"{k} {n}" for k, n in v.value_counts().items())))

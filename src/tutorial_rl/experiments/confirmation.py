@@ -179,3 +179,22 @@ def with_confirmation(sweep_dir: str | Path, runs: pd.DataFrame, references: Map
     if references is not None:
         fresh = add_normalised(fresh, references)
     return Tested(pd.concat([runs, fresh], ignore_index=True), finished, waiting)
+
+
+def sweep_findings(sweep_dir: str | Path, runs: pd.DataFrame, references: Mapping | None,
+                   confirmation: str | Path | None = None, seed: int = 0
+                   ) -> tuple[Tested, pd.DataFrame]:
+    """The paper's four findings on a sweep folder, as ``tutorial-rl report`` states them.
+
+    The runs and selection of :func:`with_confirmation`, and each finding tested only where the
+    runs of the sweep's grid (rebuilt from its ``sweep.json``) that it compares have finished
+    (``check_findings(..., grid=...)``). Used by the report and chapters 8 and 9 alike.
+    """
+    from tutorial_rl.experiments.findings import check_findings, grid_table
+    from tutorial_rl.experiments.sweep_folder import SWEEP_FILE
+
+    tested = with_confirmation(sweep_dir, runs, references, confirmation)
+    settings = json.loads((Path(sweep_dir) / SWEEP_FILE).read_text())["settings"]
+    grid = grid_table(ExperimentProfile.from_dict(settings).runs())
+    return tested, check_findings(tested.runs, references, seed=seed,
+                                  selection=tested.selection, grid=grid)

@@ -117,7 +117,7 @@ SP_MITIGATIONS = ("sp-per-sample-loss", "sp-penalty-critic")
 #: Finding 3's "improved SP-RL" per algorithm: A2C's penalty critic equals its SE-RL penalty.
 IMPROVED_SP = {"td3": SP_MITIGATIONS, "a2c": ("sp-per-sample-loss",)}
 SAFEGUARDED = ("se-vanilla", "se-penalty", "sp-vanilla", *SP_MITIGATIONS)
-#: The variants each finding compares within a cell (findings 3 and 4: all of them).
+#: The variants findings 1 and 2 compare within a cell (findings 3 and 4 compare all of them).
 VANILLA = ("se-vanilla", "sp-vanilla")
 #: The paper's four claims, in one line each (the rows' ``claim`` is per cell).
 CLAIMS = {1: "A2C: SE-RL and SP-RL (vanilla) identical",

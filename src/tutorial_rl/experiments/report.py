@@ -62,8 +62,6 @@ def write_report(sweep_dir: str | Path, out: str | Path | None = None, reps: int
     import matplotlib.pyplot as plt
 
     from tutorial_rl.experiments import plots, stats
-    from tutorial_rl.experiments.config import ExperimentProfile
-    from tutorial_rl.experiments.findings import check_findings, grid_table
 
     sweep_dir = Path(sweep_dir)
     if not (sweep_dir / SWEEP_FILE).is_file():
@@ -87,17 +85,14 @@ def write_report(sweep_dir: str | Path, out: str | Path | None = None, reps: int
                                                                     seed=seed)
     kruskal, dunn = stats.significance(runs, alphas=alphas)  # type: ignore[arg-type]
     bands = stats.curve_bands(stats.load_curves(sweep_dir), seed=seed)
-    from tutorial_rl.experiments.confirmation import with_confirmation
+    from tutorial_rl.experiments.confirmation import sweep_findings
 
     if confirmation is not None and not (Path(confirmation) / SWEEP_FILE).is_file():
         raise ProfileError(f"--confirmation {confirmation}: not a sweep folder (no {SWEEP_FILE})")
-    tested = with_confirmation(sweep_dir, runs, refs, confirmation)
+    # per cell: the finished confirmation's seeds, the split elsewhere; each finding only where
+    # the grid's runs it compares have all finished
+    tested, findings = sweep_findings(sweep_dir, runs, refs, confirmation, seed=seed)
     confirmed, waiting = tested.selection, tested.waiting
-    # per cell: the finished confirmation's seeds, the split elsewhere
-    # each finding only where the grid's runs it compares have all finished
-    meta = json.loads((sweep_dir / SWEEP_FILE).read_text())
-    grid = grid_table(ExperimentProfile.from_dict(meta["settings"]).runs())
-    findings = check_findings(tested.runs, refs, seed=seed, selection=confirmed, grid=grid)
     tables = {"runs": runs, "final_performance": final,
               "interventions": stats.interventions(runs), "kruskal": kruskal, "dunn": dunn,
               "compute_cost": stats.compute_cost(runs), "curves": bands, "failures": failures,
@@ -119,6 +114,7 @@ def write_report(sweep_dir: str | Path, out: str | Path | None = None, reps: int
         fig.savefig(out / f"{name}.png", dpi=120)
         plt.close(fig)
 
+    meta = json.loads((sweep_dir / SWEEP_FILE).read_text())
     prov_path = sweep_dir / "provenance.json"
     prov = json.loads(prov_path.read_text()) if prov_path.is_file() else {}
     md = stats.markdown_table
