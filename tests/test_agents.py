@@ -34,10 +34,12 @@ from tutorial_rl.agents.safe_layer import (
     _first_occurrences,
     drop_inactive_rows,
     drop_redundant_rows,
+    drop_redundant_rows_many,
     project,
     project_many,
     same_rows,
 )
+from tutorial_rl.envs.vector import TaskVectorEnv
 from tutorial_rl.experiments.training import RunConfig, RunResult, evaluate, train
 from tutorial_rl.projection import InfeasibleSetError, project_polytope
 
@@ -261,6 +263,56 @@ def test_drop_redundant_rows_keeps_the_set() -> None:
     u = torch.tensor([[2.0, 2.0], [-1.0, -3.0], [0.5, 0.2]], dtype=torch.float64)
     assert torch.allclose(project_polytope(u, torch.from_numpy(A), torch.from_numpy(b)),
                           project_polytope(u, torch.from_numpy(A2), torch.from_numpy(b2)))
+
+
+def test_drop_redundant_rows_many_keeps_the_rows_one_set_at_a_time_keeps() -> None:
+    """The batched version returns, set by set, exactly drop_redundant_rows's rows (same arrays,
+    same order), on the seeker's real sets along random rollouts and on awkward sets padded
+    together: unbounded, empty, segments, points, three rows through a vertex, duplicate and
+    zero rows, sets too small to simplify, and 1-D sets."""
+    rng = np.random.default_rng(11)
+    env = TaskVectorEnv("tutorial_rl/Seeker-v0", 8, safe_sets=True)
+    env.reset(seed=3)
+    batches = []
+    for t in range(200):
+        batches.append(env.safe_action_sets())
+        env.step(rng.uniform(-1, 1, (8, 2)) * (1.0 if t % 4 == 0 else 0.3))
+    box = [[1.0, 0], [-1, 0], [0, 1], [0, -1]]
+    awkward = [
+        (box + [[1, 1], [1, -1]], [1, 1, 1, 1, 1.5, 0.2]),  # a cut corner and a redundant row
+        (box + [[1, 1]], [1, 1, 1, 1, 2.0]),  # a row through exactly one vertex
+        ([[1.0, 0], [-1, 0], [0, 1], [0, -1], [0, 2], [3, 0]], [0, 0, 1, 1, 1.5, 5]),  # segment
+        ([[1.0, 0], [-1, 0], [0, 1], [0, -1], [1, 1]], [0, 0, 0, 0, 0]),  # a point
+        ([[1.0, 0], [-1, 0], [0, 1], [1, 1]], [1, 1, 1, 1]),  # unbounded below
+        (box + [[1, 0]], [1, 1, 1, 1, -2.0]),  # empty
+        (box + [[1, 0], [0, 0]], [1, 1, 1, 1, 1.0, 1.0]),  # a duplicate and a zero row
+        ([[1.0, 0], [-1, 0], [0, 1]], [1, 1, 1]),  # k <= m + 1
+        (box + [[2.0, 0], [0, -3]], [1, 1, 1, 1, 2.0, 3.0]),  # scaled duplicates
+    ]
+    for _ in range(30):
+        normals = rng.normal(size=(6, 2))
+        awkward.append((box + normals.tolist(), [1.0] * 4 + (normals @ rng.uniform(-0.5, 0.5, 2)
+                                                             + rng.uniform(-0.2, 1, 6)).tolist()))
+    order = rng.permutation(len(awkward))
+    for part in np.array_split(order, 5):
+        batches.append(pad_sets([(np.array(awkward[i][0], dtype=float),
+                                  np.array(awkward[i][1], dtype=float)) for i in part]))
+    for A, b, count in batches:
+        got = drop_redundant_rows_many(A, b, count)
+        for i, (A_i, b_i) in enumerate(got):
+            A_ref, b_ref = drop_redundant_rows(A[i, :count[i]], b[i, :count[i]])
+            assert A_i.shape == A_ref.shape and np.array_equal(A_i, A_ref)
+            assert np.array_equal(b_i, b_ref)
+    one_d = pad_sets([(np.array([[1.0], [2.0], [-1.0], [-3.0]]), np.array([1.0, 1, 2, 3])),
+                      (np.array([[1.0], [-1.0]]), np.array([1.0, 1.0]))])
+    got = drop_redundant_rows_many(*one_d)
+    assert got[0][0][:, 0].tolist() == [2.0, -3.0] and got[1][1].tolist() == [1.0, 1.0]
+
+
+def pad_sets(sets: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, ...]:
+    """Sets with different row counts as (A, b, count), padded with rows 0 · u <= 1."""
+    A, b = pad_safe_sets(sets)
+    return A, b, np.array([len(s[1]) for s in sets])
 
 
 def test_first_occurrences_matches_numpy_unique() -> None:

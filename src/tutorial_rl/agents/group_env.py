@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from tutorial_rl.agents.common import EnvStep, SafetyConfig
-from tutorial_rl.agents.safe_layer import drop_redundant_rows, same_rows
+from tutorial_rl.agents.safe_layer import drop_redundant_rows_many, same_rows
 from tutorial_rl.envs.vector import TaskVectorEnv
 from tutorial_rl.projection import InfeasibleSetError, project_polytope
 from tutorial_rl.safeguards import INTERVENTION_RTOL
@@ -66,7 +66,6 @@ class GroupModeEnv:
         m = int(np.prod(env.single_action_space.shape))
         self._no_constraint: SafeSet = (np.zeros((0, m)), np.zeros(0))
         self._safe_sets: list[SafeSet | None] = [None] * K
-        self._raw: list[SafeSet | None] = [None] * K
         self._rows: list[np.ndarray | None] = [None] * K
         self._rows_vary = [False] * K
 
@@ -80,20 +79,33 @@ class GroupModeEnv:
         obs, _ = self.env.reset(seed=seeds)
         if self.track:
             sets = self.env.safe_action_sets()
-            self._safe_sets = [self._read(i, sets) for i in range(self.num_envs)]
+            self._safe_sets = self._read(sets)
         return obs
 
-    def _read(self, i: int, sets: tuple[np.ndarray, np.ndarray, np.ndarray]) -> SafeSet:
-        """Run i's U_s from the batch ``sets`` (``ModeEnv._read_safe_set``'s rule, per run)."""
-        A, b = sets[0][i, :sets[2][i]], sets[1][i, :sets[2][i]]
-        self._raw[i] = (A, b)
-        if not self._rows_vary[i]:
-            rows = self._rows[i]
-            if rows is None:
-                self._rows[i] = np.array(A)
-            elif not same_rows(rows, A):
-                self._rows_vary[i] = True
-        return drop_redundant_rows(A, b) if self._rows_vary[i] else (A, b)
+    def _read(self, sets: tuple[np.ndarray, np.ndarray, np.ndarray],
+              runs: np.ndarray | None = None) -> list[SafeSet]:
+        """The U_s of ``runs`` (default all) from the batch ``sets``: ``ModeEnv._read_safe_set``'s
+        rule per run (redundant rows dropped once a run's rows vary by state), the dropping done
+        for all of them in one call (:func:`drop_redundant_rows_many`, the same rows)."""
+        runs = np.arange(self.num_envs) if runs is None else runs
+        A_all, b_all, count = sets
+        out: list[SafeSet] = []
+        for i in runs:
+            A, b = A_all[i, :count[i]], b_all[i, :count[i]]
+            out.append((A, b))
+            if not self._rows_vary[i]:
+                rows = self._rows[i]
+                if rows is None:
+                    self._rows[i] = np.array(A)
+                elif not same_rows(rows, A):
+                    self._rows_vary[i] = True
+        where = np.flatnonzero([self._rows_vary[i] for i in runs])
+        if len(where):
+            at = runs[where]
+            for w, dropped in zip(where, drop_redundant_rows_many(A_all[at], b_all[at],
+                                                                  count[at]), strict=True):
+                out[w] = dropped
+        return out
 
     def _project(self, u_tilde: np.ndarray, A: np.ndarray, b: np.ndarray,
                  runs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -176,10 +188,11 @@ class GroupModeEnv:
         """
         sets = info.get("final_safe_sets", self.env.safe_action_sets())
         need = []
+        next_sets = self._read(sets)
         for i, step in enumerate(steps):
             # a set the safeguard found empty (fallback applied) constrains nothing in updates
             step.safe_set = self._no_constraint if empty[i] else self._safe_sets[i]
-            A, b = self._read(i, sets)
+            A, b = next_sets[i]
             step.next_safe_set, step.next_safe_point = (A, b), u[i]
             if not np.all(A @ u[i] <= b):  # the applied action is usually still safe at x'
                 need.append(i)
@@ -190,8 +203,10 @@ class GroupModeEnv:
                 steps[i].next_safe_point = points[j]
                 if was_empty[j]:
                     steps[i].next_safe_set = self._no_constraint
-        current = self.env.safe_action_sets()
         for i, step in enumerate(steps):
             self._safe_sets[i] = step.next_safe_set
-            if done[i]:  # the next episode's first set, as ModeEnv.reset reads it
-                self._safe_sets[i] = self._read(i, current)
+        ended = np.flatnonzero(done)
+        if len(ended):  # the next episode's first set, as ModeEnv.reset reads it
+            for i, first in zip(ended, self._read(self.env.safe_action_sets(), ended),
+                                strict=True):
+                self._safe_sets[i] = first

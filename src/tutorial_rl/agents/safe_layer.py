@@ -40,6 +40,7 @@ PRESOLVE_MIN_ROWS = 8
 __all__ = [
     "drop_inactive_rows",
     "drop_redundant_rows",
+    "drop_redundant_rows_many",
     "penalty_reward",
     "per_sample_loss",
     "project",
@@ -115,6 +116,80 @@ def drop_redundant_rows(A: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.nd
         full = len(spread) == 2 and spread[1] > 1e-9 * (1 + np.abs(vertices).max())
         keep = touches >= (2 if full else 1)
     return A[keep], b[keep]
+
+
+def drop_redundant_rows_many(A: np.ndarray, b: np.ndarray, count: np.ndarray
+                             ) -> list[tuple[np.ndarray, np.ndarray]]:
+    """:func:`drop_redundant_rows` of K sets at once: set i is ``A[i, :count[i]]``,
+    ``b[i, :count[i]]`` (rows beyond ``count[i]`` are padding and ignored).
+
+    Returns, per set, the rows :func:`drop_redundant_rows` keeps, in the same order (its
+    vertices, tolerances, tests and solves element by element, in one array operation for all K
+    sets instead of some 40 per set: a grouped SP-RL run reads every run's set at every step).
+    Sets it cannot decide in batch (action dimension other than 2, or a row through exactly one
+    vertex, where the test for a full-dimensional polygon decides) go through
+    :func:`drop_redundant_rows` itself. ``tests/test_agents.py`` checks the two agree exactly.
+    """
+    K, r, m = A.shape
+    count = np.asarray(count)
+    out: list[tuple[np.ndarray, np.ndarray] | None] = [None] * K
+
+    def alone(i: int) -> tuple[np.ndarray, np.ndarray]:
+        return drop_redundant_rows(A[i, :count[i]], b[i, :count[i]])
+
+    if m != 2 or K == 0:
+        return [alone(i) for i in range(K)]
+    real = np.arange(r) < count[:, None]  # [K, r]
+    todo = count > m + 1  # smaller sets are returned as they are
+    absb = np.abs(b)
+    bmax = np.where(real, absb, -np.inf).max(1)
+    scale = 1e-9 * (1 + absb + np.abs(A).sum(2) * (1 + bmax[:, None]))
+    # unbounded (the nonzero normals leave a gap of pi or more): returned as they are
+    normal = real & (np.abs(A).sum(2) > 0)
+    angles = np.sort(np.where(normal, np.arctan2(A[..., 1], A[..., 0]), np.inf), axis=1)
+    n_normals = normal.sum(1)
+    last = np.take_along_axis(angles, np.maximum(n_normals - 1, 0)[:, None], 1)[:, 0]
+    with np.errstate(invalid="ignore"):  # inf - inf beyond each set's normals, masked here
+        inner = np.where(np.arange(r - 1) < (n_normals - 1)[:, None], np.diff(angles, axis=1),
+                         -np.inf)
+    gap = np.maximum(inner.max(1, initial=-np.inf), (angles[:, 0] + 2 * np.pi) - last)
+    todo &= (n_normals > 0) & ~(gap >= np.pi - 1e-9)
+    # candidate vertices: every pair of real rows i < j with a regular 2 x 2 system
+    i, j = _pairs(r)
+    M = np.stack([A[:, i], A[:, j]], 2)  # [K, P, 2, 2]
+    det = M[..., 0, 0] * M[..., 1, 1] - M[..., 0, 1] * M[..., 1, 0]
+    regular = (np.abs(det) > 1e-12 * (np.abs(M).sum((2, 3)) ** 2)) & (j < count[:, None])
+    regular &= todo[:, None]
+    todo &= regular.any(1)
+    regular &= todo[:, None]
+    owner, pair = np.nonzero(regular)  # in each set's own pair order
+    rhs = np.stack([b[owner, i[pair]], b[owner, j[pair]]], 1)
+    vertices = np.linalg.solve(M[owner, pair], rhs[..., None])[..., 0]
+    residual = np.einsum("vkm,vm->vk", A[owner], vertices) - b[owner]
+    feasible = np.all(residual <= scale[owner], axis=1)
+    owner, vertices, residual = owner[feasible], vertices[feasible], residual[feasible]
+    todo &= np.bincount(owner, minlength=K) > 0  # no vertex: empty, returned as it is
+    # distinct vertices (rounded to 7 decimals) per set, each at its first occurrence
+    rounded = np.round(vertices, 7)
+    order = np.lexsort((rounded[:, 1], rounded[:, 0], owner))
+    ranked = np.column_stack([owner[order], rounded[order]])
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = np.any(ranked[1:] != ranked[:-1], axis=1)
+    distinct = np.sort(order[first])
+    on_row = np.abs(residual[distinct]) <= 100 * scale[owner[distinct]]
+    touches = np.zeros((K, r), dtype=np.int64)
+    np.add.at(touches, owner[distinct], on_row.astype(np.int64))
+    one = (touches == 1).any(1)  # the full-dimensionality test decides: one set at a time
+    keep = touches >= 1  # padding rows touch nothing
+    for s in range(K):
+        c = count[s]
+        if not todo[s]:
+            out[s] = (A[s, :c], b[s, :c])
+        elif one[s]:
+            out[s] = alone(s)
+        else:
+            out[s] = (A[s, :c][keep[s, :c]], b[s, :c][keep[s, :c]])
+    return out  # type: ignore[return-value]
 
 
 @functools.cache
