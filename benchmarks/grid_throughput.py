@@ -23,9 +23,11 @@ K separate ``TD3.update`` calls against one :class:`~tutorial_rl.agents.grouped.
 (``--group-sizes 1,7,28``); env-steps per second per core of whole training runs for every
 task × algorithm × variant at K = 1, 7, 28 (``--run-sizes``; K = 1 is a run alone, K > 1 a group
 of :func:`~tutorial_rl.experiments.grouped.train_group`; mitigated groups mix the paper's four α,
-as the sweep's groups do), measured side by side; the paper grid's core-hours alone and grouped
-(the quiet machine's table scaled by the measured ratios at each K, what
-``costs._MS_PER_STEP_GROUPED`` holds, every run costed at its group's size); and, for the
+as the sweep's groups do), measured side by side (``--clock cpu``: this process's CPU time, which
+a loaded machine inflates less than wall time); SP-RL TD3's cost per run-step relative to SE-RL's
+of the same group size at each K, against issue 11's target of at most 1.2x; the paper grid's
+core-hours alone and grouped (the quiet machine's table scaled by the measured ratios at each K,
+what ``costs._MS_PER_STEP_GROUPED`` holds, every run costed at its group's size); and, for the
 seeker, one projection call on padded sets against one call per row count. ``--skip-cells``
 stops there::
 
@@ -89,6 +91,9 @@ def make_agent(env: str, algo: str, variant: str, warmup: int) -> tuple[TD3 | A2
     return agent, ModeEnv(task, safety, track_safe_sets=track)
 
 
+clock = time.perf_counter  # the grouped tables' clock (--clock)
+
+
 class _TimingRecorder(ProgressRecorder):
     """A progress recorder that notes the time when step ``mark`` is recorded."""
 
@@ -99,7 +104,7 @@ class _TimingRecorder(ProgressRecorder):
     def record(self, step, alpha: float = 0.0) -> None:  # type: ignore[no-untyped-def]
         super().record(step, alpha)
         if self.steps == self.mark:
-            self.marked_at = time.perf_counter()
+            self.marked_at = clock()
 
 
 def time_cell(env: str, algo: str, variant: str, steps: int, warmup: int) -> float:
@@ -107,7 +112,7 @@ def time_cell(env: str, algo: str, variant: str, steps: int, warmup: int) -> flo
     agent, mode_env = make_agent(env, algo, variant, warmup)
     recorder = _TimingRecorder(warmup + steps, warmup)
     agent.learn(mode_env, warmup + steps, recorder, seed=0)
-    return (time.perf_counter() - recorder.marked_at) / steps * 1e3
+    return (clock() - recorder.marked_at) / steps * 1e3
 
 
 def _worker() -> None:
@@ -165,8 +170,13 @@ def main() -> None:
     parser.add_argument("--run-steps", type=int, default=160, help="timed steps per run there")
     parser.add_argument("--skip-cells", action="store_true",
                         help="only the grouped tables")
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                        help="the grouped tables' clock: wall time, or this process's CPU time "
+                             "(one thread: steadier on a loaded machine)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    global clock
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
     if args.worker:  # a baseline tree may predate the helpers imported below
         _worker()
         return
@@ -181,6 +191,7 @@ def main() -> None:
                  for v in VARIANTS if v != "unsafe"]
         measured = group_table(cells, [int(k) for k in args.run_sizes.split(",")],
                                args.run_steps, args.warmup)
+        sp_se_ratios(measured)
         grouped_estimate(measured)
         if "seeker" in args.envs:
             pad_or_group()
@@ -313,7 +324,7 @@ def group_cell(env: str, algo: str, variant: str, k: int, steps: int, warmup: in
         for s in range(k)])
     recorders = [_TimingRecorder(warmup + steps, warmup) for _ in range(k)]
     run.learn(recorders, warmup + steps)  # type: ignore[arg-type]
-    return (time.perf_counter() - recorders[0].marked_at) / (steps * k) * 1e3
+    return (clock() - recorders[0].marked_at) / (steps * k) * 1e3
 
 
 def group_table(cells: list[tuple[str, str, str]], sizes: list[int], steps: int,
@@ -341,6 +352,37 @@ def group_table(cells: list[tuple[str, str, str]], sizes: list[int], steps: int,
         print(f"{algo + '/' + env:16s} {variant:20s} " + " ".join(f"{t:>14s}" for t in texts),
               flush=True)
     return out
+
+
+#: SP-RL TD3 against the SE-RL variant of the same group size (vanilla with vanilla, the
+#: mitigations with the reward penalty), per run-step: issue 11's target, at most this ratio.
+SP_SE_TARGET = 1.2
+SP_SE_PAIRS = {"sp-vanilla": "se-vanilla", "sp-per-sample-loss": "se-penalty",
+               "sp-penalty-critic": "se-penalty"}
+
+
+def sp_se_ratios(measured: dict[int, dict[str, dict[str, float]]]) -> None:
+    """SP-RL TD3's cost per run-step relative to SE-RL's at each measured K (the target)."""
+    rows = []
+    for k, table in measured.items():
+        for cell, row in table.items():
+            if not cell.startswith("td3/"):
+                continue
+            for sp, se in SP_SE_PAIRS.items():
+                if sp in row and se in row:
+                    rows.append((k, cell, sp, se, row[sp] / row[se]))
+    if not rows:
+        return
+    print(f"\nSP-RL TD3 / SE-RL TD3 per run-step (target <= {SP_SE_TARGET}x with grouping):")
+    for k, cell, sp, se, ratio in rows:
+        print(f"  K={k:<3d} {cell:16s} {sp + ' / ' + se:42s} {ratio:5.2f}x"
+              + ("" if k == 1 or ratio <= SP_SE_TARGET else "  <- above target"))
+    grouped = [r for r in rows if r[0] > 1]
+    if grouped:
+        worst = max(grouped, key=lambda r: r[4])
+        print(f"target SP-RL TD3 <= {SP_SE_TARGET}x SE-RL per run-step, grouped: "
+              + ("met" if worst[4] <= SP_SE_TARGET else "NOT met")
+              + f" (highest {worst[4]:.2f}x: {worst[1]} {worst[2]}, K = {worst[0]})")
 
 
 def grouped_estimate(measured: dict[int, dict[str, dict[str, float]]]) -> None:

@@ -443,9 +443,10 @@ print(rates.round(2).to_string())
 # Milliseconds per training step and run, per variant, and the core-hours each cell took (one
 # torch thread per worker, on the shared machine of the provenance, so differences below about
 # 30 % are noise). A vanilla variant has one $\alpha$, so its 7 runs train as a group of 7, while
-# a mitigated variant's 28 runs train as a group of 28, and a run's share of a larger group costs
-# less. So each SP-RL variant is compared with the SE-RL variant of its own group size: vanilla
-# with vanilla, the mitigations with the reward penalty.
+# a mitigated variant's 28 runs train as a group of 28 (TD3 on the seeker: four groups of 7, see
+# above), and a run's share of a larger group costs less. So each SP-RL variant is compared with
+# the SE-RL variant of its own group size: vanilla with vanilla, the mitigations with the reward
+# penalty.
 
 # %%
 cost = stats.in_cells(paper_tables["compute_cost"], complete)
