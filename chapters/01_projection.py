@@ -400,7 +400,11 @@ print("best safe action:", project_polytope(u_star[None], A, b).numpy())
 #   for every sample: feasibility, multiplier signs and complementarity to $10^{-9}$ times the
 #   scale of the data. A sample that fails goes to a fallback (more iterations, the enumeration,
 #   an interior-point solver); an unverified point is never returned. The Jacobian is
-#   {eq}`eq-jacobian` on the rows of the rule above.
+#   {eq}`eq-jacobian` on the rows of the rule above. The scale of the data is
+#   $1 + \|\tilde u\|_\infty + \max_i |b_i| / \|a_i\|$, unless a far row (a "no bound" written
+#   as $b_i = 10^{12}$) makes it more than 100 times $1 + \|\tilde u\|_\infty + \|u\|_2$, the
+#   size of the numbers that meet in the answer; then the sample is solved again on the latter,
+#   so that the far row cannot loosen every other row's test.
 #
 # Both methods give the same projections and the same gradients:
 

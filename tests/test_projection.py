@@ -1040,3 +1040,91 @@ def test_dual_method_basis_forms_find_the_same_sets(m: int, monkeypatch) -> None
         assert torch.equal(projector.slots, span.slots)
         assert torch.equal(projector.status, span.status)
         torch.testing.assert_close(projector.lam, span.lam, rtol=0, atol=1e-9)
+
+
+# ----------------------------------------------------------------------------- far and extreme rows
+
+
+def _random_problem(m: int, k: int, B: int, seed: int) -> tuple[torch.Tensor, ...]:
+    g = torch.Generator().manual_seed(seed)
+    A = torch.randn(k, m, dtype=F64, generator=g)
+    A = A / A.norm(dim=1, keepdim=True)
+    centre = torch.randn(m, dtype=F64, generator=g)
+    b = A @ centre + 0.1 + 1.9 * torch.rand(k, dtype=F64, generator=g)
+    u = centre + 3 * torch.randn(B, m, dtype=F64, generator=g)
+    return u, A, b
+
+
+@pytest.mark.parametrize("route", [None, "planar", "enumeration", "dual"])
+@pytest.mark.parametrize("m", [1, 2, 3, 6])
+def test_a_far_row_does_not_loosen_the_projection(m: int, route: str | None, monkeypatch) -> None:
+    """A redundant row far away (a bound of 1e6 ... 1e300, as one might write for "no bound")
+    changes neither the projection nor its Jacobian. The tolerances used to scale with the
+    largest offset of any row, so a row at 1e12 left points violated by 0.1 unprojected."""
+    if route == "planar" and m != 2:
+        pytest.skip("the edge search is for m = 2")
+    u, A, b = _random_problem(m, m + 3, 64, seed=m)
+    if route == "enumeration" and not enumeration.fits(A.shape[0] + 1, m):
+        pytest.skip("enumeration table too large")
+    monkeypatch.setattr(core, "FORCE", route)
+    near = project_polytope(u, A, b)
+    J_near = projection_jacobian(u, A, b)
+    assert not torch.equal(near, u)  # most proposals are projected
+    for far in (1e6, 1e12, 1e15, 1e300):
+        for sign in (1.0, -1.0):
+            row = torch.zeros(1, m, dtype=F64)
+            row[0, 0] = sign
+            A_far, b_far = torch.cat([A, row]), torch.cat([b, torch.tensor([far], dtype=F64)])
+            x = project_polytope(u, A_far, b_far)
+            size = 1 + u.abs().amax(1, keepdim=True) + near.norm(dim=1, keepdim=True)
+            assert ((x - near).abs() <= 1e-9 * size).all(), (far, sign)
+            torch.testing.assert_close(projection_jacobian(u, A_far, b_far), J_near, rtol=0,
+                                       atol=1e-9)
+
+
+@pytest.mark.parametrize("m", [1, 2, 3])
+def test_rows_of_extreme_magnitude_describe_the_same_polytope(m: int) -> None:
+    """Scaling a row and its offset by any positive factor leaves the polytope unchanged, even
+    where its norm would underflow (1e-170, a subnormal 5e-324 scale) or overflow (1e300)."""
+    u, A, b = _random_problem(m, m + 3, 32, seed=10 + m)
+    expected = project_polytope(u, A, b)
+    J = projection_jacobian(u, A, b)
+    for factor in (2.0**-600, 1e-170, 2.0**600, 1e300):
+        A2, b2 = A.clone(), b.clone()
+        A2[0], b2[0] = A[0] * factor, b[0] * factor
+        x = u.clone().requires_grad_(True)
+        out = project_polytope(x, A2, b2)
+        torch.testing.assert_close(out.detach(), expected, rtol=0, atol=1e-9)
+        torch.testing.assert_close(projection_jacobian(u, A2, b2), J, rtol=0, atol=1e-9)
+        if m > 1:  # the gradient of the whole projection (m = 1: a clamp, checked elsewhere)
+            grad, = torch.autograd.grad(out.sum(), x)
+            torch.testing.assert_close(grad, J.sum(1), rtol=0, atol=1e-9)
+    # a subnormal row: 5e-324 · v_1 <= b is v_1 <= b / 5e-324, beyond every float for |b| >= 1
+    tiny = torch.zeros(1, m, dtype=F64)
+    tiny[0, 0] = 5e-324
+    A3 = torch.cat([A, tiny])
+    out = project_polytope(u, A3, torch.cat([b, torch.tensor([0.5], dtype=F64)]))
+    torch.testing.assert_close(out, expected, rtol=0, atol=1e-9)  # no bound at all
+    with pytest.raises(InfeasibleSetError):  # no float satisfies it
+        project_polytope(u, A3, torch.cat([b, torch.tensor([-0.5], dtype=F64)]))
+
+
+def test_an_overflowing_offset_names_the_empty_batch_element() -> None:
+    A = torch.tensor([[[1.0, 0.0], [0.0, 1.0]], [[1e-320, 0.0], [0.0, 1.0]]], dtype=F64)
+    b = torch.tensor([[1.0, 1.0], [-1.0, 1.0]], dtype=F64)
+    u = torch.zeros(2, 2, dtype=F64)
+    with pytest.raises(InfeasibleSetError, match=r"batch index/indices \[1\]") as err:
+        project_polytope(u, A, b)
+    assert err.value.empty.tolist() == [False, True]
+
+
+def test_the_interval_ignores_bounds_beyond_every_float() -> None:
+    """m = 1: b / a overflows for a subnormal a (the counterexample hypothesis found: the whole
+    line came back as +inf), and a far bound must not loosen the near one."""
+    u = torch.tensor([[0.0], [1.0], [-3.0], [500.0]], dtype=F64)
+    out = project_polytope(u, torch.tensor([[5e-324]], dtype=F64), torch.tensor([0.5], dtype=F64))
+    assert torch.equal(out, u)
+    for far in (1e3, 1e12, 1e15, 1e300):
+        out = project_polytope(u, torch.tensor([[1.0], [-1.0]], dtype=F64),
+                               torch.tensor([1.0, far], dtype=F64))
+        assert out[:, 0].tolist() == [0.0, 1.0, -3.0, 1.0]

@@ -60,7 +60,7 @@ import torch
 from torch import Tensor
 
 from tutorial_rl._validation import InfeasibleSetError, check_inputs
-from tutorial_rl.projection.core import identify
+from tutorial_rl.projection.core import identify, rescale_rows
 from tutorial_rl.projection.dual import take
 from tutorial_rl.projection.enumeration import MAX_CANDIDATES, project_interval
 from tutorial_rl.projection.reference import project_cvxpylayers
@@ -85,8 +85,12 @@ def _project_exact(u: Tensor, A: Tensor, b: Tensor) -> Tensor:
         return project_interval(u, A, b)
     if k == 0 or u.shape[0] == 0:  # nothing to project onto
         return u
+    # rows of extreme magnitude rescaled by powers of two, differentiably: the gradients for A
+    # and b follow through the factors
+    A, b = rescale_rows(A, b, u.shape[0])
     grad = torch.is_grad_enabled() and (u.requires_grad or A.requires_grad or b.requires_grad)
-    found = identify(u.detach(), A.detach(), b.detach(), need_face=False, need_basis=grad)
+    found = identify(u.detach(), A.detach(), b.detach(), need_face=False, need_basis=grad,
+                     rescaled=True)
     if not grad:  # the verified point is all that is wanted: no face rule
         return found.x
     # The verified value, with the exact KKT sensitivity (eq. (3)) for u, b and A on the face.
@@ -130,7 +134,7 @@ def active_set(u: Tensor, A: Tensor, b: Tensor) -> Tensor:
     rows that can, are. The Jacobian is the projector onto the null space of these rows.
     """
     u2, A3, b2, squeeze = check_inputs(u, A, b)
-    face = identify(u2, A3, b2).face
+    face = identify(u2, *rescale_rows(A3, b2, u2.shape[0]), rescaled=True).face
     assert face is not None  # need_face=True
     return face[0] if squeeze else face
 
@@ -145,11 +149,12 @@ def projection_jacobian(u: Tensor, A: Tensor, b: Tensor) -> Tensor:
     :func:`project_polytope`.
     """
     u2, A3, b2, squeeze = check_inputs(u, A, b)
+    A3, b2 = rescale_rows(A3, b2, u2.shape[0])  # the Jacobian depends on the rows' directions only
     B, m = u2.shape
     eye = torch.eye(m, dtype=u2.dtype, device=u2.device).expand(B, m, m)
     k = A3.shape[-2]
     if k > 0 and B > 0:
-        rows = identify(u2, A3, b2, need_face=False).rows
+        rows = identify(u2, A3, b2, need_face=False, rescaled=True).rows
         used = rows < k
         As = take(A3, rows.clamp_max(k - 1)) * used[..., None]
         pad = torch.diag_embed((~used).to(As.dtype))

@@ -12,7 +12,9 @@ Chapter 1 (chapters/01_projection.py), "A fast exact projection for any action d
 3. verify, per element, to the tolerance tol = VERIFY_RTOL · (1 + ‖u‖∞ + max_i |b_i|/‖a_i‖) (a
    distance; rows are scaled to unit norm): primal feasibility (every row violated by at most
    tol), multiplier signs (λ >= −tol), complementarity (every row of the set within tol of
-   equality) and stationarity (‖u − x − A_Sᵀλ‖∞ <= tol);
+   equality) and stationarity (‖u − x − A_Sᵀλ‖∞ <= tol). Where a far row makes that scale more
+   than :data:`TRUST` times 1 + ‖u‖∞ + ‖x‖₂, the element is solved again on the latter
+   (:func:`identify`); rows of extreme magnitude are first rescaled exactly (:func:`rescale_rows`);
 4. elements that fail go to fallbacks in turn: more iterations; the enumeration where it fits;
    Clarabel (cvxpy) followed by the same polish and verification. An element that still fails
    raises a ``RuntimeError``: an unverified point is never returned. Emptiness certificates of
@@ -42,7 +44,8 @@ from tutorial_rl.projection.dual import (
 )
 from tutorial_rl.projection.face import degenerate, face_basis, polish, strong_rows
 
-__all__ = ["FORCE", "ROUTES", "VERIFY_RTOL", "Identified", "identify", "normalise", "route"]
+__all__ = ["FORCE", "ROUTES", "TRUST", "VERIFY_RTOL", "Identified", "identify", "normalise",
+           "rescale_rows", "route"]
 
 VERIFY_RTOL = 1e-9
 ROUTES = ("planar", "enumeration", "dual")
@@ -60,8 +63,10 @@ class Identified(NamedTuple):
     x: Tensor  # [B, m] the verified projection
 
 
-def normalise(u: Tensor, A: Tensor, b: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """Unit rows with a zero padding row k: An [1|B, k+1, m], bn [1|B, k+1], and the scale [B].
+def normalise(u: Tensor, A: Tensor, b: Tensor, given: Tensor | None = None
+              ) -> tuple[Tensor, Tensor, Tensor]:
+    """Unit rows with a zero padding row k: An [1|B, k+1, m], bn [1|B, k+1], and the scale [B]
+    (``given``, if the caller knows a better one; see :func:`identify`).
 
     A zero row (0 <= b_i, already validated) gets b = +inf: it can never bind.
     """
@@ -72,7 +77,7 @@ def normalise(u: Tensor, A: Tensor, b: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     big = torch.where(torch.isinf(bn), 0.0, bn).abs().amax(-1) if bn.shape[-1] else bn.new_zeros(
         bn.shape[0])
     bn = torch.cat([bn, bn.new_zeros(bn.shape[0], 1)], 1)
-    scale = 1 + u.abs().amax(-1) + big
+    scale = 1 + u.abs().amax(-1) + big if given is None else given
     return An, bn, scale
 
 
@@ -209,7 +214,7 @@ def _fallback(u: Tensor, A: Tensor, b: Tensor, An: Tensor, bn: Tensor, scale: Te
         elif stage == "enumeration":
             if not enumeration.fits(k, m):
                 continue
-            new = _pad(enumeration.select(ub, Ab, bb).rows, m, k)
+            new = _pad(enumeration.select(ub, Ab, bb, scale[bad]).rows, m, k)
             good = torch.ones_like(bad, dtype=torch.bool)
         else:
             new = _clarabel_basis(ub, Ab, bb, Anb, scale[bad])
@@ -229,53 +234,161 @@ def _fallback(u: Tensor, A: Tensor, b: Tensor, An: Tensor, bn: Tensor, scale: Te
 
 @torch.no_grad()
 def identify(u: Tensor, A: Tensor, b: Tensor, need_face: bool = True,
-             need_basis: bool = True) -> Identified:
+             need_basis: bool = True, rescaled: bool = False) -> Identified:
     """The verified projection of u [B, m] onto {A v <= b} (A [1|B, k, m], b [1|B, k], float64),
     with the rows of its locally active face and a basis of them (see the module docstring).
     ``need_face=False``: only the basis (and x) is needed, which saves work at some ties.
     ``need_basis=False`` (implies no face): only the verified x is wanted (no gradient); ``rows``
     is then the verified KKT basis, not the face rule's.
 
+    The tolerances scale with s = 1 + ‖u‖∞ + max_i |b_i|/‖a_i‖, the size of the numbers whose
+    rounding they absorb. A far row (a bound of 10¹² on a coordinate, say) inflates that maximum
+    without taking part in the answer; where s exceeds :data:`TRUST` times the size of the
+    numbers that do meet in the answer, s* = 1 + ‖u‖∞ + ‖x‖₂ (the rows active at x have
+    |b_i|/‖a_i‖ = |a_iᵀx|/‖a_i‖ <= ‖x‖₂), those elements are solved again with s* (and again if
+    their answer moves so far that s* changes by that much), so no far row can loosen them.
+    Below that ratio (every set of the course) nothing changes. Rows of extreme magnitude are
+    rescaled first (:func:`rescale_rows`; ``rescaled=True``: the caller has done it).
+
     :raises InfeasibleSetError: empty polytopes (their batch indices named).
     :raises RuntimeError: an element no method could verify (never seen in the tests).
     """
+    B = u.shape[0]
+    if not rescaled:
+        A, b = rescale_rows(A, b, B)
+    found, tol = _identify(u, A, b, need_face, need_basis, None)
+    for _ in range(3):
+        # s* >= 1, so no element needs it while every scale is below TRUST (every set of the
+        # course): one reduction decides the common case
+        if tol is None or float(tol.max()) <= TRUST * VERIFY_RTOL:
+            break
+        honest = 1 + u.abs().amax(-1) + found.x.norm(dim=-1)
+        redo = (tol > TRUST * VERIFY_RTOL * honest).nonzero(as_tuple=True)[0]
+        if redo.numel() == 0:
+            break
+        try:
+            sub, tol_r = _identify(u[redo], _sub(A, redo), _sub(b, redo), need_face, need_basis,
+                                   honest[redo])
+        except InfeasibleSetError as err:  # name the indices of the whole batch
+            if err.empty is None:
+                raise
+            empty = torch.zeros(B, dtype=torch.bool, device=u.device)
+            empty[redo[err.empty]] = True
+            raise InfeasibleSetError(empty_polytope_message(empty), empty) from None
+        rows, x, face = found.rows.clone(), found.x.clone(), found.face
+        rows[redo], x[redo] = sub.rows, sub.x
+        if face is not None and sub.face is not None:
+            face = face.clone()
+            face[redo] = sub.face
+        found = Identified(rows, face, x)
+        assert tol_r is not None
+        tol = tol.clone()
+        tol[redo] = tol_r
+    return found
+
+
+#: How much larger than s* = 1 + ‖u‖∞ + ‖x‖₂ the tolerances' scale may be before
+#: :func:`identify` solves again with s* (far rows). Every set of the course stays below it.
+TRUST = 100.0
+#: Rows whose largest |a_ij| lies outside [2^-RESCALE_EXP, 2^RESCALE_EXP] are rescaled by a power
+#: of two (exact) before their norms are taken, which would under- or overflow otherwise.
+RESCALE_EXP = 400
+
+
+def rescale_rows(A: Tensor, b: Tensor, batch: int = 1) -> tuple[Tensor, Tensor]:
+    """{A v <= b} with rows of extreme magnitude rescaled, exactly, by powers of two.
+
+    A row like 1e-170 · v_1 <= 1e-170 is v_1 <= 1, but its norm underflows to 0 and it would be
+    taken for a zero row; a row of 1e300's overflows. Scaling a row and its offset by 2^-e (e: the
+    exponent of its largest entry, in two steps so that the factor itself cannot overflow) leaves
+    the polytope and its projection unchanged. An offset that then overflows is +inf (no finite
+    point reaches that hyperplane: the row can never bind, and becomes 0 · v <= 1) or -inf (no
+    finite point satisfies the row: the element is empty, and InfeasibleSetError names it).
+    Other rows, and every row of the course's sets, are not touched. Differentiable: the
+    factors are constants, so gradients for A and b follow through them. ``batch``: the number of
+    proposals, for the indices an InfeasibleSetError names where the polytope is shared.
+    """
+    if not _has_extreme_rows(A):  # the common case, decided in a few microseconds
+        return A, b
+    amax = A.detach().abs().amax(-1)
+    extreme = (amax > 0) & ((amax < 2.0**-RESCALE_EXP) | (amax > 2.0**RESCALE_EXP))
+    e = torch.frexp(torch.where(extreme, amax, 1.0))[1].to(A.dtype)
+    half = torch.where(extreme, torch.exp2(-torch.div(e, 2, rounding_mode="floor")), 1.0)
+    rest = torch.where(extreme, torch.exp2(-e + torch.div(e, 2, rounding_mode="floor")), 1.0)
+    A = A * half[..., None] * rest[..., None]
+    b = b * half * rest
+    empty = torch.isneginf(b.detach()).any(-1)
+    if bool(empty.any()):
+        empty = empty.expand(max(A.shape[0], b.shape[0], batch))
+        raise InfeasibleSetError(empty_polytope_message(empty), empty)
+    never = torch.isposinf(b.detach())
+    if bool(never.any()):
+        A = torch.where(never[..., None], 0.0, A)
+        b = torch.where(never, 1.0, b)
+    return A, b
+
+
+def _has_extreme_rows(A: Tensor) -> bool:
+    """Whether some nonzero row's largest |a_ij| lies outside [2^-RESCALE_EXP, 2^RESCALE_EXP]
+    (NumPy on the CPU: a handful of microseconds, where the same test in torch costs tens)."""
+    a = A.detach()
+    if a.numel() == 0:
+        return False
+    if a.device.type != "cpu":
+        amax = a.abs().amax(-1)
+        return bool(((amax > 0) & (amax < 2.0**-RESCALE_EXP)).any()
+                    or (amax > 2.0**RESCALE_EXP).any())
+    mag = np.abs(a.numpy())
+    if mag.max() > 2.0**RESCALE_EXP:
+        return True
+    small = (mag < 2.0**-RESCALE_EXP) & (mag > 0)  # element-wise first: row maxima only if needed
+    if not small.any():
+        return False
+    amax = mag.max(-1)
+    return bool(((amax < 2.0**-RESCALE_EXP) & (amax > 0)).any())
+
+
+def _identify(u: Tensor, A: Tensor, b: Tensor, need_face: bool, need_basis: bool,
+              given: Tensor | None) -> tuple[Identified, Tensor | None]:
+    """:func:`identify` with the tolerances' scale ``given`` (None: s), and the tolerances used
+    [B] (None where there was nothing to solve)."""
     B, m = u.shape
     k = A.shape[-2]
     if k == 0 or B == 0:
         return Identified(torch.full((B, m), k, dtype=torch.long, device=u.device),
-                          torch.zeros(B, k, dtype=torch.bool, device=u.device), u.clone())
+                          torch.zeros(B, k, dtype=torch.bool, device=u.device), u.clone()), None
     method = route(m, k, B)
     planar_path = method == "planar"
     if method != "dual":
         # The KKT solve on the set found is done (float64, unit rows) and, for the planar
         # search, verified; the enumeration checked feasibility for every candidate, so only the
         # multiplier signs remain to verify.
-        sel = (planar.select if planar_path else enumeration.select)(u, A, b)
+        sel = (planar.select if planar_path else enumeration.select)(u, A, b, given)
         slots, lam, res, x = _pad(sel.rows, m, k), _pad(sel.lam, m, 0.0), sel.res, sel.x
         tol = sel.tol  # VERIFY_RTOL · scale, computed alike
         ok = (sel.lam >= -tol[:, None]).all(1)  # NaN where the planar search left one unverified
         all_ok = bool(ok.all())
         if all_ok and not need_basis:
-            return Identified(slots, None, x)
+            return Identified(slots, None, x), tol
         if all_ok and not need_face:
             T = _plain_basis(slots, lam, res, tol, A)
             if T is not None:
-                return Identified(T, None, x)
+                return Identified(T, None, x), tol
         if all_ok:  # the face rule, normalised rows only where degenerate
             T, face, extra = strong_rows(slots, lam, res, tol)
             face, flagged = degenerate(T, face, extra, need_face)
             if m == 2 and not need_face and bool(flagged.any()):
                 flagged &= ~_single_outside_2d(A, T, extra, flagged)
             if not bool(flagged.any()):  # the common case: done
-                return Identified(T, face if need_face else None, x)
+                return Identified(T, face if need_face else None, x), tol
             fi = flagged.nonzero(as_tuple=True)[0]
             Af, bf, _ = normalise(u[fi], _sub(A, fi), _sub(b, fi))
             rows_f, face[fi] = face_basis(u[fi], x[fi], Af, slots[fi], lam[fi], res[fi], tol[fi])
             T[fi] = _checked(u[fi], x[fi], Af, bf, slots[fi], rows_f, tol[fi])
-            return Identified(T, face if need_face else None, x)
-        An, bn, scale = normalise(u, A, b)
+            return Identified(T, face if need_face else None, x), tol
+        An, bn, scale = normalise(u, A, b, given)
     else:
-        An, bn, scale = normalise(u, A, b)
+        An, bn, scale = normalise(u, A, b, given)
         tol = VERIFY_RTOL * scale
         dual = dual_active_set(u, An, bn, ADD_RTOL * scale)
         slots = dual.slots
@@ -289,13 +402,14 @@ def identify(u: Tensor, A: Tensor, b: Tensor, need_face: bool = True,
         x, lam = polish(u, An, bn, slots)
         res = residuals(An, bn, x)[:, :k]
     if not need_basis:
-        return Identified(slots, None, x)
+        return Identified(slots, None, x), tol
     if not need_face:
         T = _plain_basis(slots, lam, res, tol, A)
         if T is not None:
-            return Identified(T, None, x)
+            return Identified(T, None, x), tol
     rows, face = face_basis(u, x, An, slots, lam, res, tol, need_face)
-    return Identified(_checked(u, x, An, bn, slots, rows, tol), face if need_face else None, x)
+    return (Identified(_checked(u, x, An, bn, slots, rows, tol), face if need_face else None, x),
+            tol)
 
 
 def _plain_basis(slots: Tensor, lam: Tensor, res: Tensor, tol: Tensor,

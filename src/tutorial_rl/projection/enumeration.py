@@ -97,8 +97,12 @@ class Selected(NamedTuple):
 
 
 @torch.no_grad()
-def select(u: Tensor, A: Tensor, b: Tensor) -> Selected:
-    """The candidate active set of the projection and its KKT data (see :class:`Selected`)."""
+def select(u: Tensor, A: Tensor, b: Tensor, scale: Tensor | None = None) -> Selected:
+    """The candidate active set of the projection and its KKT data (see :class:`Selected`).
+
+    ``scale`` [B]: the tolerances' scale s, if the caller knows a better one than
+    1 + ‖u‖∞ + max_i |b_i|/‖a_i‖ (:func:`~tutorial_rl.projection.core.identify`).
+    """
     B, m = u.shape
     k = A.shape[-2]
     _check_size(k, m)
@@ -115,6 +119,7 @@ def select(u: Tensor, A: Tensor, b: Tensor) -> Selected:
             A[i : i + per] if len(A) > 1 else A,
             b[i : i + per] if len(b) > 1 else b,
             tab,
+            None if scale is None else scale[i : i + per],
         )
         for i in range(0, max(B, 1), per)  # B = 0 still runs once, on empty tensors
     ]
@@ -124,7 +129,8 @@ def select(u: Tensor, A: Tensor, b: Tensor) -> Selected:
     return Selected(*(torch.cat([p[i] for p, _ in parts]) for i in range(5)))
 
 
-def _select_part(u: Tensor, A: Tensor, b: Tensor, tab: _Table) -> tuple[Selected, Tensor]:
+def _select_part(u: Tensor, A: Tensor, b: Tensor, tab: _Table, scale: Tensor | None
+                 ) -> tuple[Selected, Tensor]:
     B, m = u.shape
     Ba, k = A.shape[:2]
     rows = tab.rows
@@ -144,7 +150,7 @@ def _select_part(u: Tensor, A: Tensor, b: Tensor, tab: _Table) -> tuple[Selected
     ok = torch.cat([ok, ok.new_ones(1, Ba)])
     r = (Ah * ut).sum(1) - bh  # [k+1, B] signed distances to the hyperplanes
     G = (Ah[:, None] * Ah).sum(2)  # [k+1, k+1, Ba] Gram matrix
-    tol = _FEAS_RTOL * (1 + ut.abs().amax(0) + bh.abs().amax(0))  # [B]
+    tol = _FEAS_RTOL * (1 + ut.abs().amax(0) + bh.abs().amax(0) if scale is None else scale)
     nonsingular = ok.index_select(0, flat).view(C, smax, Ba).all(1)  # [C, Ba]
     rs = r.index_select(0, flat).view(C, smax, B)
     G_rows = G.index_select(0, flat).view(C, smax, k + 1, Ba)
@@ -198,16 +204,23 @@ def project_interval(u: Tensor, A: Tensor, b: Tensor) -> Tensor:
     a whole batch at every step, so this path has no fixed cost beyond a few element-wise ops.
     """
     a, inf = A[..., 0], torch.tensor(math.inf, dtype=u.dtype, device=u.device)
+    # b / a overflows to ±inf for a tiny a: +inf is no bound at all, -inf one no float can meet
     ratio = b / torch.where(a == 0, torch.ones_like(a), a)  # zero rows were validated already
     hi = torch.where(a > 0, ratio, inf).amin(-1)
     lo = torch.where(a < 0, ratio, -inf).amax(-1)
     x = u[:, 0]
-    scale = torch.where(a == 0, torch.zeros_like(ratio), ratio.abs()).amax(-1)
-    scale = 1 + x.detach().abs() + scale.detach()
-    tol = ADD_RTOL * scale  # as the dual method: move a point violated by more than this
-    empty = (lo > hi + tol).expand(x.shape[0])
+    # Tolerances scale with the numbers that meet in each test: x and the bound it is compared
+    # with (a far bound elsewhere, 1e12 say, must not loosen the test against the near one).
+    size = x.detach().abs()
+    hi_size = torch.where(torch.isfinite(hi), hi.abs(), 0.0).detach()
+    lo_size = torch.where(torch.isfinite(lo), lo.abs(), 0.0).detach()
+    tol_hi = ADD_RTOL * (1 + size + hi_size)  # as the dual method: move a point violated by more
+    tol_lo = ADD_RTOL * (1 + size + lo_size)
+    scale = 1 + size + torch.maximum(hi_size, lo_size)
+    empty = ((lo > hi + ADD_RTOL * scale) | torch.isneginf(hi) | torch.isposinf(lo)).expand(
+        x.shape[0])
     if bool(empty.any()):
         raise InfeasibleSetError(empty_polytope_message(empty), empty)
     point = (hi - lo <= _FEAS_RTOL * scale).expand(x.shape[0])
     inner = torch.where(point, hi.expand(x.shape[0]), x)
-    return torch.where(x > hi + tol, hi, torch.where(x < lo - tol, lo, inner))[:, None]
+    return torch.where(x > hi + tol_hi, hi, torch.where(x < lo - tol_lo, lo, inner))[:, None]

@@ -44,7 +44,7 @@ _FEAS_RTOL = 1e-9  # verification tolerance, in distance units (as the enumerati
 _PARALLEL = 1e-6  # |sin| of the angle between two unit rows below which they are parallel
 
 
-def select(u: Tensor, A: Tensor, b: Tensor) -> Selected:
+def select(u: Tensor, A: Tensor, b: Tensor, scale: Tensor | None = None) -> Selected:
     """The active set of the projection of u [B, 2] onto {A v <= b} and its KKT data (inputs
     without autograd: :func:`~tutorial_rl.projection.core.identify` runs it under no_grad).
 
@@ -58,13 +58,18 @@ def select(u: Tensor, A: Tensor, b: Tensor) -> Selected:
         unit rows at x [B, k] (−inf for zero rows), the tolerance 1e-9 · s [B] and x [B, 2],
         verified to that tolerance; NaN multipliers where verification failed (or no edge was
         found: an empty polygon), for the caller's fallbacks.
+    :param scale: [B] the tolerances' scale s, if the caller knows a better one than
+        1 + ‖u‖∞ + max_i |b_i|/‖a_i‖ (:func:`~tutorial_rl.projection.core.identify`).
     """
-    with np.errstate(divide="ignore", invalid="ignore"):  # inf and nan are masked where they arise
-        out = _select(*(t.detach().cpu().numpy() for t in (u, A, b)))
+    # inf and nan are masked where they arise (overflow: far rows, whose tolerances identify redoes)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        out = _select(*(t.detach().cpu().numpy() for t in (u, A, b)),
+                      None if scale is None else scale.detach().cpu().numpy())
     return Selected(*(torch.from_numpy(a).to(u.device) for a in out))
 
 
-def _select(u: np.ndarray, A: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, ...]:
+def _select(u: np.ndarray, A: np.ndarray, b: np.ndarray, given: np.ndarray | None = None
+            ) -> tuple[np.ndarray, ...]:
     B = u.shape[0]
     Ba, k = A.shape[:2]
     # Batch-last and C-contiguous: NumPy's outputs follow its inputs' memory order, and the
@@ -76,7 +81,7 @@ def _select(u: np.ndarray, A: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, ..
     bn = np.ascontiguousarray(b.T) * inv  # [k, 1 or B]
     u1, u2 = np.ascontiguousarray(u[:, 0]), np.ascontiguousarray(u[:, 1])
     r = a1 * u1 + a2 * u2 - bn  # [k, B] signed distances to the lines
-    scale = 1 + np.maximum(np.abs(u1), np.abs(u2)) + np.abs(bn).max(0)
+    scale = 1 + np.maximum(np.abs(u1), np.abs(u2)) + np.abs(bn).max(0) if given is None else given
     tol = _FEAS_RTOL * scale
     tadd = ADD_RTOL * scale
     inside = r.max(0) <= tadd  # u is its own projection (ADD_RTOL as the other methods)
