@@ -1055,14 +1055,14 @@ def _random_problem(m: int, k: int, B: int, seed: int) -> tuple[torch.Tensor, ..
     return u, A, b
 
 
-@pytest.mark.parametrize("route", [None, "planar", "enumeration", "dual"])
-@pytest.mark.parametrize("m", [1, 2, 3, 6])
+@pytest.mark.parametrize(("m", "route"), [
+    (m, route) for m in (1, 2, 3, 6) for route in (None, "planar", "enumeration", "dual")
+    if route != "planar" or m == 2  # the edge search is for m = 2
+])
 def test_a_far_row_does_not_loosen_the_projection(m: int, route: str | None, monkeypatch) -> None:
     """A redundant row far away (a bound of 1e6 ... 1e300, as one might write for "no bound")
     changes neither the projection nor its Jacobian. The tolerances used to scale with the
     largest offset of any row, so a row at 1e12 left points violated by 0.1 unprojected."""
-    if route == "planar" and m != 2:
-        pytest.skip("the edge search is for m = 2")
     u, A, b = _random_problem(m, m + 3, 64, seed=m)
     if route == "enumeration" and not enumeration.fits(A.shape[0] + 1, m):
         pytest.skip("enumeration table too large")
