@@ -105,10 +105,14 @@ def check_inputs(
     u2 = (u if u.dim() == 2 else u[None]).to(torch.float64)
     A3 = (A if A.dim() == 3 else A[None]).to(torch.float64)
     b2 = (b if b.dim() == 2 else b[None]).to(torch.float64)
-    if check_empty_rows and bool((b2.detach() < 0).any()):  # only a negative b_i can be empty
-        bad = (A3.detach().abs().amax(-1) == 0) & (b2.detach() < 0)  # 0 <= b_i < 0: impossible
-        if bool(bad.any()):
-            batch, row = (int(i) for i in bad.nonzero()[0])
+    negative = b2.detach() < 0  # only a negative b_i can be empty: 0 <= b_i < 0 is impossible
+    if check_empty_rows and bool(negative.any()):
+        # the rows with b_i < 0 alone are looked at (a gather, not a pass over all of A)
+        batch, row = negative.expand(max(A3.shape[0], b2.shape[0]), -1).nonzero(as_tuple=True)
+        zero = (A3.detach()[batch if A3.shape[0] > 1 else 0, row] == 0).all(-1)
+        if bool(zero.any()):
+            first = int(zero.nonzero()[0, 0])
+            batch, row = int(batch[first]), int(row[first])
             batched = A.dim() == 3 or b.dim() == 2
             where = f"batch index {batch}" if batched else "every batch element"
             raise InfeasibleSetError(

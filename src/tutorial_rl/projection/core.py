@@ -72,7 +72,9 @@ def normalise(u: Tensor, A: Tensor, b: Tensor, given: Tensor | None = None
     """
     norms = A.norm(dim=-1)
     inv = torch.where(norms > 0, 1 / norms.clamp_min(1e-300), 0.0)
-    An = torch.cat([A * inv[..., None], A.new_zeros(A.shape[0], 1, A.shape[-1])], 1)
+    An = A.new_empty(A.shape[0], A.shape[1] + 1, A.shape[2])  # written in place: no second copy
+    torch.mul(A, inv[..., None], out=An[:, :-1])
+    An[:, -1] = 0.0
     bn = torch.where(norms > 0, b * inv, torch.inf)
     big = torch.where(torch.isinf(bn), 0.0, bn).abs().amax(-1) if bn.shape[-1] else bn.new_zeros(
         bn.shape[0])
@@ -338,14 +340,18 @@ def _has_extreme_rows(A: Tensor) -> bool:
         amax = a.abs().amax(-1)
         return bool(((amax > 0) & (amax < 2.0**-RESCALE_EXP)).any()
                     or (amax > 2.0**RESCALE_EXP).any())
-    mag = np.abs(a.cpu().numpy())  # .cpu(): a no-op here, the one way to numpy (test_device)
-    if mag.max() > 2.0**RESCALE_EXP:
-        return True
-    small = (mag < 2.0**-RESCALE_EXP) & (mag > 0)  # element-wise first: row maxima only if needed
-    if not small.any():
+    arr = a.cpu().numpy()  # .cpu(): a no-op here, the one way to numpy (test_device)
+    # Squared row norms in one pass, without a temporary as large as A: a row whose largest
+    # |a_ij| is below 2^-E has a squared norm below m 2^-2E (zero rows and underflow included),
+    # one whose largest is above 2^E a squared norm above 2^2E (or inf). Those rows (a factor 2
+    # of margin for rounding) are then tested exactly; there are none in the common case.
+    sq = np.einsum("...i,...i->...", arr, arr)
+    m = arr.shape[-1]
+    maybe = (sq < 2 * m * 2.0 ** (-2 * RESCALE_EXP)) | (sq > 2.0 ** (2 * RESCALE_EXP - 1))
+    if not maybe.any():
         return False
-    amax = mag.max(-1)
-    return bool(((amax < 2.0**-RESCALE_EXP) & (amax > 0)).any())
+    amax = np.abs(arr[maybe]).max(-1)
+    return bool(((amax > 0) & ((amax < 2.0**-RESCALE_EXP) | (amax > 2.0**RESCALE_EXP))).any())
 
 
 def _identify(u: Tensor, A: Tensor, b: Tensor, need_face: bool, need_basis: bool,
