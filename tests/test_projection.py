@@ -1082,7 +1082,7 @@ def test_a_far_row_does_not_loosen_the_projection(m: int, route: str | None, mon
                                        atol=1e-9)
 
 
-@pytest.mark.parametrize("m", [1, 2, 3])
+@pytest.mark.parametrize("m", [1, 2, 3, 6, 12])
 def test_rows_of_extreme_magnitude_describe_the_same_polytope(m: int) -> None:
     """Scaling a row and its offset by any positive factor leaves the polytope unchanged, even
     where its norm would underflow (1e-170, a subnormal 5e-324 scale) or overflow (1e300)."""
@@ -1107,6 +1107,30 @@ def test_rows_of_extreme_magnitude_describe_the_same_polytope(m: int) -> None:
     torch.testing.assert_close(out, expected, rtol=0, atol=1e-9)  # no bound at all
     with pytest.raises(InfeasibleSetError):  # no float satisfies it
         project_polytope(u, A3, torch.cat([b, torch.tensor([-0.5], dtype=F64)]))
+
+
+@pytest.mark.parametrize("m", [1, 2, 3, 4, 6, 12])
+def test_the_extreme_row_test_matches_its_definition(m: int) -> None:
+    """core._has_extreme_rows (a fast screen, by squared norms from m = 4 on) says exactly
+    whether some nonzero row's largest |a_ij| lies outside [2^-E, 2^E], at and around the
+    thresholds, for zero rows, and for rows mixing tiny and ordinary entries."""
+    from tutorial_rl.projection import core
+
+    E = core.RESCALE_EXP
+    g = torch.Generator().manual_seed(m)
+    scales = [0.0, 2.0**-E, 2.0**-E * (1 - 2**-52), 2.0**-E * 2, 2.0**-E / 2, 2.0**E,
+              2.0**E * (1 + 2**-52), 2.0**E / 2, 5e-324, 1e-170, 1e300, 1.0, 1e-100, 1e100]
+    for trial in range(60):
+        A = torch.randn(3, 5, m, dtype=F64, generator=g)
+        A = A / A.abs().amax(-1, keepdim=True)  # every row's largest |a_ij| is 1
+        row = int(torch.randint(5, (1,), generator=g))
+        scale = scales[trial % len(scales)]
+        A[1, row] *= scale
+        if trial % 3 == 1 and m > 1:  # an ordinary row with one tiny entry: not extreme
+            A[2, row, 0] = 1e-300
+        amax = A.abs().amax(-1)
+        expected = bool(((amax > 0) & ((amax < 2.0**-E) | (amax > 2.0**E))).any())
+        assert core._has_extreme_rows(A) == expected, (scale, trial)
 
 
 def test_an_overflowing_offset_names_the_empty_batch_element() -> None:

@@ -341,16 +341,25 @@ def _has_extreme_rows(A: Tensor) -> bool:
         return bool(((amax > 0) & (amax < 2.0**-RESCALE_EXP)).any()
                     or (amax > 2.0**RESCALE_EXP).any())
     arr = a.cpu().numpy()  # .cpu(): a no-op here, the one way to numpy (test_device)
-    # Squared row norms in one pass, without a temporary as large as A: a row whose largest
-    # |a_ij| is below 2^-E has a squared norm below m 2^-2E (zero rows and underflow included),
-    # one whose largest is above 2^E a squared norm above 2^2E (or inf). Those rows (a factor 2
-    # of margin for rounding) are then tested exactly; there are none in the common case.
-    sq = np.einsum("...i,...i->...", arr, arr)
     m = arr.shape[-1]
-    maybe = (sq < 2 * m * 2.0 ** (-2 * RESCALE_EXP)) | (sq > 2.0 ** (2 * RESCALE_EXP - 1))
-    if not maybe.any():
+    # Without a temporary of A's size in floats (a fresh one costs page faults at every call
+    # for large batches). From m = 4 on, squared row norms in one einsum: a row whose largest
+    # |a_ij| is below 2^-E has a squared norm below m 2^-2E (zero rows and underflow included),
+    # one whose largest is above 2^E a squared norm above 2^2E (or inf); those rows (a factor 2
+    # of margin for rounding) are tested exactly. For m < 4, where einsum's inner loop is too
+    # short to be fast, the largest magnitude from max and min, the tiny ones by masks.
+    if m >= 4:
+        sq = np.einsum("...i,...i->...", arr, arr)
+        rows = (sq < 2 * m * 2.0 ** (-2 * RESCALE_EXP)) | (sq > 2.0 ** (2 * RESCALE_EXP - 1))
+    else:
+        if arr.max() > 2.0**RESCALE_EXP or arr.min() < -(2.0**RESCALE_EXP):
+            return True
+        rows = (arr < 2.0**-RESCALE_EXP) & (arr > -(2.0**-RESCALE_EXP))
+        rows &= arr != 0
+        rows = rows.any(-1)  # the rows holding a tiny entry
+    if not rows.any():
         return False
-    amax = np.abs(arr[maybe]).max(-1)
+    amax = np.abs(arr[rows]).max(-1)
     return bool(((amax > 0) & ((amax < 2.0**-RESCALE_EXP) | (amax > 2.0**RESCALE_EXP))).any())
 
 
