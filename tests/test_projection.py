@@ -1111,12 +1111,12 @@ def test_rows_of_extreme_magnitude_describe_the_same_polytope(m: int) -> None:
 
 @pytest.mark.parametrize("m", [1, 2, 3, 4, 6, 12])
 def test_the_extreme_row_test_matches_its_definition(m: int) -> None:
-    """core._has_extreme_rows (a fast screen, by squared norms from m = 4 on) says exactly
+    """scaling._has_extreme_rows (a fast screen, by squared norms from m = 4 on) says exactly
     whether some nonzero row's largest |a_ij| lies outside [2^-E, 2^E], at and around the
     thresholds, for zero rows, and for rows mixing tiny and ordinary entries."""
-    from tutorial_rl.projection import core
+    from tutorial_rl.projection import scaling
 
-    E = core.RESCALE_EXP
+    E = scaling.RESCALE_EXP
     g = torch.Generator().manual_seed(m)
     scales = [0.0, 2.0**-E, 2.0**-E * (1 - 2**-52), 2.0**-E * 2, 2.0**-E / 2, 2.0**E,
               2.0**E * (1 + 2**-52), 2.0**E / 2, 5e-324, 1e-170, 1e300, 1.0, 1e-100, 1e100]
@@ -1130,7 +1130,7 @@ def test_the_extreme_row_test_matches_its_definition(m: int) -> None:
             A[2, row, 0] = 1e-300
         amax = A.abs().amax(-1)
         expected = bool(((amax > 0) & ((amax < 2.0**-E) | (amax > 2.0**E))).any())
-        assert core._has_extreme_rows(A) == expected, (scale, trial)
+        assert scaling._has_extreme_rows(A) == expected, (scale, trial)
 
 
 def test_an_overflowing_offset_names_the_empty_batch_element() -> None:

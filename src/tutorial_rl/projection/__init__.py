@@ -60,10 +60,11 @@ import torch
 from torch import Tensor
 
 from tutorial_rl._validation import InfeasibleSetError, check_inputs
-from tutorial_rl.projection.core import identify, rescale_rows
+from tutorial_rl.projection.core import identify
 from tutorial_rl.projection.dual import take
 from tutorial_rl.projection.enumeration import MAX_CANDIDATES, project_interval
 from tutorial_rl.projection.reference import project_cvxpylayers
+from tutorial_rl.projection.scaling import rescale_rows
 from tutorial_rl.projection.sensitivity import face_factor, project_on_face
 
 __all__ = [

@@ -14,7 +14,8 @@ Chapter 1 (chapters/01_projection.py), "A fast exact projection for any action d
    tol), multiplier signs (λ >= −tol), complementarity (every row of the set within tol of
    equality) and stationarity (‖u − x − A_Sᵀλ‖∞ <= tol). Where a far row makes that scale more
    than :data:`TRUST` times 1 + ‖u‖∞ + ‖x‖₂, the element is solved again on the latter
-   (:func:`identify`); rows of extreme magnitude are first rescaled exactly (:func:`rescale_rows`);
+   (:func:`identify`); rows of extreme magnitude are first rescaled exactly
+   (:mod:`~tutorial_rl.projection.scaling`);
 4. elements that fail go to fallbacks in turn: more iterations; the enumeration where it fits;
    Clarabel (cvxpy) followed by the same polish and verification. An element that still fails
    raises a ``RuntimeError``: an unverified point is never returned. Emptiness certificates of
@@ -25,6 +26,8 @@ Chapter 1 (chapters/01_projection.py), "A fast exact projection for any action d
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import NamedTuple
 
 import numpy as np
@@ -43,9 +46,10 @@ from tutorial_rl.projection.dual import (
     take,
 )
 from tutorial_rl.projection.face import degenerate, face_basis, polish, strong_rows
+from tutorial_rl.projection.scaling import rescale_rows
 
 __all__ = ["FORCE", "ROUTES", "TRUST", "VERIFY_RTOL", "Identified", "identify", "normalise",
-           "rescale_rows", "route"]
+           "route"]
 
 VERIFY_RTOL = 1e-9
 ROUTES = ("planar", "enumeration", "dual")
@@ -189,6 +193,20 @@ def _clarabel_basis(u: Tensor, A: Tensor, b: Tensor, An: Tensor, scale: Tensor) 
     return slots
 
 
+@contextmanager
+def _naming_whole_batch(subset: Tensor, batch: int) -> Iterator[None]:
+    """Re-raise an InfeasibleSetError of the sub-batch ``subset`` (indices into a batch of
+    ``batch`` elements) with the indices of the whole batch."""
+    try:
+        yield
+    except InfeasibleSetError as err:
+        if err.empty is None:
+            raise
+        empty = torch.zeros(batch, dtype=torch.bool, device=subset.device)
+        empty[subset[err.empty]] = True
+        raise InfeasibleSetError(empty_polytope_message(empty), empty) from None
+
+
 def _fallback(u: Tensor, A: Tensor, b: Tensor, An: Tensor, bn: Tensor, scale: Tensor,
               slots: Tensor, ok: Tensor) -> tuple[Tensor, Tensor]:
     """Re-solve the elements that failed verification; returns (slots, ok) for the whole batch."""
@@ -205,13 +223,8 @@ def _fallback(u: Tensor, A: Tensor, b: Tensor, An: Tensor, bn: Tensor, scale: Te
             res = dual_active_set(ub, Anb, bnb, ADD_RTOL * scale[bad], max_iter=40 * (k + m) + 200,
                                   refresh=1)
             if bool((res.status == EMPTY).any()):
-                try:
+                with _naming_whole_batch(bad, B):
                     _raise_if_empty(Ab, bb, len(bad), res.status == EMPTY)
-                except InfeasibleSetError as err:  # name the indices of the whole batch
-                    assert err.empty is not None
-                    empty = torch.zeros(B, dtype=torch.bool, device=u.device)
-                    empty[bad[err.empty]] = True
-                    raise InfeasibleSetError(empty_polytope_message(empty), empty) from None
             new, good = res.slots, res.status == SOLVED
         elif stage == "enumeration":
             if not enumeration.fits(k, m):
@@ -250,7 +263,7 @@ def identify(u: Tensor, A: Tensor, b: Tensor, need_face: bool = True,
     |b_i|/‖a_i‖ = |a_iᵀx|/‖a_i‖ <= ‖x‖₂), those elements are solved again with s* (and again if
     their answer moves so far that s* changes by that much), so no far row can loosen them.
     Below that ratio (every set of the course) nothing changes. Rows of extreme magnitude are
-    rescaled first (:func:`rescale_rows`; ``rescaled=True``: the caller has done it).
+    rescaled first (:func:`~.scaling.rescale_rows`; ``rescaled=True``: the caller has done it).
 
     :raises InfeasibleSetError: empty polytopes (their batch indices named).
     :raises RuntimeError: an element no method could verify (never seen in the tests).
@@ -268,15 +281,9 @@ def identify(u: Tensor, A: Tensor, b: Tensor, need_face: bool = True,
         redo = (tol > TRUST * VERIFY_RTOL * honest).nonzero(as_tuple=True)[0]
         if redo.numel() == 0:
             break
-        try:
+        with _naming_whole_batch(redo, B):
             sub, tol_r = _identify(u[redo], _sub(A, redo), _sub(b, redo), need_face, need_basis,
                                    honest[redo])
-        except InfeasibleSetError as err:  # name the indices of the whole batch
-            if err.empty is None:
-                raise
-            empty = torch.zeros(B, dtype=torch.bool, device=u.device)
-            empty[redo[err.empty]] = True
-            raise InfeasibleSetError(empty_polytope_message(empty), empty) from None
         rows, x, face = found.rows.clone(), found.x.clone(), found.face
         rows[redo], x[redo] = sub.rows, sub.x
         if face is not None and sub.face is not None:
@@ -292,77 +299,6 @@ def identify(u: Tensor, A: Tensor, b: Tensor, need_face: bool = True,
 #: How much larger than s* = 1 + ‖u‖∞ + ‖x‖₂ the tolerances' scale may be before
 #: :func:`identify` solves again with s* (far rows). Every set of the course stays below it.
 TRUST = 100.0
-#: Rows whose largest |a_ij| lies outside [2^-RESCALE_EXP, 2^RESCALE_EXP] are rescaled by a power
-#: of two (exact) before their norms are taken, which would under- or overflow otherwise.
-RESCALE_EXP = 400
-
-
-def rescale_rows(A: Tensor, b: Tensor, batch: int = 1) -> tuple[Tensor, Tensor]:
-    """{A v <= b} with rows of extreme magnitude rescaled, exactly, by powers of two.
-
-    A row like 1e-170 · v_1 <= 1e-170 is v_1 <= 1, but its norm underflows to 0 and it would be
-    taken for a zero row; a row of 1e300's overflows. Scaling a row and its offset by 2^-e (e: the
-    exponent of its largest entry, in two steps so that the factor itself cannot overflow) leaves
-    the polytope and its projection unchanged. An offset that then overflows is +inf (no finite
-    point reaches that hyperplane: the row can never bind, and becomes 0 · v <= 1) or -inf (no
-    finite point satisfies the row: the element is empty, and InfeasibleSetError names it).
-    Other rows, and every row of the course's sets, are not touched. Differentiable: the
-    factors are constants, so gradients for A and b follow through them. ``batch``: the number of
-    proposals, for the indices an InfeasibleSetError names where the polytope is shared.
-    """
-    if not _has_extreme_rows(A):  # the common case, decided in a few microseconds
-        return A, b
-    amax = A.detach().abs().amax(-1)
-    extreme = (amax > 0) & ((amax < 2.0**-RESCALE_EXP) | (amax > 2.0**RESCALE_EXP))
-    e = torch.frexp(torch.where(extreme, amax, 1.0))[1].to(A.dtype)
-    half = torch.where(extreme, torch.exp2(-torch.div(e, 2, rounding_mode="floor")), 1.0)
-    rest = torch.where(extreme, torch.exp2(-e + torch.div(e, 2, rounding_mode="floor")), 1.0)
-    A = A * half[..., None] * rest[..., None]
-    b = b * half * rest
-    empty = torch.isneginf(b.detach()).any(-1)
-    if bool(empty.any()):
-        empty = empty.expand(max(A.shape[0], b.shape[0], batch))
-        raise InfeasibleSetError(empty_polytope_message(empty), empty)
-    never = torch.isposinf(b.detach())
-    if bool(never.any()):
-        A = torch.where(never[..., None], 0.0, A)
-        b = torch.where(never, 1.0, b)
-    return A, b
-
-
-def _has_extreme_rows(A: Tensor) -> bool:
-    """Whether some nonzero row's largest |a_ij| lies outside [2^-RESCALE_EXP, 2^RESCALE_EXP]
-    (NumPy on the CPU: a handful of microseconds, where the same test in torch costs tens)."""
-    a = A.detach()
-    if a.numel() == 0:
-        return False
-    if a.device.type != "cpu":
-        amax = a.abs().amax(-1)
-        return bool(((amax > 0) & (amax < 2.0**-RESCALE_EXP)).any()
-                    or (amax > 2.0**RESCALE_EXP).any())
-    arr = a.cpu().numpy()  # .cpu(): a no-op here, the one way to numpy (test_device)
-    m = arr.shape[-1]
-    # Without a temporary of A's size in floats (a fresh one costs page faults at every call
-    # for large batches). From m = 4 on, squared row norms in one einsum: a row whose largest
-    # |a_ij| is below 2^-E has a squared norm below m 2^-2E (zero rows and underflow included),
-    # one whose largest is above 2^E a squared norm above 2^2E (or inf); those rows (a factor 2
-    # of margin for rounding) are tested exactly. For m < 4, where einsum's inner loop is too
-    # short to be fast, the largest magnitude from max and min, the tiny ones by masks.
-    if m >= 4:
-        sq = np.einsum("...i,...i->...", arr, arr)
-        rows = (sq < 2 * m * 2.0 ** (-2 * RESCALE_EXP)) | (sq > 2.0 ** (2 * RESCALE_EXP - 1))
-    else:
-        if arr.max() > 2.0**RESCALE_EXP or arr.min() < -(2.0**RESCALE_EXP):
-            return True
-        rows = (arr < 2.0**-RESCALE_EXP) & (arr > -(2.0**-RESCALE_EXP))
-        rows &= arr != 0
-        rows = rows.any(-1)  # the rows holding a tiny entry
-    if not rows.any():
-        return False
-    amax = np.abs(arr[rows]).max(-1)
-    return bool(((amax > 0) & ((amax < 2.0**-RESCALE_EXP) | (amax > 2.0**RESCALE_EXP))).any())
-
-
 def _identify(u: Tensor, A: Tensor, b: Tensor, need_face: bool, need_basis: bool,
               given: Tensor | None) -> tuple[Identified, Tensor | None]:
     """:func:`identify` with the tolerances' scale ``given`` (None: s), and the tolerances used

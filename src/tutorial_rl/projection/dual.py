@@ -77,7 +77,7 @@ def residuals(A: Tensor, b: Tensor, x: Tensor) -> Tensor:
     if A.shape[0] == 1:  # one polytope for the batch: a single matrix product
         return x @ A[0].T - b
     if A.device.type == "cpu":  # NumPy's stacked matrix-vector product: 3-4x torch's bmm here
-        At, xt = A.detach().numpy(), x.detach().numpy()
+        At, xt = A.detach().cpu().numpy(), x.detach().cpu().numpy()  # .cpu(): a no-op here
         return torch.from_numpy(np.matmul(At, xt[:, :, None])[..., 0]) - b
     return (A @ x[:, :, None]).squeeze(-1) - b
 
