@@ -430,7 +430,7 @@ print("constraints active per sample:", np.bincount(active_constraint_count(batc
 # backward side by side with the enumeration, `cvxpylayers` and proxsuite's QP layer
 # {cite:p}`bambade2023proxqp` for $m$ from 1 to 12, up to $4m + 6$ rows and batches up to 4096. At
 # batch 256 it is roughly 150 to 1500 times faster than `cvxpylayers` on 1-D and 2-D sets like the
-# course's (on the 2-D ones 1.4 to 1.8 times faster than the enumeration, 16 times on 14 rows at
+# course's (on the 2-D ones 1.2 to 1.8 times faster than the enumeration, 16-19 times on 14 rows at
 # batch 4096); for $m = 4$ and 6 the gap is 110-190 times and for $m = 12$ 85-120 times (the dual
 # method needs more steps), and the exact method is 7 to 18 times faster than proxsuite there. That
 # gap decides whether SP-RL experiments fit on a laptop. Run `make bench` for the figures on your
