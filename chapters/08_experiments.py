@@ -501,9 +501,9 @@ print("cvxpylayers SP-RL / SE-RL time per TD3 update:",
 # - **Dynamics** follow the paper's public code where paper and code disagree (chapter 3, *What is
 #   the paper's and what is ours*): the pendulum's uniform rod, the quadrotor's exact
 #   discretisation and one-sided wind.
-# - **Grouped training.** The runs of a configuration train together, 28 per process; each run
-#   keeps its own random streams, buffer and episodes, and equals the same run trained alone up to
-#   the rounding of batched kernels (tested).
+# - **Grouped training.** The runs of a configuration train together, 28 per process (7 for TD3
+#   on the seeker, see above); each run keeps its own random streams, buffer and episodes, and
+#   equals the same run trained alone up to the rounding of batched kernels (tested).
 # - **Statistics.** The paper reports point estimates with intervals; here every verdict comes
 #   from a stated rank test, with the best $\alpha$ chosen on other seeds than those tested.
 #
