@@ -213,12 +213,12 @@ with tempfile.TemporaryDirectory() as tmp:
 #
 # ## The paper grid: what has run
 #
-# The `paper` profile is being run into `results/paper` on this project's 2-core machine with
-# the tuned hyperparameters, one slice (`--only env=... --only algo=...`) after another, over
-# several working sessions of at most three hours; each session restarts the same command, which
-# continues from the checkpoints. Most cells ran in groups of 28; TD3 on the seeker, the grid's
-# most expensive cell (a group of 28 needs about 7 hours on one core), runs in groups of 7 (one
-# $\alpha$ each, `--group-size 7`, no slower per run) so that every group finishes within a
+# The `paper` profile was run into `results/paper` on this project's 2-core machine with the
+# tuned hyperparameters, one slice (`--only env=... --only algo=...`) after another, over several
+# working sessions of at most three hours; each session restarted the same command, which
+# continued from the checkpoints. Most cells ran in groups of 28; TD3 on the seeker, the grid's
+# most expensive cell (a group of 28 needs about 7 hours on one core), ran in groups of 7 (one
+# $\alpha$ each, `--group-size 7`, no slower per run) so that every group finished within a
 # session. A task and algorithm *cell* counts below once all its runs (5 variants, 1 or 4
 # $\alpha$, 7 seeds: 98 runs) are finished; the findings below also use the runs of unfinished
 # cells where the comparison they make is complete:
