@@ -246,8 +246,9 @@ if len(final.groupby(CELL)) != len(complete):
                        "`tutorial-rl report results/paper`")
 print(status.astype({"in the grid": int, "finished": int, "train_steps": int,
                      "violations": int}).to_string(float_format=lambda v: f"{v:.2f}"))
+so_far = "" if len(runs) == len(grid) else " so far"
 print(f"\nfinished cells ({len(runs)} of {len(grid)} runs, {status['core_hours'].sum():.1f} "
-      f"core-hours so far):\n  {', '.join(f'{algo.upper()} · {env}' for env, algo in complete)}")
+      f"core-hours{so_far}):\n  {', '.join(f'{algo.upper()} · {env}' for env, algo in complete)}")
 
 # %% [markdown]
 # The core-hours are the runs' own wall times (a group's time shared among its runs), measured
