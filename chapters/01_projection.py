@@ -280,8 +280,10 @@ plt.show()
 # interior attracts, $\Phi$ is affine with Jacobian $J$. So $J$ is a limit of true Jacobians: it
 # lies in the B-subdifferential $\partial_B\Phi(\tilde u)$ and hence in Clarke's generalized
 # Jacobian $\partial_C\Phi(\tilde u) = \mathrm{conv}\,\partial_B\Phi(\tilde u)$
-# {cite:p}`clarke1990optimization`; it is the element of largest rank, and it is $\nabla\Phi$
-# wherever $\Phi$ is differentiable. Consequences:
+# {cite:p}`clarke1990optimization`; it is the largest element of $\partial_C\Phi$ in the Loewner
+# order (the projectors of the other pieces project onto subspaces of its range) and the unique
+# element of largest rank in $\partial_B\Phi$, and it is $\nabla\Phi$ wherever $\Phi$ is
+# differentiable. Consequences:
 #
 # - a proposal that is itself feasible, even exactly on the boundary, gets the identity (no row
 #   needs a multiplier to explain it);
@@ -316,7 +318,7 @@ for name, point in boundary_cases.items():
 # third row alone or by the first two, so all three carry a positive multiplier in some solution.
 # $\Phi$ is constant around $\tilde u$ (the whole quadrant $\tilde u > (1, 1)$ lands on the vertex),
 # and finite differences agree with the rule's $J = 0$; the face Jacobian of the third row alone,
-# which the smallest-active-set convention of earlier versions returned, would say rank 1:
+# which a rule that picks the smallest active set would return, would say rank 1:
 
 # %%
 A_deg = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [-1.0, 0.0], [0.0, -1.0]])
@@ -395,7 +397,7 @@ print("best safe action:", project_polytope(u_star[None], A, b).numpy())
 #   steps. Each step is a rank-one update of the dual basis of the active normals (and, for small
 #   $m$, of the projector onto their complement; for larger $m$ the active rows themselves are
 #   kept, which halves the work), no factorisation: $O(B\,s\,(m^2 + km))$ work for a batch of
-#   $B$, run in lockstep as batched array operations.
+#   $B$ and $s \approx |\mathcal A| +$ a few steps, run in lockstep as batched array operations.
 # - **Polish and verify.** The KKT system on the set found is solved afresh in float64 and checked
 #   for every sample: feasibility, multiplier signs and complementarity to $10^{-9}$ times the
 #   scale of the data. A sample that fails goes to a fallback (more iterations, the enumeration,
@@ -441,7 +443,7 @@ print("constraints active per sample:", np.bincount(active_constraint_count(batc
 # Nothing above depends on $m = 2$. A robot arm with six joints proposes a 6-D action; its safe
 # set is a polytope in $\mathbb R^6$, here 18 random halfspaces around a centre. Projecting a batch
 # of 256 proposals is one call, it agrees with the reference, and the Jacobian's rank is $6 -
-# |\mathcal A_+|$ again: one rank per face dimension of the polytope.
+# \operatorname{rank} A_+$ again, the dimension of the face the projection lands on.
 
 # %%
 generator = torch.Generator().manual_seed(6)
@@ -493,9 +495,10 @@ projection_widget(A.numpy(), b.numpy())
 # - Every proposal in $u + N(u)$ is mapped to $u$: **action aliasing**. On a face this is a ray, at
 #   a vertex of a 2-D set a whole wedge of the plane.
 # - Where the active set is locally constant, $\partial\Phi/\partial\tilde u$ is the projector
-#   {eq}`eq-jacobian` onto the null space of the active normals, of rank $m - |\mathcal A|$; at
-#   kinks and degenerate points the package returns the Jacobian of the locally active face (the
-#   rows with a positive multiplier), the largest-rank element of Clarke's generalized Jacobian.
+#   {eq}`eq-jacobian` onto the null space of the active normals, of rank $m - \operatorname{rank}
+#   A_{\mathcal A}$; at kinks and degenerate points the package returns the Jacobian of the
+#   locally active face (the rows with a positive multiplier), the largest element of Clarke's
+#   generalized Jacobian in the Loewner order.
 # - `project_polytope` handles any action dimension: a batched dual active-set method with a
 #   verified KKT polish, the candidate enumeration being the teaching version.
 # - With the safeguard in the policy, gradients pass through that projector and vanish in the
@@ -507,8 +510,10 @@ projection_widget(A.numpy(), b.numpy())
 # ```{exercise}
 # :label: ex-box
 # For the box $\{v : \ell \le v \le h\}$, show that $\Phi$ is the componentwise clip and that its
-# Jacobian is diagonal with entries $1$ for components strictly inside $(\ell_i, h_i)$ and $0$
-# otherwise. Check it with `project_polytope` and `projection_jacobian` for a few proposals.
+# Jacobian is diagonal with entries $1$ for components that are not clipped ($\ell_i \le \tilde u_i
+# \le h_i$) and $0$ for clipped ones. (At $\tilde u_i \in \{\ell_i, h_i\}$, $\Phi$ has a kink; the
+# package returns $1$ there, the rule above.) Check it with `project_polytope` and
+# `projection_jacobian` for a few proposals.
 # ```
 #
 # ````{solution} ex-box

@@ -351,8 +351,8 @@ plt.show()
 
 # %% [markdown]
 # For the safe sets of this course the gap does not matter: the RCI sets are built so that the
-# lemma is exact for the containment the safeguard asks about ({ref}`sec-two-forms` measures
-# it). In general it does matter: a
+# lemma is exact for the containment the safeguard asks about (the appendix, {doc}`a_rci`,
+# measures it). In general it does matter: a
 # conservative containment test makes the safe action set smaller than it could be, or even
 # empty where a safe action exists.
 #
@@ -373,7 +373,9 @@ plt.show()
 # $$ (eq-us-rci)
 #
 # and the definition says precisely that $\mathcal U_s(x) \neq \emptyset$ for every $x \in S$.
-# This gives **recursive feasibility**: if the episode starts in $S$ and every applied action is
+# (For an affine model $x^+ = Ax + Bu + c + w$, with $c$ the model's constant term, for example
+# from linearising away from an equilibrium, read $Ax + Bu + c$ for $Ax + Bu$ throughout; the
+# package's models carry such a $c$.) This gives **recursive feasibility**: if the episode starts in $S$ and every applied action is
 # in $\mathcal U_s(x)$, the next state is in $S$ (for any disturbance), so the next safe action
 # set is non-empty again, and so on forever. The projection of chapter 1 never runs out of
 # safe actions, and the state never leaves $S \subseteq \mathcal X$. With zonotopes, replacing
@@ -545,7 +547,8 @@ plt.show()
 # ## Verifying invariance
 #
 # Every step above relies on the RCI property, so it is checked numerically, not only proved.
-# `verify_invariance` samples states in $X$ (all vertices first), computes $\mathcal U_s(x)$ by
+# `verify_invariance` samples states in $X$ (vertices first: all of them in 2-D; for the 6-D
+# set, the maximisers of 5,000 random directions), computes $\mathcal U_s(x)$ by
 # the fast path, picks several safe actions per state (the interval ends or polygon vertices,
 # projections of random actions, the centre), and checks that $Ax + Bu + c + w \in X$ for every
 # vertex $w$ of $W$. For the pendulum it also steps the *nonlinear* simulator with every corner
@@ -580,7 +583,7 @@ plt.show()
 # No failures: every checked next state is inside the set (the worst facet value $Hz - h$
 # printed above is at the level of floating-point rounding, against a tolerance of $10^{-9}$). The
 # states are not uniform in the set: vertices first (for the 6-D quadrotor there are thousands,
-# so a small live sample like the one drawn here holds vertices only), then samples $c + G\beta$,
+# so the 2,000-state sample of the short `ci` profile holds vertices only), then samples $c + G\beta$,
 # which crowd towards the centre, and random corners $c + G\sigma$. A sampling check is not
 # a proof, but together with the certificate (an exact algebraic identity, checked in floating
 # point) and the rigorous error bound it makes a mistake in the pipeline very unlikely to go
@@ -646,7 +649,8 @@ pendulum_safe_set_widget(pendulum_safe)
 # **A state outside the RCI set.** There, no action need be safe. The fast path returns an
 # empty polytope (every offset $-1$) that `is_empty` detects, the interval comes back with
 # lower end above upper end, and the containment QP raises `EmptySafeActionSetError`. (The
-# environments then apply their least-violating fallback action, chapter 3.)
+# environments then apply their least-violating fallback action: see `fallback_action` in each
+# environment's docstring, e.g. `help(tutorial_rl.envs.PendulumEnv)`.)
 
 # %%
 outside = np.array([0.5, 2.0])  # inside the state box, outside the RCI set
@@ -684,7 +688,7 @@ except RCISetInfeasibleError as error:
 #   the linearization error is bounded over the set and added to $W$.
 # - For these sets the paper's containment QP and the exact halfspace form give the same safe
 #   set (coverage 1, because $X = X' \oplus W$) and the same projections; the halfspace form is
-#   several times faster per projection (measured above), and it batches. Numerical
+#   several times faster per projection (measured in the appendix, {doc}`a_rci`), and it batches. Numerical
 #   verification found no failure.
 #
 # ## Exercises

@@ -97,7 +97,7 @@ for name, env_id in TASKS.items():
 # pendulum's state, a one-sided wind on the quadrotor's accelerations), drawn from the
 # environment's seeded generator, so the same seed gives the same episode. Their episodes start at
 # a random state *inside the RCI set*, where a safe action is guaranteed to exist forever, and run
-# for 200 steps. A seeker episode draws a new layout (goal at least 5 away, one obstacle on the
+# for 200 steps, or end early if the state leaves its limits (which the safeguard prevents). A seeker episode draws a new layout (goal at least 5 away, one obstacle on the
 # straight line to it), ends at the goal, on a collision, or after 100 steps. The full
 # specification of each task is in its docstring, e.g. `help(tutorial_rl.envs.SeekerEnv)`.
 #
@@ -325,8 +325,9 @@ for name, env_id in TASKS.items():
 # %% [markdown]
 # A few hundred microseconds per step, almost all of it the fixed overhead of one small PyTorch
 # call; a neural-network update of an off-policy agent costs more than that. The projection of a
-# whole *batch* of actions, which SP-RL needs in every update, costs about the same as one action
-# (chapter 1).
+# whole *batch* of actions, which SP-RL needs in every update, costs a small multiple of one
+# action's: a batch of 256 about as much as one action for the pendulum's 1-D actions, two to four
+# times as much for 2-D ones (`python benchmarks/projection.py` prints B = 1 against B = 256).
 #
 # ## Summary
 #

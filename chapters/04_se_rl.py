@@ -256,9 +256,9 @@ print(f"proposed ũ = {step.unsafe_action}, applied u = {step.safe_action.round(
 print(f"reward {step.reward:.4f}, constraint violation: {step.violation}")
 
 # %% [markdown]
-# Only a torque of at most $-0.21$ (braking the swing) is safe in this state, so the proposal
+# Only a torque of at most about $-0.205$ (braking the swing) is safe in this state, so the proposal
 # $0.5$ was moved to the end of the interval, and the agent learns $Q_{SE}(x, 0.5)$ from a
-# transition that really used $-0.21$.
+# transition that really used $-0.205$.
 #
 # ## Training TD3 in SE mode
 #
@@ -443,14 +443,14 @@ print(f"‖ũ − u‖² = {step.distance_sq:.4f}: reward the agent learns from 
 # :label: ex-se-likelihood
 # A2C in SE mode uses $\log \pi_\theta(\tilde u \mid x)$ of the Gaussian proposal. Why would
 # $\log$ of the density of the *applied* action $u = \Phi(x, \tilde u)$ not work? Consider the
-# pendulum in a state where $\mathcal U_s(x) = [-1, -0.21]$.
+# pendulum in a state where $\mathcal U_s(x) = [-1, -0.205]$.
 # ```
 #
 # ```{solution} ex-se-likelihood
 # :class: dropdown
 # The distribution of $u$ is the pushforward of the Gaussian through $\Phi$. Every proposal above
-# $-0.21$ is applied as $-0.21$, so $u$ takes the value $-0.21$ with positive probability
-# $P(\tilde u \ge -0.21)$: the distribution has an atom (a Dirac component) at the end of the
+# $-0.205$ is applied as $-0.205$, so $u$ takes the value $-0.205$ with positive probability
+# $P(\tilde u \ge -0.205)$: the distribution has an atom (a Dirac component) at the end of the
 # interval and no density there. Its "log-density" is undefined at exactly the actions the
 # safeguard produces most often. The Gaussian density of $\tilde u$ is always defined, which is
 # why SE-RL's estimator {eq}`eq-se-spg` works unchanged; the next chapter shows that SP-RL can use

@@ -181,8 +181,8 @@ plt.show()
 #
 # **With exact critics SE-RL and SP-RL follow the same gradient.** The proof shows more than the
 # lemma states: $Q^\pi_{SE}(x, \tilde u) = Q^\pi_{SE}(x, \Phi(x, \tilde u))$ for *every* $\tilde u$,
-# and on safe actions the SE-MDP is the original MDP, so $Q^\pi_{SE}(x, u) = Q_{SP}(x, u)$, the
-# critic SP-RL learns on safe actions. Wherever $\Phi$ is differentiable, the chain rule gives
+# and on safe actions the SE-MDP is the original MDP, so $Q^\pi_{SE}(x, u) = Q^{\Phi_\#\pi}_{SP}(x, u)$,
+# the critic SP-RL learns on safe actions for the projected policy $\Phi_\#\pi$ (chapter 5). Wherever $\Phi$ is differentiable, the chain rule gives
 #
 # $$
 # \nabla_{\tilde u} Q^\pi_{SE}(x, \tilde u) = J^\top \nabla_u Q_{SP}(x, u), \qquad u = \Phi(x,
@@ -283,9 +283,10 @@ print(f"largest step along the edge:          {(steps - (steps * normal).sum(-1,
 # parallel constraints meet (an almost flat corner, as in the seeker's strip) the wedge is thin,
 # but the quadrotor band's corners have wide ones, just outside the thrust box. This is why the paper
 # calls the zero-gradient problem "particularly challenging for safe action sets with non-smooth
-# surfaces". The SE critic suffers the same way, to a lesser extent: by
-# {prf:ref}`lem-flat-lining` its *whole* gradient vanishes inside a vertex wedge, not only the
-# normal part.
+# surfaces". The exact SE critic suffers in exactly the same way ({eq}`eq-alias-same-gradient`):
+# by {prf:ref}`lem-flat-lining` its *whole* gradient vanishes inside a vertex wedge, not only the
+# normal part. Only a *fitted* SE critic, which rounds off the flat region, can suffer less; the
+# next section measures how much.
 #
 # ## How flat is a fitted SE critic?
 #
@@ -546,7 +547,7 @@ aliasing_widget(results)
 # moves, whatever the critic says, and the applied action stays at the vertex.
 #
 # ```python
-# from tutorial_rl.aliasing import run_experiment
+# from tutorial_rl.aliasing import quadrotor_scenario, run_experiment
 # r = run_experiment(quadrotor_scenario(initial_action=(1.5, 0.0)), settings=("sp",))
 # tr = r.trajectories["sp"]
 # print(tr.unsafe[0], tr.unsafe[-1], tr.safe[-1], tr.gradient_norms.max())  # ~1e-16

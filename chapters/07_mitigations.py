@@ -119,11 +119,14 @@ print("penalty weight alpha =", alpha, "| policy step size =", results["quadroto
 # | SP + per-sample loss {eq}`eq-mit-psl` | $Q(x, u)$ | the actor loss | myopic (this sample) | task term only |
 # | SP + penalty critic {eq}`eq-mit-penc` | $Q(x, u)$ and $Q_{pen}(x, \tilde u)$ | a second critic | long-term (discounted) | task term only |
 #
-# The per-sample loss changes the objective to a myopic one, so SP-RL with it no longer shares
-# its optimal value function with SE-RL with a reward penalty (the equivalence of the paper's
-# Theorem 1 breaks); the penalty critic restores the structure of {eq}`eq-mit-se-penalty`, split into a
-# safe-action part and an unsafe-action part. In the fixed-state experiment each estimator becomes
-# an objective for the free action $\tilde u$:
+# The per-sample loss is a myopic regulariser of the actor, not the value of any reward, so the
+# penalised-MDP structure of {eq}`eq-mit-se-penalty` is lost. Over all policies the optimum is
+# unchanged (an optimal policy that proposes only safe actions pays no loss, so it is still
+# $V^\star_{SP}$), but the surrogate the actor ascends, and its optimum within a restricted policy
+# class, differ from SE-RL with a reward penalty; this is what the paper means by the equivalence
+# of its Theorem 1 breaking. The penalty critic restores the structure of
+# {eq}`eq-mit-se-penalty`, split into a safe-action part and an unsafe-action part. In the
+# fixed-state experiment each estimator becomes an objective for the free action $\tilde u$:
 #
 # ```{literalinclude} ../src/tutorial_rl/aliasing/experiment.py
 # :pyobject: _objective
@@ -284,8 +287,8 @@ for name, result in results.items():
 # {eq}`eq-mit-same-gradient`. For A2C, whose critic is a state-value function, they are even one
 # algorithm: $V + V_{pen}$ is the value of $r - \alpha d^2$, and the package's A2C penalty critic
 # produces bit for bit the parameters of A2C with the SE reward penalty (paper §7.2, §8.2.2;
-# `tests/test_agents.py`). They differ only through approximation: a fitted
-# $Q_{SE,\alpha}(x, \tilde u)$ has to learn the flat-lined $Q(x, \Phi(\tilde u))$ (Lemma 2), while
+# `tests/test_agents.py`). They differ only through approximation: a fitted $Q_{SE,\alpha}(x,
+# \tilde u)$ has to learn the flat-lined $Q(x, \Phi(\tilde u))$ ({prf:ref}`lem-flat-lining`), while
 # the penalty critic gets $J^\top\nabla_u Q$ exactly and has to learn the penalties only. The
 # per-sample loss lacks the long-term part altogether. Where today's action changes tomorrow's
 # penalties, that is a real difference: the last section of this chapter builds such a state and
@@ -559,12 +562,15 @@ plt.show()
 #
 # ```{solution} ex-mit-penalty-critic-target
 # :class: dropdown
-# $y = -\alpha\lVert\tilde u - \Phi(x, \tilde u)\rVert^2 + \gamma\, Q_{pen}'(x', \mu_{\theta'}(x'))$
-# (with the usual termination mask), where $Q_{pen}'$ is its target network and the next action is
-# the *unsafe* target action. The penalty depends on $\tilde u$ itself, not only on $\Phi(\tilde
-# u)$: all proposals in one normal cone share the safe action and the task value, but differ in
-# their penalty. A critic on the safe action could not tell them apart (it would flat-line exactly
-# as in Lemma 2), so it could not produce the normal gradient the penalty is meant to supply. The
-# task critic, on the other hand, should see the safe action: that is what the environment
-# executes, and it keeps the task term's gradient exact through $J$.
+# $y = -\alpha\lVert\tilde u - \Phi(x, \tilde u)\rVert^2 + \gamma\,(1 - d)\min_{i=1,2}
+# Q_{pen,i}'(x', \tilde u')$, where $Q_{pen,i}'$ are the twin target networks (TD3's clipped double
+# Q, as for the task critic), $d$ the termination flag, and $\tilde u' =
+# \operatorname{clip}(\mu_{\theta'}(x') + \operatorname{clip}(\varepsilon))$ the smoothed
+# *unsafe* target action (`TD3.target_actions`; no projection). The penalty depends on
+# $\tilde u$ itself, not only on $\Phi(\tilde u)$: all proposals in one normal cone share the safe
+# action and the task value, but differ in their penalty. A critic on the safe action could not
+# tell them apart (it would flat-line exactly as in {prf:ref}`lem-flat-lining`), so it could not
+# produce the normal gradient the penalty is meant to supply. The task critic, on the other hand,
+# should see the safe action: that is what the environment executes, and it keeps the task term's
+# gradient exact through $J$.
 # ```
