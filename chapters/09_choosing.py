@@ -19,6 +19,17 @@
 # every budget), the paper's experiments (then it is the paper's claim), or the results committed
 # in this repository (then it holds at the budget they were run with).
 #
+# ```{admonition} Learning goals
+# :class: tip
+# After this chapter you can
+# 1. tell, for each piece of advice, whether it rests on a theorem, on the paper's experiments or
+#    on this repository's runs at their budget;
+# 2. choose a placement of the safeguard for your algorithm (state-value or action-value critic)
+#    and say what the choice costs per training step;
+# 3. read the verdicts of chapter 8's tests without over-reading them: "undecided" is not "no
+#    difference", and a significant result holds at the budget that produced it.
+# ```
+#
 # ```{admonition} Run this chapter
 # :class: seealso
 # This page shows the chapter as it ran when the book was built. To run it yourself, get
@@ -173,3 +184,94 @@ print("median ms per training step:\n", per_variant.to_string())
 # Whatever you choose, the safety guarantee comes from the safe set, not from the learner: verify
 # the set (chapter 2), and test the wrapped environment with random actions before training
 # (chapter 3).
+#
+# ## Exercises
+#
+# ```{exercise}
+# :label: ex-choose-ppo
+# You train PPO on a 7-DoF arm whose safe action set is a polytope computed from an RCI set. Which
+# placement do you choose, and what must your PPO implementation do for the advice to hold?
+# Would the projected-mean policy of chapter 5 change the answer?
+# ```
+#
+# ```{solution} ex-choose-ppo
+# :class: dropdown
+# Put the safeguard in the environment. PPO's critic is a state-value function and its ratio
+# $\pi_{\theta}(\tilde u \mid x)/\pi_{\theta_{old}}(\tilde u \mid x)$ uses the likelihood of the
+# *proposed* action, so the argument of Lemma 1 (chapter 5) goes through unchanged: SE-RL and
+# SP-RL compute the same update, and SE-RL needs no differentiable projection (any PPO library
+# works behind `ProjectionSafeguard`). The implementation must store and evaluate $\tilde u$, not
+# the applied $u$, whose distribution has atoms on the boundary (exercise
+# {ref}`ex-se-likelihood` of chapter 4). The projected-mean policy does change the answer: its likelihood depends on
+# $\Phi(x, \mu_\theta(x))$, so its gradient passes the Jacobian and inherits the zero-gradient
+# problem ({eq}`eq-projected-mean-grad`); it is a different algorithm, not SP-RL's version of the
+# same one.
+# ```
+#
+# ```{exercise}
+# :label: ex-evidence
+# For each statement, say what it rests on (a theorem, the paper's experiments, or this
+# repository's runs at their budget) and whether the committed results support it:
+# (a) no constraint is violated during training, in either placement;
+# (b) A2C trained with SE-RL and with SP-RL from the same seeds ends with the same parameters;
+# (c) vanilla TD3 does better with SE-RL than with SP-RL on the quadrotor;
+# (d) the penalty critic is the best mitigation on the balancing tasks.
+# ```
+#
+# ```{solution} ex-evidence
+# :class: dropdown
+# (a) A theorem: every applied action is a projection onto $\mathcal U_s(x)$ of an RCI set
+# (chapter 2), so the state stays in the set; the grid's zero violations in every training step
+# confirm the implementation, not the theorem. (b) A theorem (Lemma 1), exact up to floating
+# point; the package reproduces it bit for bit (chapter 5, `tests/test_agents.py`). (c) The
+# paper's experiments, and the committed grid supports it at the paper's budget on the quadrotor
+# (exact Mann-Whitney test over 14 seeds, significant after Holm); it holds at that budget, not
+# at every budget. (d) The paper's claim; the committed confirmation leaves it undecided on both
+# balancing tasks and both algorithms (`results/paper/report/findings.csv`, finding 4): with seven
+# fresh seeds the penalty critic is not significantly better than every other variant. Undecided
+# is not refuted: it says the evidence is too weak either way at this number of seeds.
+# ```
+#
+# ```{exercise}
+# :label: ex-smallest-p
+# The confirmation compares two configurations on seven seeds each with an exact two-sided
+# Mann-Whitney test. What is the smallest p-value this test can ever give? Why does it matter that
+# $\alpha$ is chosen on seeds 0-6 and the test run on the fresh seeds 7-13?
+# ```
+#
+# ```{solution} ex-smallest-p
+# :class: dropdown
+# Under the null hypothesis every split of the 14 pooled scores into two groups of 7 is equally
+# likely, $\binom{14}{7} = 3432$ of them. The most extreme outcome (all seven of one group above
+# all seven of the other) has probability $1/3432$ on each side, so the smallest two-sided p-value
+# is $2/3432 \approx 0.00058$. With Holm's correction over finding 3's six cells the smallest
+# attainable adjusted value is $6 \cdot 2/3432 \approx 0.0035$: seven seeds are enough to decide a clear
+# difference, but nothing finer than a complete separation helps. Choosing $\alpha$ on the same
+# seeds that test it would pick the $\alpha$ whose seeds happened to score high and then test that
+# luck again (the winner's curse): the p-value would be too small. Fresh seeds make the choice
+# and the test independent.
+# ```
+#
+# ```{exercise}
+# :label: ex-sp-cost
+# From the committed report, compute SP-RL TD3's cost per training step relative to SE-RL TD3's,
+# per task, for vanilla TD3 and for the penalty critic against the SE reward penalty. Where does
+# the extra cost come from?
+# ```
+#
+# ````{solution} ex-sp-cost
+# :class: dropdown
+# ```python
+# cost = read_report(PAPER)["compute_cost"]
+# td3 = cost[cost["algo"] == "td3"].set_index(["env", "variant"])["ms_per_step"].unstack("variant")
+# print((td3["sp-vanilla"] / td3["se-vanilla"]).round(2))
+# print((td3["sp-penalty-critic"] / td3["se-penalty"]).round(2))
+# ```
+# Vanilla SP-RL costs about 1.1 to 1.5 times SE-RL per step (the quadrotor most), the penalty
+# critic about 1.3 to 2 times the SE penalty. SP-RL projects a batch of target actions and a batch
+# of actor actions in every update and differentiates through the second (chapter 5), and it reads
+# and stores $\mathcal U_s(x)$ and $\mathcal U_s(x')$ for the replay buffer; the penalty critic
+# adds a second pair of critics and their update. SE-RL only projects the one action it applies.
+# The figures are wall times of the machine that ran the grid, a group's time shared among its
+# runs, so they are noisy to a few tens of percent.
+# ````
