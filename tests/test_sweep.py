@@ -347,3 +347,62 @@ def test_the_estimate_names_cells_whose_networks_differ_from_the_cost_tables() -
     found = cost_table_mismatches([wide, same])
     assert found == {"td3/seeker": "hidden [256, 256] (tables: [128, 128])"}
     assert cost_table_mismatches(get_profile("quick").runs()) == {}
+
+
+def test_finished_runs_say_what_a_configuration_costs(ci_sweep: Path, tmp_path: Path) -> None:
+    """measured_ms_per_step: the median training ms per step of a configuration's finished runs,
+    keyed by algorithm, task, variant and agent settings; unreadable records are skipped."""
+    import shutil
+    import statistics
+
+    from tutorial_rl.experiments.config import RunSpec
+    from tutorial_rl.experiments.costs import estimate_run_seconds, measured_ms_per_step
+
+    measured = measured_ms_per_step([ci_sweep, tmp_path / "no-such-sweep"])
+    records = [json.loads(p.read_text()) for p in (ci_sweep / "runs").glob("*/done.json")]
+    assert len(measured) == len({(r["spec"]["algo"], r["spec"]["env"], r["spec"]["variant"])
+                                 for r in records})  # the ci profile: one agent setting per cell
+    for (algo, env, variant, agent), ms in measured.items():
+        mine = [1000 * r["training"]["wall_time_s"] / r["training"]["steps"] for r in records
+                if (r["spec"]["algo"], r["spec"]["env"], r["spec"]["variant"]) ==
+                (algo, env, variant)]
+        assert ms == pytest.approx(statistics.median(mine))
+        assert json.loads(agent) == next(r["spec"]["agent"] for r in records
+                                         if r["spec"]["variant"] == variant
+                                         and r["spec"]["env"] == env)
+    spec_record = records[0]["spec"]
+    spec = RunSpec(**spec_record)
+    key = next(k for k in measured if k[:3] == (spec.algo, spec.env, spec.variant))
+    assert estimate_run_seconds(spec, 1, {key: 1000.0}) == pytest.approx(
+        estimate_run_seconds(spec, 1, {key: 1.0}) + spec.steps * 999.0 / 1000)
+    wider = dataclasses.replace(spec, agent={**spec.agent, "hidden_sizes": [512, 512]})
+    assert estimate_run_seconds(wider, 1, {key: 1000.0}) == estimate_run_seconds(wider)
+
+    broken = tmp_path / "broken"
+    shutil.copytree(ci_sweep / "runs", broken / "runs")
+    for done in list((broken / "runs").glob("*/done.json"))[:2]:
+        done.write_text("{not json")
+    assert 0 < len(measured_ms_per_step([broken])) <= len(measured)
+
+
+def test_a_sweep_orders_its_units_by_what_finished_runs_cost(
+        ci_sweep: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With --confirm's grid as a cost source, a configuration its runs show to be the slowest
+    is started first, whatever the tables say (here SE-RL vanilla, the tables' cheapest)."""
+    import shutil
+
+    started: list[list[str]] = []
+    monkeypatch.setattr(runner, "launch_local", lambda units, *args: started.extend(
+        [s.variant for s in unit] for unit in units))
+    slow = tmp_path / "grid"
+    shutil.copytree(ci_sweep / "runs", slow / "runs")
+    for done in (slow / "runs").glob("td3-se-vanilla-*/done.json"):
+        record = json.loads(done.read_text())
+        record["training"]["wall_time_s"] *= 1000.0  # as if SE-RL vanilla had crawled
+        done.write_text(json.dumps(record))
+
+    sweep("ci", tmp_path / "by-tables", progress=False)
+    assert started[0][0] != "se-vanilla"
+    started.clear()
+    sweep("ci", tmp_path / "by-runs", progress=False, cost_sources=[slow])
+    assert started[0][0] == "se-vanilla"

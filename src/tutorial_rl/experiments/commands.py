@@ -192,7 +192,8 @@ def run_sweep(args: argparse.Namespace) -> int:
                         slurm=SlurmOptions(args.slurm_partition, args.slurm_time,
                                            args.slurm_cpus),
                         command=_sweep_command(args), checkpoint_every=args.checkpoint_every,
-                        group_size=args.group_size, device=args.device)
+                        group_size=args.group_size, device=args.device,
+                        cost_sources=[] if args.confirm is None else [args.confirm])
     except ProfileError as exc:
         return _error(str(exc))
     print(summary.describe())

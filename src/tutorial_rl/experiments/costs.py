@@ -9,7 +9,10 @@ than the tables were measured with (there the estimate is off by more than its n
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import json
+import statistics
+from collections.abc import Iterable, Mapping
+from pathlib import Path
 
 from tutorial_rl.experiments.config import (
     DEFAULT_GROUP_SIZE,
@@ -20,7 +23,11 @@ from tutorial_rl.experiments.config import (
 from tutorial_rl.experiments.training import env_defaults
 
 __all__ = ["cost_table_mismatches", "estimate_ms_per_step", "estimate_run_seconds",
-           "estimate_wall_time"]
+           "estimate_wall_time", "measured_ms_per_step"]
+
+#: What makes two runs cost the same per step: algorithm, task, variant and agent settings
+#: (network and minibatch sizes above all), not the seed or α.
+CostKey = tuple[str, str, str, str]
 
 # Measured on the 2-core development machine (torch 2.13 CPU, one thread, other jobs running, so
 # these err on the slow side): ms per training step of 1,200-step TD3 runs (200 warm-up steps)
@@ -125,12 +132,49 @@ def cost_table_mismatches(runs: Iterable[RunSpec]) -> dict[str, str]:
     return found
 
 
-def estimate_run_seconds(spec: RunSpec, group_size: int = 1) -> float:
-    """Estimated single-core seconds of one run: steps × measured ms/step + evaluation.
+def _cost_key(spec: Mapping[str, object] | RunSpec) -> CostKey:
+    get = spec.get if isinstance(spec, Mapping) else lambda name: getattr(spec, name)
+    return (str(get("algo")), str(get("env")), str(get("variant")),
+            json.dumps(get("agent"), sort_keys=True, default=str))
 
-    ``group_size``: the size of the group the run trains in (1: alone).
+
+def measured_ms_per_step(sweep_folders: Iterable[str | Path]) -> dict[CostKey, float]:
+    """What finished runs really cost: median training ms per step per configuration.
+
+    Reads every ``runs/*/done.json`` of the given sweep folders (a folder without runs adds
+    nothing) and takes, per algorithm, task, variant and agent settings (α and seed pooled),
+    the median of training wall time over training steps (a grouped run's share of its
+    group). These are the costs of the machine, budgets and group sizes that produced them,
+    which the tables' short runs of the default networks can miss by a factor of two (the
+    paper profile's tuned TD3 on the seeker: SE-RL with the reward penalty cost 1.5 times vanilla
+    SE-RL per step, where the table says 0.9). The sweep schedules its longest units first with
+    them where they exist: a resumed sweep uses its own finished runs, a confirmation sweep its
+    grid's.
     """
-    ms = estimate_ms_per_step(spec.algo, spec.env, spec.mode, spec.mitigation, group_size)
+    found: dict[CostKey, list[float]] = {}
+    for folder in sweep_folders:
+        for done in sorted(Path(folder).glob("runs/*/done.json")):
+            try:
+                record = json.loads(done.read_text())
+                steps, seconds = record["training"]["steps"], record["training"]["wall_time_s"]
+                key = _cost_key(record["spec"])
+            except (OSError, ValueError, KeyError, TypeError):
+                continue  # a run written by another version: the tables cover it
+            if steps > 0 and seconds > 0:
+                found.setdefault(key, []).append(1000.0 * seconds / steps)
+    return {key: statistics.median(values) for key, values in found.items()}
+
+
+def estimate_run_seconds(spec: RunSpec, group_size: int = 1,
+                         measured: Mapping[CostKey, float] | None = None) -> float:
+    """Estimated single-core seconds of one run: steps × ms/step + evaluation.
+
+    ``group_size``: the size of the group the run trains in (1: alone). ``measured``: costs of
+    finished runs (:func:`measured_ms_per_step`), used for the configurations they cover
+    instead of the tables.
+    """
+    ms = (measured or {}).get(_cost_key(spec)) or estimate_ms_per_step(
+        spec.algo, spec.env, spec.mode, spec.mitigation, group_size)
     evaluation = _EVAL_S_PER_10_EPISODES[spec.env] * spec.eval_episodes / 10
     return spec.steps * ms / 1000 + evaluation + _RUN_OVERHEAD_S
 

@@ -41,7 +41,7 @@ from tutorial_rl.experiments.config import (
     group_identity,
     select_runs,
 )
-from tutorial_rl.experiments.costs import estimate_run_seconds
+from tutorial_rl.experiments.costs import estimate_run_seconds, measured_ms_per_step
 from tutorial_rl.experiments.launchers import (
     LAUNCHERS,
     SlurmOptions,
@@ -289,7 +289,7 @@ def sweep(profile: str | ExperimentProfile, out: str | Path, *, jobs: int = 1,
           only: Iterable[str] = (), slurm: SlurmOptions | None = None,
           progress: bool | None = None, command: str | list[str] | None = None,
           checkpoint_every: int | None = None, group_size: int = 1,
-          device: str = "cpu") -> SweepSummary:
+          device: str = "cpu", cost_sources: Iterable[str | Path] = ()) -> SweepSummary:
     """Run every unfinished run of a profile's grid into ``out`` (resumable).
 
     :param profile: a profile name (:data:`~tutorial_rl.experiments.config.PROFILES`) or profile.
@@ -309,6 +309,10 @@ def sweep(profile: str | ExperimentProfile, out: str | Path, *, jobs: int = 1,
     :param device: where every run's agent tensors live (``cpu``, ``cuda``, ``cuda:N``): an
         execution setting like ``jobs``, recorded in sweep.json, provenance.json and each run's
         config.json but not in the run keys, so the same folder can be filled on either.
+    :param cost_sources: other sweep folders whose finished runs say what a configuration costs
+        (a confirmation sweep: its grid); with ``out``'s own finished runs they order the units,
+        longest first (:func:`~tutorial_rl.experiments.costs.measured_ms_per_step`), where the
+        tables would misjudge them.
     :raises ProfileError: bad profile, override, filter, jobs, launcher, device or ``out``,
         before any run starts.
     """
@@ -345,7 +349,8 @@ def sweep(profile: str | ExperimentProfile, out: str | Path, *, jobs: int = 1,
     with sweep_lock(out):
         check_resumable(out, profile)
         return _run_sweep(profile, specs, out, jobs, launcher, overrides, only, slurm, progress,
-                          command, start, checkpoint_every, group_size, device)
+                          command, start, checkpoint_every, group_size, device,
+                          [out, *cost_sources])
 
 
 def _accelerator(device: str) -> dict[str, Any]:
@@ -363,7 +368,7 @@ def _run_sweep(profile: ExperimentProfile, specs: list[RunSpec], out: Path, jobs
                slurm: SlurmOptions | None, progress: bool | None,
                command: str | list[str] | None, start: float,
                checkpoint_every: int | None = None, group_size: int = 1,
-               device: str = "cpu") -> SweepSummary:
+               device: str = "cpu", cost_sources: Sequence[Path | str] = ()) -> SweepSummary:
     """The body of :func:`sweep`, run under the folder's lock."""
     # "profile" names the sweep's experiment profile (ci/quick/paper); the process-wide
     # TUTORIAL_RL_PROFILE switch that shortens chapters is recorded as "runtime_profile".
@@ -393,9 +398,11 @@ def _run_sweep(profile: ExperimentProfile, specs: list[RunSpec], out: Path, jobs
     for spec in todo:
         if (runs_dir / spec.key).exists():
             shutil.rmtree(runs_dir / spec.key)
-    todo.sort(key=estimate_run_seconds, reverse=True)
+    measured = measured_ms_per_step(cost_sources)  # what finished runs really cost, where known
+    todo.sort(key=lambda s: estimate_run_seconds(s, group_size, measured), reverse=True)
     units = group_units(todo, group_size)
-    units.sort(key=lambda u: sum(map(estimate_run_seconds, u)), reverse=True)  # longest first
+    units.sort(key=lambda u: sum(estimate_run_seconds(s, len(u), measured) for s in u),
+               reverse=True)  # longest first
     try:
         with progress_bar(len(todo), progress) as bar:
             if todo and launcher == "local":
