@@ -583,7 +583,7 @@ plt.show()
 # No failures: every checked next state is inside the set (the worst facet value $Hz - h$
 # printed above is at the level of floating-point rounding, against a tolerance of $10^{-9}$). The
 # states are not uniform in the set: vertices first (for the 6-D quadrotor there are thousands,
-# so the 2,000-state sample of the short `ci` profile holds vertices only), then samples $c + G\beta$,
+# so a sample of up to a few thousand states holds vertices only), then samples $c + G\beta$,
 # which crowd towards the centre, and random corners $c + G\sigma$. A sampling check is not
 # a proof, but together with the certificate (an exact algebraic identity, checked in floating
 # point) and the rigorous error bound it makes a mistake in the pipeline very unlikely to go
