@@ -238,11 +238,40 @@ def test_seven_seeds_split_over_six_cells_cannot_decide_and_say_so() -> None:
     table = finding_3(runs, REFS)
     assert len(table) == 6 and (table["verdict"] == UNDECIDED).all()
     assert np.allclose(table["p"], 2 / 70) and (table["n"] == "4 vs 4").all()
-    assert table["evidence"].str.contains("smallest attainable p 0.029 × 6 tests").all()
+    assert table["evidence"].str.contains("smallest attainable p 0.029, Holm-adjusted at best "
+                                          "0.17").all()
     # one sentence names every test that cannot pass: the rank test and the equivalence test
     assert (table["evidence"].str.count("undecidable at this n") == 1).all()
-    assert table["evidence"].str.contains("and TOST p 0.014 × 6 tests (Holm) >= 0.05",
-                                          regex=False).all()
+    assert table["evidence"].str.contains("and TOST p 0.014, Holm-adjusted at best 0.086 (given "
+                                          "the other cells' p) >= 0.05", regex=False).all()
+
+
+def test_holm_steps_down_so_a_small_cell_can_pass_once_the_others_have() -> None:
+    """A 4 vs 4 cell cannot pass Holm's first step among six tests (6 × 2/70 > 0.05), but ranked
+    last after five tests that reject it needs only p < 0.05: no 'undecidable' note then."""
+    from tutorial_rl.experiments.findings import _best_holm
+
+    smallest = 2 / 70
+    assert _best_holm(smallest, [smallest] * 5) == pytest.approx(6 * smallest)
+    assert _best_holm(smallest, [1e-5] * 5) == pytest.approx(smallest)  # ranked last: × 1
+    assert _best_holm(smallest, [1e-5, 0.5, 0.6, np.nan]) == pytest.approx(3 * smallest)
+    runs = pd.concat([f3_runs(around(0, 1, 14), around(-30, 1, 14), env, "td3")
+                      for env in ("pendulum", "quadrotor")]
+                     + [f3_runs(around(0, 1), around(-30, 1), "seeker", "td3")],
+                     ignore_index=True)
+    table = finding_3(runs, REFS)
+    seeker = table[table["env"] == "seeker"].iloc[0]
+    assert seeker["n"] == "4 vs 4" and "undecidable" not in seeker["evidence"]
+
+
+def test_non_inferiority_is_reported_beside_the_verdict() -> None:
+    """Finding 3's secondary analysis: the one-sided test of SP ≥ SE − margin, Holm over cells;
+    SP a little worse than SE but within the margin is non-inferior, not equivalent-or-better."""
+    se = around(-50, 0.5, 14)
+    row = one(finding_3(f3_runs(se - 3, se), REFS))  # 0.03 normalised worse, margin 0.1
+    assert row["p_noninf"] == pytest.approx(1 / math.comb(14, 7))
+    assert row["p_noninf_holm"] == pytest.approx(row["p_noninf"])
+    assert "(secondary) non-inferiority −0.1 p = " in row["evidence"]
 
 
 def test_finding_3_without_references_cannot_match() -> None:

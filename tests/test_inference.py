@@ -104,3 +104,26 @@ def test_bad_samples_are_named() -> None:
         mann_whitney([], [1.0])
     with pytest.raises(ValueError, match="non-finite"):
         cliffs_delta([1.0, np.nan], [1.0])
+
+
+def test_scores_equal_up_to_rounding_are_ties() -> None:
+    """Two algorithms equal by construction differ in the 13th digit (A2C's penalty critic and
+    its SE-RL penalty): no rank statistic may read that noise as a difference."""
+    from tutorial_rl.experiments.inference import cliffs_delta, mann_whitney
+
+    scores = np.array([-80.5, -61.25, -70.0, -90.125, -55.0, -66.5, -75.75])
+    noise = scores * (1 + 1e-14)  # all seven "higher" in the last bits
+    assert cliffs_delta(noise, scores) == 0.0
+    assert mann_whitney(noise, scores, "greater") == mann_whitney(scores, scores, "greater")
+    assert mann_whitney(scores + 1e-3, scores)[1] < 1.0  # a real difference stays one
+
+
+def test_non_inferiority_is_the_lower_half_of_tost() -> None:
+    from tutorial_rl.experiments.inference import noninferiority_shift, tost_shift
+
+    rng = np.random.default_rng(3)
+    x, y = rng.normal(0, 1, 7), rng.normal(0.3, 1, 7)
+    assert noninferiority_shift(x, y, 0.5) <= tost_shift(x, y, 0.5)
+    assert noninferiority_shift(x + 10, y, 0.5) == pytest.approx(1 / 3432)  # far better: shown
+    with pytest.raises(ValueError, match="margin"):
+        noninferiority_shift(x, y, 0.0)

@@ -66,17 +66,17 @@ class A2CConfig:
     :func:`tutorial_rl.experiments.training.env_defaults`)."""
 
     hidden_sizes: tuple[int, ...] = (128, 128)
-    """hidden layer widths of actor and critics ([32, 32] for the pendulum, paper A.8)"""
+    """hidden layer widths of actor and critic ([32, 32] for the pendulum, paper A.8)"""
     learning_rate: float = 7e-4
     """Adam step size"""
     n_steps: int = 16
-    """environment steps per rollout (one gradient step each)"""
+    """environment steps per rollout (one gradient step per rollout)"""
     gamma: float = 0.99
     """discount factor γ"""
     gae_lambda: float = 0.95
     """GAE's λ (1.0: Monte-Carlo advantages, 0.0: one-step TD)"""
     value_coef: float = 0.5
-    """weight c_v of the value losses"""
+    """weight c_v of the value loss"""
     entropy_coef: float = 0.0
     """weight of the entropy bonus"""
     max_grad_norm: float = 0.5

@@ -8,7 +8,7 @@ depends on the mode:
   U_s(x) and (A', b') of U_s(x'), because the actor projects μθ(x) onto U_s(x) and TD3's target
   projects μθ'(x') onto U_s(x'). A known safe point of U_s(x') is stored too: it bounds how far
   any projection can move, which lets :mod:`tutorial_rl.agents.safe_layer` skip far-away rows.
-- SP-RL with the penalty critic: also ũ and the penalty α‖ũ − u‖² (paper eq. (29)).
+- SP-RL with the penalty critic: also ũ and the penalty reward −α‖ũ − u‖² (paper eq. (29)).
 
 Storage is preallocated numpy (a ring buffer, no Python objects per transition); a batch is drawn
 with one index array and converted with ``torch.from_numpy``: no per-sample Python work.

@@ -92,7 +92,8 @@ class SafetyConfig:
     alpha: float | None = None
     """the weight α >= 0 of the mitigation; required with a mitigation, not allowed without"""
     projection_method: str = "exact"
-    """projection backend: ``exact`` (fast) or ``cvxpylayers`` (the paper's, ~10-100x slower)"""
+    """projection backend: ``exact`` (fast) or ``cvxpylayers`` (the paper's: about 4x slower for
+    one action, a few hundred times slower for a batch of 256; ``benchmarks/projection.py``)"""
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:

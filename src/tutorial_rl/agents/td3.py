@@ -282,7 +282,8 @@ class TD3:
 
     # ------------------------------------------------------------------ update
     def update(self, batch: Batch, update_actor: bool) -> None:
-        """One TD3 gradient step on a minibatch (no ``.item()``: nothing waits on a value).
+        """One TD3 gradient step on a minibatch (no ``.item()`` outside SP-RL's projection, whose
+        check for violated rows and row pruning read sizes and so wait on the device).
 
         μθ(x) is computed before the critic step: the critic step does not change θ, and SP-RL
         can then project it together with the target actions.

@@ -13,6 +13,13 @@ the paper), so everything here is distribution-free and exact where it can be:
   (δ = 2U/(n_x n_y) − 1); the common-language effect size is (1 + δ)/2.
 - :func:`tost_shift`: equivalence by two one-sided Mann-Whitney tests (TOST) under the
   location-shift model Y ~ X + Δ: H0 |Δ| ≥ m against H1 |Δ| < m.
+- :func:`noninferiority_shift`: the lower of those two one-sided tests alone, H0 Δ ≤ −m against
+  H1 Δ > −m ("x is not worse than y by m or more").
+
+Scores that differ only by floating-point rounding (relative :data:`ROUNDING_RTOL`) are ties in
+every rank statistic here: two algorithms that are equal by construction (A2C's penalty critic
+and its SE-RL penalty, chapter 7) differ in the 13th digit, and ranking that noise could make a
+"significant" difference out of nothing.
 - :func:`hodges_lehmann`: the shift estimate that goes with those tests (median of the pairwise
   differences).
 - :func:`iqm_difference`: IQM(x) − IQM(y) with a percentile bootstrap interval, resampling each
@@ -31,11 +38,14 @@ from typing import Literal
 import numpy as np
 import scipy.stats
 
-__all__ = ["EXACT_PARTITIONS", "cliffs_delta", "hodges_lehmann", "holm", "iqm_difference",
-           "mann_whitney", "min_p_value", "tost_shift"]
+__all__ = ["EXACT_PARTITIONS", "ROUNDING_RTOL", "cliffs_delta", "hodges_lehmann", "holm",
+           "iqm_difference", "mann_whitney", "min_p_value", "noninferiority_shift",
+           "tost_shift"]
 
 #: Largest number of splits of the pooled sample enumerated by the exact permutation test.
 EXACT_PARTITIONS = 20_000
+#: Scores closer than this, relative to the largest |score| of the comparison, are ties.
+ROUNDING_RTOL = 1e-9
 
 Alternative = Literal["two-sided", "greater", "less"]
 
@@ -49,6 +59,22 @@ def _sample(values: Sequence[float] | np.ndarray, name: str) -> np.ndarray:
     return x
 
 
+def _tie_rounding(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """x and y with scores that differ by rounding only (:data:`ROUNDING_RTOL`) made equal.
+
+    The pooled scores are sorted and each run of neighbours closer than the tolerance takes the
+    value of its first member, so a cluster never splits on a grid boundary.
+    """
+    pooled = np.concatenate([x, y])
+    tol = ROUNDING_RTOL * max(1.0, float(np.abs(pooled).max()))
+    order = np.argsort(pooled, kind="stable")
+    ranked = pooled[order]
+    starts = np.concatenate([[True], np.diff(ranked) > tol])
+    merged = np.empty_like(pooled)
+    merged[order] = ranked[np.flatnonzero(starts)[np.cumsum(starts) - 1]]
+    return merged[:x.size], merged[x.size:]
+
+
 def mann_whitney(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray,
                  alternative: Alternative = "two-sided") -> tuple[float, float, str]:
     """Mann-Whitney U test of x against y; returns (U of x, p-value, method).
@@ -56,7 +82,7 @@ def mann_whitney(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarra
     ``alternative="greater"``: x tends to be larger than y. Identical pooled values everywhere
     give p = 1 (no evidence of a difference).
     """
-    x, y = _sample(x, "x"), _sample(y, "y")
+    x, y = _tie_rounding(_sample(x, "x"), _sample(y, "y"))
     pooled = np.concatenate([x, y])
     if np.ptp(pooled) == 0:
         return x.size * y.size / 2, 1.0, "all scores tied"
@@ -81,8 +107,9 @@ def min_p_value(n_x: int, n_y: int, alternative: Alternative = "two-sided") -> f
 
 
 def cliffs_delta(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray) -> float:
-    """Cliff's δ = P(X > Y) − P(X < Y) over all pairs, in [−1, 1]; 0 for identical samples."""
-    x, y = _sample(x, "x"), _sample(y, "y")
+    """Cliff's δ = P(X > Y) − P(X < Y) over all pairs, in [−1, 1]; 0 for identical samples
+    (and for samples equal up to rounding)."""
+    x, y = _tie_rounding(_sample(x, "x"), _sample(y, "y"))
     return float(np.mean(np.sign(x[:, None] - y[None, :])))
 
 
@@ -100,12 +127,23 @@ def tost_shift(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray,
     than y, H0⁺ Δ ≥ m when x − m is stochastically smaller; equivalence is shown at level a when
     both are rejected at level a (Schuirmann 1987), so the TOST p-value is the larger of the two.
     """
+    x, y = _sample(x, "x"), _sample(y, "y")
+    p_low = noninferiority_shift(x, y, margin)
+    _, p_high, _ = mann_whitney(x - margin, y, "less")
+    return max(p_low, p_high)
+
+
+def noninferiority_shift(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray,
+                         margin: float) -> float:
+    """p-value of non-inferiority of x to y with margin ``margin``: one Mann-Whitney test.
+
+    Under the shift model x ~ y + Δ, H0 Δ ≤ −m is rejected when x + m is stochastically larger
+    than y: x is then shown not to be worse than y by m or more ("matches or beats").
+    """
     if not (math.isfinite(margin) and margin > 0):
         raise ValueError(f"the equivalence margin must be a positive number; got {margin!r}")
     x, y = _sample(x, "x"), _sample(y, "y")
-    _, p_low, _ = mann_whitney(x + margin, y, "greater")
-    _, p_high, _ = mann_whitney(x - margin, y, "less")
-    return max(p_low, p_high)
+    return mann_whitney(x + margin, y, "greater")[1]
 
 
 def iqm_difference(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray,
