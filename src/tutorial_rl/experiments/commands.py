@@ -49,8 +49,8 @@ __all__ = ["OPTIONAL_TABLES", "REPORT_TABLES", "add_report_parser", "add_sweep_p
 #: ``--device`` of ``train`` and ``sweep``.
 DEVICE_HELP = ("where the agents' tensors live: cpu (default), cuda or cuda:N; networks, "
                "optimiser states, minibatches, rollouts and the updates' projections run there, "
-               "the numpy environments and the safeguard stay on the CPU (CUDA: supported by "
-               "construction, untested on the course's machines)")
+               "the numpy environments and the safeguard stay on the CPU (CUDA: checked on "
+               "one GPU, see results/cuda-check; the tests run on the CPU)")
 
 
 def _error(message: str) -> int:

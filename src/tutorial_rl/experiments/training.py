@@ -129,8 +129,8 @@ class RunConfig:
     optimiser states, minibatches, rollouts and the updates' projections run there; the numpy
     environments and the safeguard stay on the CPU. Recorded in ``config.json``; not part of a
     sweep's run keys (an execution setting, like ``num_threads``). Exact checkpoints continue
-    only on the device that wrote them (kernels round differently on other devices). CUDA is
-    supported by construction and untested on the course's machines"""
+    only on the device that wrote them (kernels round differently on other devices). CUDA was
+    checked on one GPU (``results/cuda-check``); the tests run on the CPU"""
     checkpoint_every: int | None = None
     """environment steps between exact checkpoints (:mod:`.checkpoint`); 0: none; ``None``: about
     every 10 minutes of estimated work. Only with ``out`` or ``checkpoint``"""

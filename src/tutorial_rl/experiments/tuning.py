@@ -15,12 +15,12 @@ SQLite file, ``results/tuning/studies.db``:
   from :data:`TUNING_EVAL_SEED`, never the grid's evaluation seed) and reports each to the pruner,
   at step ``seed index × EVALS_PER_SEED + k``, so the pruner compares like with like. The trial's
   value is the mean over seeds of a final :data:`FINAL_EPISODES`-episode evaluation.
-- **Budgets** (:data:`TUNING_STEPS`): the full TD3 budget for the pendulum (10k steps, ~20 s), and
-  shortened budgets for the rest (TD3: 20k of 50k on the quadrotor, 30k of 100k on the seeker;
-  A2C: 50k/100k/150k), chosen so that ~30 trials of each study, with pruning, fit in about six
-  core-hours on a 2-core laptop (~1 core-hour per study). A short budget favours fast learners
-  (larger learning rates): that bias is the price of tuning at all on a laptop, and it is stated
-  in Chapter 8.
+- **Budgets** (:data:`TUNING_STEPS`): the full budget for TD3 and A2C on the pendulum (10k and
+  50k steps) and A2C on the seeker (150k), shortened budgets for the rest (TD3: 20k of 50k on the
+  quadrotor, 30k of 100k on the seeker; A2C: 100k of 250k on the quadrotor), chosen so that ~30
+  trials of each study, with pruning, fit in about six core-hours on a 2-core laptop (~1
+  core-hour per study). A short budget risks favouring fast learners (larger learning rates):
+  that bias is the price of tuning at all on a laptop, and the appendix on tuning states it.
 - **Resuming and distributing**: rerunning the same command continues the study until it has
   ``--trials`` finished (complete or pruned) trials; trials of a killed process are detected by
   their missing heartbeat and retried once. Several processes, or several machines sharing one

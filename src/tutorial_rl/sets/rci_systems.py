@@ -1,7 +1,7 @@
 r"""The course's stored RCI sets: pendulum and 2-D quadrotor (Chapter 3).
 
 Everyone else calls :func:`load_rci`; :func:`build_rci` recomputes a set from the parameters
-in :mod:`tutorial_rl.systems` (``python -m tutorial_rl.sets.rci --system NAME`` writes it).
+in :mod:`tutorial_rl.systems` (``python -m tutorial_rl.sets.rci_systems --system NAME`` writes it).
 
 Pendulum: linearization error bound
 -----------------------------------
@@ -297,14 +297,14 @@ def load_rci(system: str) -> RCISet:
     """The stored RCI set of ``system`` (``"pendulum"`` or ``"quadrotor"``), cached.
 
     :raises FileNotFoundError: if the data file is missing (regenerate it with
-        ``python -m tutorial_rl.sets.rci --system NAME``).
+        ``python -m tutorial_rl.sets.rci_systems --system NAME``).
     """
     if system not in BUILDERS:
         raise ValueError(f"unknown system {system!r}; choose one of {sorted(BUILDERS)}")
     path = DATA_DIR / f"{system}_rci.npz"
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing; regenerate it with "
-                                f"`python -m tutorial_rl.sets.rci --system {system}`")
+                                f"`python -m tutorial_rl.sets.rci_systems --system {system}`")
     return load_rci_file(path)
 
 def main(argv: list[str] | None = None) -> None:
