@@ -162,3 +162,27 @@ def test_help_exits_zero(capsys) -> None:
     assert "train" in capsys.readouterr().out
     assert main(["train", "--help"]) == 0
     assert "--mitigation" in capsys.readouterr().out
+
+
+def test_every_documented_python_m_command_has_an_entry_point() -> None:
+    """Each ``python -m tutorial_rl....`` the README or a chapter shows runs something: the
+    module exists and has a ``__main__`` block (a module without one exits silently, as
+    ``tutorial_rl.sets.rci`` once did)."""
+    import importlib.util
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    texts = [root / "README.md", *sorted((root / "chapters").glob("*.py")),
+             *sorted((root / "chapters").glob("*.md"))]
+    modules = {m for path in texts
+               for m in re.findall(r"python -m (tutorial_rl(?:\.\w+)+)", path.read_text())}
+    assert "tutorial_rl.sets.rci_systems" in modules
+    for name in sorted(modules):
+        spec = importlib.util.find_spec(name)
+        assert spec is not None and spec.origin is not None, f"{name} does not exist"
+        origin = Path(spec.origin)
+        if origin.name == "__init__.py":
+            origin = origin.with_name("__main__.py")
+        assert origin.is_file() and 'if __name__ == "__main__":' in origin.read_text(), \
+            f"python -m {name} runs nothing: no __main__ block"
