@@ -24,7 +24,7 @@ TEXTS = {
     "chapters/intro.md": ("## What the paper found", "\n## "),
     "chapters/09_choosing.py": ("# ## Advice", "\n# %%"),
 }
-P_COLUMNS = ("p", "p_holm", "p_equiv", "p_equiv_holm")
+P_COLUMNS = ("p", "p_holm", "p_equiv", "p_equiv_holm", "p_noninf", "p_noninf_holm")
 NUMBER = r"([−+-]?\d+\.\d+)"
 P_QUOTE = re.compile(r"(?:\bp|\bHolm)\s*(?:p\s*)?=?\s*(\d\.\d+)")
 DELTA_QUOTE = re.compile(r"δ\s*=\s*" + NUMBER)
