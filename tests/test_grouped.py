@@ -3,9 +3,10 @@
 train_group`) matches the same run trained alone.
 
 Every run keeps its own minibatches, noise, environment, episodes and α; the group evaluates the
-agents' own losses with stacked parameters. Batched kernels round differently, so parameters are
-compared to 1e-5 and returns to a relative 1e-5; episode structure, interventions and
-constraint violations must be equal. Every group below mixes α (run k gets ``ALPHAS[k % 4]``), as
+agents' own losses with stacked parameters. Batched kernels round differently (one update already
+differs by an ulp), so whole runs are compared by :func:`relative_drift` (below 1e-4, where a
+wrong α measures 0.01-0.8), weight by weight to 1e-5 on the pendulum, and returns to a relative
+1e-5; episode structure, interventions and constraint violations must be equal. Every group below mixes α (run k gets ``ALPHAS[k % 4]``), as
 the sweep's groups do.
 """
 
@@ -18,11 +19,11 @@ import gymnasium as gym
 import pytest
 import torch
 
-from tutorial_rl.agents import TD3, VALID_MITIGATIONS, ModeEnv, ProgressRecorder, SafetyConfig
+from tutorial_rl.agents import A2C, TD3, VALID_MITIGATIONS, ModeEnv, ProgressRecorder, SafetyConfig
 from tutorial_rl.agents.common import ConfigError
 from tutorial_rl.agents.grouped import GroupedTD3Update
 from tutorial_rl.experiments.grouped import train_group
-from tutorial_rl.experiments.training import ENVS, RunConfig, env_defaults, train
+from tutorial_rl.experiments.training import ENVS, RunConfig, RunResult, env_defaults, train
 
 #: The paper grid's α values; seed k trains with ``ALPHAS[k % 4]`` (mixed-α groups).
 ALPHAS = (0.1, 0.5, 1.0, 2.0)
@@ -51,6 +52,37 @@ def filled_agents(env: str, mode: str, mitigation: str, k: int, steps: int = 300
 def max_difference(a: TD3, b: TD3) -> float:
     sa, sb = a.state_dict(), b.state_dict()
     return max(float((sa[n][key] - sb[n][key]).abs().max()) for n in sa for key in sa[n])
+
+
+def parameters(agent: TD3 | A2C) -> torch.Tensor:
+    """Every network parameter of ``agent`` (targets included) as one flat vector."""
+    state = agent.state_dict()
+    return torch.cat([value.flatten() for name in state for value in state[name].values()
+                      if value.is_floating_point()])
+
+
+def trained_alone(config: RunConfig) -> tuple[RunResult, torch.Tensor]:
+    """Train ``config`` alone; return the result and the parameters it started from."""
+    start: list[torch.Tensor] = []
+    result = train(config, callback=lambda _, agent: start or start.append(parameters(agent)),
+                   callback_every=1)  # step 1 comes before the first update
+    return result, start[0]
+
+
+def relative_drift(alone: TD3 | A2C, grouped: TD3 | A2C, start: torch.Tensor) -> float:
+    """‖θ_alone − θ_grouped‖ / ‖θ_alone − θ_start‖: how far the grouped run is from the lone
+    run, as a fraction of how far training moved the lone run.
+
+    Why not the largest single difference: Adam moves a weight whose gradient is within
+    rounding of zero by up to its learning rate (its step is lr·g/(|g| + ε) with ε = 1e-8), so
+    one weight of tens of thousands can differ by 1e-5 after a few hundred steps while the rest
+    agree to 1e-8, and where that happens depends on the host's kernels. Over the whole vector
+    the rounding measured 1e-7 to 7e-6 (TD3 and A2C, seeker and quadrotor, 120-300 steps); one
+    run trained with 1.5 times its α instead, a real bug, measured 0.01 (A2C, 120 steps) to 0.8
+    (TD3, 300 steps).
+    """
+    a, g = parameters(alone), parameters(grouped)
+    return float((a - g).norm() / (a - start).norm())
 
 
 @pytest.mark.parametrize(("env", "mode", "mitigation"), [
@@ -133,12 +165,15 @@ def run_config(mode: str, mitigation: str, seed: int, steps: int, env: str = "pe
 def test_a_run_in_a_group_matches_the_run_alone(tmp_path, env: str, mode: str,
                                                 mitigation: str) -> None:
     steps = 300
-    alone = [train(run_config(mode, mitigation, s, steps, env)) for s in range(3)]
+    alone, starts = zip(*(trained_alone(run_config(mode, mitigation, s, steps, env))
+                          for s in range(3)), strict=True)
     outs = [tmp_path / f"s{s}" for s in range(3)]
     grouped = train_group([run_config(mode, mitigation, s, steps, env, out)
                            for s, out in zip(range(3), outs, strict=True)])
-    for a, g, out in zip(alone, grouped, outs, strict=True):
-        assert max_difference(a.agent, g.agent) < 1e-5  # batched kernels' rounding only
+    for a, g, start, out in zip(alone, grouped, starts, outs, strict=True):
+        assert relative_drift(a.agent, g.agent, start) < 1e-4  # batched kernels' rounding only
+        if env == "pendulum":  # no near-zero gradients there: every weight agrees to 1e-5
+            assert max_difference(a.agent, g.agent) < 1e-5
         structure = [(r["step"], r["episode_length"], r["interventions"],
                       r["constraint_violations"], r["complete"]) for r in a.progress]
         assert structure == [(r["step"], r["episode_length"], r["interventions"],
@@ -262,28 +297,27 @@ def same_rows(a: list[dict], b: list[dict]) -> bool:
         [{k: v for k, v in r.items() if k != "wall_time"} for r in b]
 
 
-@pytest.mark.parametrize(("env", "mode", "mitigation", "steps", "tol"), [
-    ("pendulum", "se", "penalty", 2000, 1e-5),
-    ("pendulum", "sp", "per-sample-loss", 500, 1e-5),
+@pytest.mark.parametrize(("env", "mode", "mitigation", "steps"), [
+    ("pendulum", "se", "penalty", 2000),
+    ("pendulum", "sp", "per-sample-loss", 500),
     # the seeker's and the quadrotor's safeguarded trajectories amplify rounding (projections
     # onto vertices of nearly parallel rows move by 100x the change of a state), so after a
     # few hundred steps a lone and a grouped run differ by more than rounding; the check
-    # there is over the first 120-300 steps. Seeker, seed 2 (α = 1): one actor weight of
-    # 16,384 has a first gradient of 6e-8 (median 0.06, a cancellation) next to Adam's
-    # ε = 1e-8, where the first step lr·g/(|g| + ε) turns the batched kernels' rounding of g into
-    # 1.2e-5; that one difference is there after the first update and does not grow.
-    ("seeker", "sp", "per-sample-loss", 120, 2e-5),
-    ("quadrotor", "se", "none", 300, 1e-5),
+    # there is over the first 120-300 steps.
+    ("seeker", "sp", "per-sample-loss", 120),
+    ("quadrotor", "se", "none", 300),
 ])
 def test_an_a2c_run_in_a_group_matches_the_run_alone(tmp_path, env: str, mode: str,
-                                                    mitigation: str, steps: int,
-                                                    tol: float) -> None:
-    alone = [train(a2c_config(mode, mitigation, s, steps, env)) for s in range(3)]
+                                                    mitigation: str, steps: int) -> None:
+    alone, starts = zip(*(trained_alone(a2c_config(mode, mitigation, s, steps, env))
+                          for s in range(3)), strict=True)
     outs = [tmp_path / f"s{s}" for s in range(3)]
     grouped = train_group([a2c_config(mode, mitigation, s, steps, env, out)
                            for s, out in zip(range(3), outs, strict=True)])
-    for a, g, out in zip(alone, grouped, outs, strict=True):
-        assert max_difference(a.agent, g.agent) < tol  # batched kernels' rounding only
+    for a, g, start, out in zip(alone, grouped, starts, outs, strict=True):
+        assert relative_drift(a.agent, g.agent, start) < 1e-4  # batched kernels' rounding only
+        if env == "pendulum":  # within 1e-5 after 2,000 steps, weight by weight
+            assert max_difference(a.agent, g.agent) < 1e-5
         assert [(r["step"], r["episode_length"], r["constraint_violations"], r["complete"])
                 for r in a.progress] == \
             [(r["step"], r["episode_length"], r["constraint_violations"], r["complete"])
