@@ -32,7 +32,6 @@ from tutorial_rl.agents.buffers import (
 )
 from tutorial_rl.agents.safe_layer import (
     _first_occurrences,
-    drop_inactive_rows,
     drop_redundant_rows,
     drop_redundant_rows_many,
     project,
@@ -228,17 +227,6 @@ def test_project_matches_project_polytope_values_and_gradients(m: int) -> None:
     (g1,) = torch.autograd.grad((ours * weights).sum(), u)
     (g2,) = torch.autograd.grad((reference * weights).sum(), u)
     assert torch.allclose(g1, g2, atol=1e-10)
-
-
-def test_drop_inactive_rows_keeps_the_projection() -> None:
-    rng = np.random.default_rng(1)
-    A, b, center = _random_polytopes(rng, 128, 10, 2)
-    for spread in (3.0, 0.3):  # far from the sets, and near them (as TD3's noisy actions are)
-        u = center + torch.from_numpy(rng.uniform(-spread, spread, (128, 2)))
-        A2, b2 = drop_inactive_rows(u, A, b, center)
-        assert torch.allclose(project_polytope(u, A2, b2), project_polytope(u, A, b), atol=1e-10)
-    kept = (A2.abs().sum(-1) > 0).sum(1).double()
-    assert kept.mean() < 0.3 * A.shape[1]  # near the set, most rows cannot be active
 
 
 def test_drop_redundant_rows_keeps_the_set() -> None:

@@ -6,8 +6,8 @@ Every run keeps its own minibatches, noise, environment, episodes and α; the gr
 agents' own losses with stacked parameters. Batched kernels round differently (one update already
 differs by an ulp), so whole runs are compared by :func:`relative_drift` (below 1e-4, where a
 wrong α measures 0.01-0.8), weight by weight to 1e-5 on the pendulum, and returns to a relative
-1e-5; episode structure, interventions and constraint violations must be equal. Every group below mixes α (run k gets ``ALPHAS[k % 4]``), as
-the sweep's groups do.
+1e-5; episode structure, interventions and constraint violations must be equal. Every group
+below mixes α (run k gets ``ALPHAS[k % 4]``), as the sweep's groups do.
 """
 
 from __future__ import annotations
