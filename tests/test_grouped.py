@@ -170,6 +170,8 @@ def test_a_run_in_a_group_matches_the_run_alone(tmp_path, env: str, mode: str,
     outs = [tmp_path / f"s{s}" for s in range(3)]
     grouped = train_group([run_config(mode, mitigation, s, steps, env, out)
                            for s, out in zip(range(3), outs, strict=True)])
+    # the measure can fail: another run of the group (another seed and α) is far from run 0
+    assert relative_drift(alone[0].agent, grouped[1].agent, starts[0]) > 1e-2
     for a, g, start, out in zip(alone, grouped, starts, outs, strict=True):
         assert relative_drift(a.agent, g.agent, start) < 1e-4  # batched kernels' rounding only
         if env == "pendulum":  # no near-zero gradients there: every weight agrees to 1e-5
@@ -314,6 +316,7 @@ def test_an_a2c_run_in_a_group_matches_the_run_alone(tmp_path, env: str, mode: s
     outs = [tmp_path / f"s{s}" for s in range(3)]
     grouped = train_group([a2c_config(mode, mitigation, s, steps, env, out)
                            for s, out in zip(range(3), outs, strict=True)])
+    assert relative_drift(alone[0].agent, grouped[1].agent, starts[0]) > 1e-2  # it can fail
     for a, g, start, out in zip(alone, grouped, starts, outs, strict=True):
         assert relative_drift(a.agent, g.agent, start) < 1e-4  # batched kernels' rounding only
         if env == "pendulum":  # within 1e-5 after 2,000 steps, weight by weight
