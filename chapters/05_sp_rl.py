@@ -135,7 +135,7 @@ from tutorial_rl.results import load_result
 #
 # The layer is `project` in `tutorial_rl.agents.safe_layer`: a batched, differentiable
 # $\Phi(x, u)$ on top of the exact projection of chapter 1, which skips rows that are already safe
-# (their Jacobian is the identity) and, for large sets, constraints that cannot be active:
+# (their Jacobian is the identity) and projects only the others:
 #
 # ```{literalinclude} ../src/tutorial_rl/agents/safe_layer.py
 # :pyobject: project

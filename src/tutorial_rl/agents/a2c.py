@@ -117,7 +117,7 @@ class Rollout:
     A: Tensor | None = None
     b: Tensor | None = None
     safe_action: Tensor | None = None
-    """u = Φ(x, ũ): a point of U_s(x), used to skip inactive rows"""
+    """u = Φ(x, ũ): a point of U_s(x), the layer's answer where the stored set turns out empty"""
 
 
 class A2C:

@@ -234,9 +234,9 @@ def project(
 
     A stored set can be empty to the projection although the environment's safeguard found a
     safe action in it: a sliver whose width is below the feasibility tolerance, which scales with
-    the proposal and the rows (dropping inactive rows changes it). The environment applied
-    ``safe_point`` there (its projection, or its fallback), so the layer returns that point, as a
-    constant (zero Jacobian), for exactly those elements.
+    the proposal and the rows. The environment applied ``safe_point`` there (its projection, or
+    its fallback), so the layer returns that point, as a constant (zero Jacobian), for exactly
+    those elements.
     """
     bad = violates(u, A, b).nonzero().squeeze(-1)
     if bad.numel() == 0:
