@@ -408,7 +408,10 @@ print(summarise(findings).drop(columns="claim").to_string(index=False))
 #
 # **Significance across all variants.** Per cell, a Kruskal-Wallis test asks whether the five
 # variants (each at its best $\alpha$) differ at all, and Dunn's pairwise tests with Bonferroni's
-# correction say which pairs do:
+# correction say which pairs do. In the A2C cells two pairs of variants score the same on every
+# seed by construction (SE-RL and SP-RL vanilla by Lemma 1; the penalty critic and the SE-RL
+# penalty, chapter 7). Each such pair is one sample, tested once, so those cells compare three
+# groups (`groups`, `n`), and a pair's Dunn p-value is that of the sample it shares:
 
 # %%
 kruskal = stats.in_cells(paper_tables["kruskal"], complete)

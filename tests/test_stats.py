@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import scikit_posthocs
+import scipy.stats
 
 from tutorial_rl.experiments import plots, stats
 from tutorial_rl.experiments.commands import add_report_parser
@@ -121,6 +122,31 @@ def test_identical_groups_are_not_significant(tmp_path: Path) -> None:
     assert (dunn["p_adj"] > 0.05).all()
 
 
+def test_configurations_identical_seed_by_seed_are_tested_once(tmp_path: Path) -> None:
+    """A2C's SE and SP vanilla (and its penalty critic and SE penalty) give the same score on
+    every seed by construction: one sample, not two independent ones."""
+    low = [0.0, 1, 2, 3, 4, 5, 6]
+    high = [10.0, 11, 12, 13, 14, 15, 16]
+    scores = {("se-vanilla", None): low,
+              ("sp-vanilla", None): [x + 1e-13 * (1 + x) for x in low],  # rounding only
+              ("sp-penalty-critic", 1.0): high}
+    runs = stats.load_runs(fake_sweep(tmp_path, scores))
+    kruskal, dunn = stats.significance(runs)
+    row = kruskal.iloc[0]
+    assert (row["groups"], row["n"]) == (2, 14)
+    assert row["p"] == pytest.approx(scipy.stats.kruskal(low, high).pvalue)
+    assert "sp-vanilla = se-vanilla seed by seed" in row["note"]
+    pairs = {frozenset((r.a, r.b)): r.p_adj for r in dunn.itertuples()}
+    assert pairs[frozenset(("se-vanilla", "sp-vanilla"))] == 1.0
+    assert pairs[frozenset(("se-vanilla", "sp-penalty-critic α=1"))] == \
+        pairs[frozenset(("sp-vanilla", "sp-penalty-critic α=1"))] < 0.05
+    # the same scores on other seeds, or a real difference, keep them apart
+    shifted = dict(scores)
+    shifted[("sp-vanilla", None)] = [x + 1e-6 for x in low]
+    kruskal, _ = stats.significance(stats.load_runs(fake_sweep(tmp_path / "b", shifted)))
+    assert kruskal["groups"].iloc[0] == 3 and kruskal["note"].iloc[0] == ""
+
+
 def test_all_scores_equal_is_reported_not_nan() -> None:
     runs = pd.DataFrame({"env": "pendulum", "algo": "td3", "variant": ["a"] * 3 + ["b"] * 3,
                          "alpha": np.nan, "config": ["a"] * 3 + ["b"] * 3, "score": 1.0})
@@ -201,6 +227,19 @@ def test_report_of_a_synthetic_sweep(tmp_path: Path) -> None:
         assert (tmp_path / "report" / f"{name}.png").stat().st_size > 1000
     assert len(pd.read_csv(tmp_path / "report" / "final_performance.csv")) == 3
     assert len(pd.read_csv(tmp_path / "report" / "dunn.csv")) == 3
+    assert "No finding can be tested" not in text  # finding 4 is tested here
+
+
+def test_a_report_without_testable_findings_says_so(tmp_path: Path) -> None:
+    """A slice of a grid (its sweep.json declares an SE-RL penalty it did not run): the cell is
+    not finished, so no finding is tested, and the page says why instead of an empty table."""
+    root = fake_sweep(tmp_path / "sweep", SEPARATED)
+    sweep = json.loads((root / "sweep.json").read_text())
+    sweep["settings"]["variants"].append("se-penalty")
+    (root / "sweep.json").write_text(json.dumps(sweep))
+    text = write_report(root, reps=100).read_text()
+    assert pd.read_csv(root / "report" / "findings.csv").empty
+    assert "No finding can be tested on this sweep alone" in text
 
 
 def test_read_report_returns_what_write_report_wrote(tmp_path: Path) -> None:

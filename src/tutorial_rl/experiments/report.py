@@ -157,7 +157,8 @@ def write_report(sweep_dir: str | Path, out: str | Path | None = None, reps: int
         "![interventions](interventions.png)", "",
         "## Significance", "",
         f"Kruskal-Wallis across configurations per task × algorithm ({alphas} α per variant), "
-        "then Dunn's test with Bonferroni-adjusted p-values.", "",
+        "then Dunn's test with Bonferroni-adjusted p-values. Configurations with the same score "
+        "on every seed (identical by construction) are one sample, tested once.", "",
         md(kruskal), "", md(dunn), "",
         "## The paper's four findings", "",
         "Tests on per-seed scores (two-sided Mann-Whitney U, Cliff's δ; finding 3 also TOST "
@@ -171,7 +172,11 @@ def write_report(sweep_dir: str | Path, out: str | Path | None = None, reps: int
            if confirmation is not None else "")
         + " (column `seeds`); `tutorial_rl.experiments.findings` states the protocol.", "",
         md(findings[["finding", "env", "algo", "verdict", "status", "seeds", "n",
-                     "cliffs_delta", "p", "p_holm", "p_equiv_holm"]]), "",
+                     "cliffs_delta", "p", "p_holm", "p_equiv_holm"]]) if len(findings) else
+        "No finding can be tested on this sweep alone: each compares variants of a task × "
+        "algorithm cell that this sweep does not hold in full (a sweep of some variants only, or "
+        "one still running). Pool it with the sweep that holds the others "
+        "(`check_findings` on both runs tables, as chapter 9 does).", "",
         "## Compute cost", "",
         "Wall time per run on one worker with one torch thread.", "",
         md(tables["compute_cost"]), "",
