@@ -127,3 +127,13 @@ def test_non_inferiority_is_the_lower_half_of_tost() -> None:
     assert noninferiority_shift(x + 10, y, 0.5) == pytest.approx(1 / 3432)  # far better: shown
     with pytest.raises(ValueError, match="margin"):
         noninferiority_shift(x, y, 0.0)
+
+
+def test_equal_up_to_rounding_is_paired_and_relative() -> None:
+    from tutorial_rl.experiments.inference import equal_up_to_rounding
+
+    x = np.array([-120.0, 3.5, 0.0])
+    assert equal_up_to_rounding(x, x * (1 + 1e-13))  # relative to the largest score
+    assert not equal_up_to_rounding(x, x + 1e-6)
+    assert not equal_up_to_rounding(x, x[::-1])  # paired: the same values in another order
+    assert not equal_up_to_rounding(x, x[:2])

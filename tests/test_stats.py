@@ -26,6 +26,7 @@ from tutorial_rl.experiments.references import (
     load_references,
 )
 from tutorial_rl.experiments.report import REPORT_TABLES, read_report, write_report
+from tutorial_rl.experiments.significance import significance
 
 
 def fake_sweep(root: Path, scores: dict[tuple[str, float | None], list[float]],
@@ -105,7 +106,7 @@ def test_constant_scores_give_a_zero_width_interval() -> None:
 
 def test_kruskal_and_dunn_detect_separated_groups(tmp_path: Path) -> None:
     runs = stats.load_runs(fake_sweep(tmp_path, SEPARATED))
-    kruskal, dunn = stats.significance(runs)
+    kruskal, dunn = significance(runs)
     assert len(kruskal) == 1 and kruskal["p"].iloc[0] < 0.05 and kruskal["significant"].iloc[0]
     assert len(dunn) == 3
     extreme = dunn[(dunn["a"] == "se-vanilla") & (dunn["b"] == "sp-penalty-critic α=1")]
@@ -117,7 +118,7 @@ def test_kruskal_and_dunn_detect_separated_groups(tmp_path: Path) -> None:
 
 
 def test_identical_groups_are_not_significant(tmp_path: Path) -> None:
-    kruskal, dunn = stats.significance(stats.load_runs(fake_sweep(tmp_path, IDENTICAL)))
+    kruskal, dunn = significance(stats.load_runs(fake_sweep(tmp_path, IDENTICAL)))
     assert kruskal["p"].iloc[0] > 0.05 and not kruskal["significant"].iloc[0]
     assert (dunn["p_adj"] > 0.05).all()
 
@@ -131,7 +132,7 @@ def test_configurations_identical_seed_by_seed_are_tested_once(tmp_path: Path) -
               ("sp-vanilla", None): [x + 1e-13 * (1 + x) for x in low],  # rounding only
               ("sp-penalty-critic", 1.0): high}
     runs = stats.load_runs(fake_sweep(tmp_path, scores))
-    kruskal, dunn = stats.significance(runs)
+    kruskal, dunn = significance(runs)
     row = kruskal.iloc[0]
     assert (row["groups"], row["n"]) == (2, 14)
     assert row["p"] == pytest.approx(scipy.stats.kruskal(low, high).pvalue)
@@ -143,14 +144,14 @@ def test_configurations_identical_seed_by_seed_are_tested_once(tmp_path: Path) -
     # the same scores on other seeds, or a real difference, keep them apart
     shifted = dict(scores)
     shifted[("sp-vanilla", None)] = [x + 1e-6 for x in low]
-    kruskal, _ = stats.significance(stats.load_runs(fake_sweep(tmp_path / "b", shifted)))
+    kruskal, _ = significance(stats.load_runs(fake_sweep(tmp_path / "b", shifted)))
     assert kruskal["groups"].iloc[0] == 3 and kruskal["note"].iloc[0] == ""
 
 
 def test_all_scores_equal_is_reported_not_nan() -> None:
     runs = pd.DataFrame({"env": "pendulum", "algo": "td3", "variant": ["a"] * 3 + ["b"] * 3,
                          "alpha": np.nan, "config": ["a"] * 3 + ["b"] * 3, "score": 1.0})
-    kruskal, dunn = stats.significance(runs)
+    kruskal, dunn = significance(runs)
     assert kruskal["p"].iloc[0] == 1.0 and kruskal["note"].iloc[0] == "all scores identical"
     assert dunn["p_adj"].iloc[0] == 1.0
 
@@ -159,9 +160,9 @@ def test_significance_keeps_the_best_alpha_per_variant(tmp_path: Path) -> None:
     scores = {("se-vanilla", None): [0.0, 1, 2], ("se-penalty", 0.1): [5.0, 6, 7],
               ("se-penalty", 2.0): [50.0, 51, 52]}
     runs = stats.load_runs(fake_sweep(tmp_path, scores))
-    _, dunn = stats.significance(runs, alphas="best")
+    _, dunn = significance(runs, alphas="best")
     assert set(dunn["a"]) | set(dunn["b"]) == {"se-vanilla", "se-penalty α=2"}
-    _, dunn_all = stats.significance(runs, alphas="all")
+    _, dunn_all = significance(runs, alphas="all")
     assert len(dunn_all) == 3
 
 

@@ -38,9 +38,9 @@ from typing import Literal
 import numpy as np
 import scipy.stats
 
-__all__ = ["EXACT_PARTITIONS", "ROUNDING_RTOL", "cliffs_delta", "hodges_lehmann", "holm",
-           "iqm_difference", "mann_whitney", "min_p_value", "noninferiority_shift",
-           "tost_shift"]
+__all__ = ["EXACT_PARTITIONS", "ROUNDING_RTOL", "cliffs_delta", "equal_up_to_rounding",
+           "hodges_lehmann", "holm", "iqm_difference", "mann_whitney", "min_p_value",
+           "noninferiority_shift", "tost_shift"]
 
 #: Largest number of splits of the pooled sample enumerated by the exact permutation test.
 EXACT_PARTITIONS = 20_000
@@ -59,6 +59,20 @@ def _sample(values: Sequence[float] | np.ndarray, name: str) -> np.ndarray:
     return x
 
 
+def _rounding_tolerance(scores: np.ndarray) -> float:
+    """The largest difference of two of ``scores`` that is rounding (:data:`ROUNDING_RTOL`)."""
+    return ROUNDING_RTOL * max(1.0, float(np.abs(scores).max(initial=0.0)))
+
+
+def equal_up_to_rounding(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray
+                         ) -> bool:
+    """Whether x and y (same length, paired) differ element by element by rounding only."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if x.shape != y.shape:
+        return False
+    return bool((np.abs(x - y) <= _rounding_tolerance(np.concatenate([x, y]))).all())
+
+
 def _tie_rounding(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """x and y with scores that differ by rounding only (:data:`ROUNDING_RTOL`) made equal.
 
@@ -66,7 +80,7 @@ def _tie_rounding(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     value of its first member, so a cluster never splits on a grid boundary.
     """
     pooled = np.concatenate([x, y])
-    tol = ROUNDING_RTOL * max(1.0, float(np.abs(pooled).max()))
+    tol = _rounding_tolerance(pooled)
     order = np.argsort(pooled, kind="stable")
     ranked = pooled[order]
     starts = np.concatenate([[True], np.diff(ranked) > tol])

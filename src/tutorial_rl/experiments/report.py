@@ -62,6 +62,7 @@ def write_report(sweep_dir: str | Path, out: str | Path | None = None, reps: int
     import matplotlib.pyplot as plt
 
     from tutorial_rl.experiments import plots, stats
+    from tutorial_rl.experiments.significance import significance
 
     sweep_dir = Path(sweep_dir)
     if not (sweep_dir / SWEEP_FILE).is_file():
@@ -83,7 +84,7 @@ def write_report(sweep_dir: str | Path, out: str | Path | None = None, reps: int
         extra["references"] = _references_table(refs)
         extra["aggregate_normalised"] = stats.aggregate_performance(runs, refs, reps=reps,
                                                                     seed=seed)
-    kruskal, dunn = stats.significance(runs, alphas=alphas)  # type: ignore[arg-type]
+    kruskal, dunn = significance(runs, alphas=alphas)  # type: ignore[arg-type]
     bands = stats.curve_bands(stats.load_curves(sweep_dir), seed=seed)
     from tutorial_rl.experiments.confirmation import sweep_findings
 
