@@ -941,10 +941,11 @@ def test_route_rule_and_forcing(monkeypatch):
     and FORCE applies only where the forced route can run."""
     assert core.route(2, 4, 256) == "planar"  # the seeker's sets at its minibatch size
     assert core.route(2, 15, 4096) == "dual"  # O(k²) per element loses at large k and B
-    assert core.route(2, 4, 4096) == "planar" and core.route(2, 15, 16) == "planar"
-    assert core.route(4, 5, 16) == "enumeration"  # tiny: 31 candidate sets
-    assert core.route(4, 5, 256) == "dual"
-    assert core.route(6, 18, 256) == "dual"  # 31,180 candidate sets: the table does not fit
+    assert core.route(2, 2, 4096) == "planar" and core.route(2, 15, 16) == "planar"
+    assert core.route(2, 6, 256) == "dual"
+    assert core.route(4, 5, 16) == "dual"  # the compiled dual method beats even 31 candidates
+    assert core.route(3, 4, 1) == "dual"
+    assert core.route(6, 18, 256) == "dual"
     monkeypatch.setattr(core, "FORCE", "planar")
     assert core.route(2, 15, 4096) == "planar" and core.route(4, 5, 256) == "dual"
     monkeypatch.setattr(core, "FORCE", "enumeration")
@@ -992,54 +993,47 @@ def test_dual_method_with_shared_rows_and_per_element_offsets(m: int) -> None:
     torch.testing.assert_close(x, expected, rtol=0, atol=1e-9)
 
 
-@pytest.mark.parametrize("shared", ["none", "rows", "offsets"])
-def test_dual_method_residual_layouts_find_the_same_sets(shared: str, monkeypatch) -> None:
-    """The loop keeps its residuals batch-last for few rows and batch-first for many
-    (``dual.ROWS_FIRST_K``, a speed choice): forced either way, it finds the same sets and
-    multipliers, with one polytope per element, shared rows, or shared offsets, across the
-    shrinking of its working batch."""
+@pytest.mark.parametrize("shared", ["rows", "offsets", "both"])
+def test_dual_method_shared_layouts_find_the_same_sets(shared: str) -> None:
+    """One matrix A or one offset b for the whole batch (read in place by the compiled loop) finds
+    the same sets and multipliers as the same problems given one polytope per element."""
     from tutorial_rl.projection import dual
 
     g = torch.Generator().manual_seed(3)
     n, k, m = 200, 30, 8
-    A = torch.randn(1 if shared == "rows" else n, k, m, dtype=F64, generator=g)
-    b = 0.2 + torch.rand(1 if shared == "offsets" else n, k, dtype=F64, generator=g)
+    A = torch.randn(1 if shared in ("rows", "both") else n, k, m, dtype=F64, generator=g)
+    b = 0.2 + torch.rand(1 if shared in ("offsets", "both") else n, k, dtype=F64, generator=g)
     u = 3 * torch.randn(n, m, dtype=F64, generator=g)
     An, bn, scale = core.normalise(u, A, b)
-    found = []
-    for threshold in (k + 2, 1):  # batch-last, then batch-first
-        monkeypatch.setattr(dual, "ROWS_FIRST_K", threshold)
-        found.append(dual.dual_active_set(u, An, bn, dual.ADD_RTOL * scale))
-    last, first = found
-    assert (last.status == dual.SOLVED).all()
-    assert torch.equal(last.slots, first.slots) and torch.equal(last.status, first.status)
-    torch.testing.assert_close(last.lam, first.lam, rtol=0, atol=1e-9)  # rounding only
-    x, lam = core.polish(u, An, bn, first.slots)
-    assert core._verify(u, x, An, bn, first.slots, lam, core.VERIFY_RTOL * scale)[0].all()
+    given = dual.dual_active_set(u, An, bn, dual.ADD_RTOL * scale)
+    apart = dual.dual_active_set(u, An.expand(n, -1, -1), bn.expand(n, -1),
+                                 dual.ADD_RTOL * scale)
+    assert (given.status == dual.SOLVED).all()
+    assert torch.equal(given.slots, apart.slots) and torch.equal(given.status, apart.status)
+    assert torch.equal(given.lam, apart.lam)
+    x, lam = core.polish(u, An, bn, given.slots)
+    assert core._verify(u, x, An, bn, given.slots, lam, core.VERIFY_RTOL * scale)[0].all()
 
 
-@pytest.mark.parametrize("m", [3, 8])
-def test_dual_method_basis_forms_find_the_same_sets(m: int, monkeypatch) -> None:
-    """The loop keeps the projector H and the dual basis N for small m, N and the active rows for
-    large m (``dual.SPAN_FORM_M``, a speed choice): forced either way, with and without the
-    refresh of the fallback, they find the same sets and multipliers."""
+def test_dual_method_statuses() -> None:
+    """The three outcomes of the loop: SOLVED (nothing violated, empty set of rows), EMPTY (a
+    certificate: a_p in the span of S with no multiplier that can fall, here v <= 0 and -v <= -1)
+    and UNFINISHED (the step cap reached: here three rows to add, one step allowed)."""
     from tutorial_rl.projection import dual
 
-    g = torch.Generator().manual_seed(m)
-    A = torch.randn(150, 4 * m, m, dtype=F64, generator=g)
-    b = 0.2 + torch.rand(150, 4 * m, dtype=F64, generator=g)
-    u = 3 * torch.randn(150, m, dtype=F64, generator=g)
+    u = torch.tensor([[0.0, 0.0, 0.0], [5.0, 5.0, 5.0], [2.0, 0.0, 0.0]], dtype=F64)
+    A = torch.cat([torch.eye(3, dtype=F64), -torch.eye(3, dtype=F64)[:1]])[None].expand(3, -1, -1)
+    b = torch.tensor([[1.0, 1.0, 1.0, 1.0], [1.0, 1.0, 1.0, 1.0], [0.0, 1.0, 1.0, -1.0]],
+                     dtype=F64)
     An, bn, scale = core.normalise(u, A, b)
-    for refresh in (0, 1):
-        found = []
-        for form in (m + 1, 1):  # the projector form, then the span form
-            monkeypatch.setattr(dual, "SPAN_FORM_M", form)
-            found.append(dual.dual_active_set(u, An, bn, dual.ADD_RTOL * scale, refresh=refresh))
-        projector, span = found
-        assert (projector.status == dual.SOLVED).all()
-        assert torch.equal(projector.slots, span.slots)
-        assert torch.equal(projector.status, span.status)
-        torch.testing.assert_close(projector.lam, span.lam, rtol=0, atol=1e-9)
+    tol = dual.ADD_RTOL * scale
+    found = dual.dual_active_set(u, An, bn, tol)
+    assert found.status.tolist() == [dual.SOLVED, dual.SOLVED, dual.EMPTY]
+    assert found.slots[0].tolist() == [4, 4, 4]  # inside: no row, every slot empty (k = 4)
+    assert sorted(found.slots[1].tolist()) == [0, 1, 2]
+    torch.testing.assert_close(found.lam[1], torch.full((3,), 4.0, dtype=F64))
+    capped = dual.dual_active_set(u[1:2], An[1:2], bn[1:2], tol[1:2], max_iter=1)
+    assert capped.status.tolist() == [dual.UNFINISHED]
 
 
 # ----------------------------------------------------------------------------- far and extreme rows

@@ -109,30 +109,29 @@ def route(m: int, k: int, B: int) -> str:
     prints whether this rule picks the fastest route in each case):
 
     - m = 2: the edge search (:mod:`~tutorial_rl.projection.planar`, no iteration, O(k²) work per
-      element) for k <= 5 or k B <= PLANAR_WORK; beyond, the dual method, whose cost per element
-      grows more slowly in k (k = 10, B = 4096: 13.5 vs 20.3 ms; k = 15, B = 256: 2.6 vs 2.9 ms;
-      k = 6, B = 4096 is the crossover, 9.5 vs 9.2 ms). The enumeration is never faster here.
-    - m >= 3: the enumeration where C (k + 1 + m²) B <= ENUM_WORK (C candidate sets, one m × m LU
-      each: m = 3, k <= 9, B = 1; m = 4, k = 5, B = 16: 1.2 vs 1.6 ms; m = 6, k = 7, B = 1), else
-      the dual method (m = 4, k = 5, B = 256: 2.7 vs 4.0 ms; m = 8, k = 9, B = 1: 1.7 vs 2.3 ms).
+      element, with a leaner polish of its own) for k <= 2 or k B <= PLANAR_WORK; beyond, the
+      compiled dual method, whose cost per element grows more slowly in k (k = 6, B = 256: 1.17 vs
+      1.28 ms; k = 15, B = 4096: 7.2 vs 40 ms; k = 4, B = 256: planar 1.07 vs 1.14 ms).
+    - m >= 3: the dual method. Since its loop is compiled the candidate enumeration is never
+      faster (m = 3, k = 4, B = 1: 0.86 vs 1.00 ms; m = 4, k = 5, B = 16: 1.05 vs 1.39 ms); it
+      stays as a fallback (:func:`_fallback`), the teaching version of chapter 1 and the
+      benchmark's baseline (``FORCE = "enumeration"``).
 
     The crossovers are those of one run on a shared 2-core machine, where repeated runs differ by
-    up to 30 % near them; in the next run the rule was within 10 % of the fastest route in all 68
-    cases of the --routes grid.
+    up to 30 % near them.
     """
     fits = enumeration.fits(k, m)
     if FORCE is not None and (FORCE == "dual" or (FORCE == "planar" and m == 2)
                               or (FORCE == "enumeration" and fits)):
         return FORCE
     if m == 2:
-        return "planar" if k <= 5 or k * B <= PLANAR_WORK else "dual"
-    work = enumeration.candidate_count(k, m) * (k + 1 + m * m) * B if fits else None
-    return "enumeration" if work is not None and work <= ENUM_WORK else "dual"
+        return "planar" if k <= 2 or k * B <= PLANAR_WORK else "dual"
+    return "dual"
 
 
-# The crossovers of :func:`route` (benchmarks/projection.py --routes, B in {1, 16, 256, 4096}).
-PLANAR_WORK = 3_072
-ENUM_WORK = 20_000
+# The crossover of :func:`route` for m = 2 (benchmarks/projection.py --routes, B in {1, 16, 256,
+# 4096}).
+PLANAR_WORK = 1_024
 
 
 def _pad(sel: Tensor, m: int, fill: float) -> Tensor:
