@@ -388,16 +388,18 @@ print("best safe action:", project_polytope(u_star[None], A, b).numpy())
 #   at most $m$ linearly independent rows; evaluate every candidate's affine projection at once,
 #   discard the infeasible ones and keep the closest. Exact and simple, but the number of
 #   candidates, $\sum_{s \le m} \binom{k}{s}$, explodes: 16 for a pentagon, 31,180 for 18 rows
-#   in 6-D. The package uses it only where it is the fastest (tiny $m$ and $k$).
+#   in 6-D. The package keeps it as this teaching version and as a fallback: the method below is
+#   faster at every size the benchmark measures.
 # - **Any $m$ and $k$: a dual active-set method** {cite:p}`goldfarb1983numerically`. Start at
 #   $v = \tilde u$ (all multipliers zero), add the most violated row, move along the part of its
 #   normal outside the span of the active normals, and drop a row whose multiplier would turn
 #   negative. Every step keeps {eq}`eq-kkt` for the rows added so far, and the dual objective rises
 #   at every addition, so no set repeats and the method stops after about $|\mathcal A| +$ a few
-#   steps. Each step is a rank-one update of the dual basis of the active normals (and, for small
-#   $m$, of the projector onto their complement; for larger $m$ the active rows themselves are
-#   kept, which halves the work), no factorisation: $O(B\,s\,(m^2 + km))$ work for a batch of
-#   $B$ and $s \approx |\mathcal A| +$ a few steps, run in lockstep as batched array operations.
+#   steps. Each step is a rank-one update of the dual basis $(A_{\mathcal S} A_{\mathcal S}^\top)^{-1}
+#   A_{\mathcal S}$ of the active normals, no factorisation: $O(|\mathcal S|\,m)$ work, plus
+#   $O(km)$ to find the next row to add. Samples need different numbers of steps, so each runs
+#   its own loop, compiled with numba; $O(B\,s\,(|\mathcal S| + k)\,m)$ in all for a batch of
+#   $B$ and $s \approx |\mathcal A| +$ a few steps.
 # - **Polish and verify.** The KKT system on the set found is solved afresh in float64 and checked
 #   for every sample: feasibility, multiplier signs and complementarity to $10^{-9}$ times the
 #   scale of the data. A sample that fails goes to a fallback (more iterations, the enumeration,
@@ -426,16 +428,20 @@ print("constraints active per sample:", np.bincount(active_constraint_count(batc
 # For 2-D actions, the course's case, the package does not iterate at all: outside a polygon the
 # projection is the nearest point of one of its edges, and the nearest point of every edge follows
 # in closed form from the other rows, $O(k^2)$ work per sample in a fixed number of array
-# operations, polished and verified like the rest (for many rows and large batches the dual method
-# is faster, and the package switches to it at a crossover measured by the benchmark). The exact
+# operations, polished and verified like the rest (beyond four rows at batch 256, or for large
+# batches, the compiled dual method is faster, and the package switches to it at a crossover
+# measured by the benchmark). The exact
 # method is much faster than the reference: `benchmarks/projection.py` measures forward plus
 # backward side by side with the enumeration, `cvxpylayers` and proxsuite's QP layer
 # {cite:p}`bambade2023proxqp` for $m$ from 1 to 12, up to $4m + 6$ rows and batches up to 4096. At
-# batch 256 it is roughly 150 to 1500 times faster than `cvxpylayers` on 1-D and 2-D sets like the
-# course's (on the 2-D ones 1.2 to 1.8 times faster than the enumeration, 16-19 times on 14 rows at
-# batch 4096); for $m = 4$ and 6 the gap is 110-190 times and for $m = 12$ 85-120 times (the dual
-# method needs more steps), and the exact method is 7 to 18 times faster than proxsuite there. That
-# gap decides whether SP-RL experiments fit on a laptop. Run `make bench` for the figures on your
+# batch 256 it was 300 to 1500 times faster than `cvxpylayers` on 1-D and 2-D sets like the
+# course's (on the 2-D ones 1.2 to 4.4 times faster than the enumeration, 21 times on 14 rows at
+# batch 4096), 190 to 280 times for $m = 4$ and 6 and 150 to 170 times for $m = 12$, and 15 to 34
+# times faster than proxsuite for $m = 4$ to 12. A single proposal is another matter: there the
+# exact method's 0.2-1.1 ms are the fixed cost of its steps, `cvxpylayers` takes 4-6 ms, and for
+# $m \ge 2$ proxsuite's one solve is the fastest (0.4-0.9 ms). The
+# gap at batch 256, the size of a training minibatch, decides whether SP-RL experiments fit on a
+# laptop. Run `make bench` for the figures on your
 # machine.
 #
 # ### A 6-D action

@@ -4,16 +4,16 @@ The safeguard of the course is Φ(ũ) = argmin_v ‖v − ũ‖² subject to A v
 chapters/01_projection.py, eq. (1)-(3)). Two methods share one API:
 
 ``method="exact"`` (default): any action dimension m and any number of rows k, polynomial time.
-    Batched, no Python loop over the batch (:mod:`~tutorial_rl.projection.core`): a batched dual
-    active-set method (Goldfarb-Idnani, :mod:`~tutorial_rl.projection.dual`) identifies the active
-    set, about |S*| + a few steps of rank-one updates per element; 2-D actions take the nearest
-    point of each edge of the polygon instead, O(k²) per element and no iteration
-    (:mod:`~tutorial_rl.projection.planar`), and the tiny problems where enumerating every
-    candidate set is faster use that (:mod:`~tutorial_rl.projection.enumeration`, also the
-    teaching version of chapter 1); :func:`~tutorial_rl.projection.core.route` picks the fastest
-    by measured crossovers. The two searches run as NumPy array operations on the CPU (at these
-    sizes their cost is the fixed overhead per operation, three to four times lower than
-    torch's); everything after them is torch on the inputs' device. The KKT
+    Batched, no Python loop over the batch (:mod:`~tutorial_rl.projection.core`): the dual
+    active-set method (Goldfarb-Idnani, :mod:`~tutorial_rl.projection.dual`, a loop per element
+    compiled with numba) identifies the active set, about |S*| + a few steps of rank-one updates
+    per element; 2-D actions with few rows or small batches take the nearest point of each edge
+    of the polygon instead, O(k²) per element and no iteration, in NumPy array operations
+    (:mod:`~tutorial_rl.projection.planar`); :func:`~tutorial_rl.projection.core.route` picks
+    the faster by a measured crossover. Enumerating every candidate set
+    (:mod:`~tutorial_rl.projection.enumeration`) is the teaching version of chapter 1 and a
+    fallback. Both searches run on the CPU; everything after them is torch on the inputs'
+    device. The KKT
     system on the set is then solved in float64 and VERIFIED per element (feasibility,
     multiplier signs and complementarity to the tolerance below; stationarity holds by
     construction); failures go to fallbacks (more iterations, the enumeration, Clarabel), and an
@@ -26,8 +26,8 @@ chapters/01_projection.py, eq. (1)-(3)). Two methods share one API:
 ``method="cvxpylayers"``: the same problem in a ``cvxpylayers`` layer (diffcp + SCS, eps 1e-9),
     one conic solve per element: the paper's setup, kept as the reference.
 
-Cost of the exact method: O(B · s · (m² + k m)) for s ≈ |S*| + a few steps (at most m rows are
-active at once) plus one m × m factorisation per element for the polish and one for the gradient,
+Cost of the exact method: O(B · s · (|S| m + k m)) for s ≈ |S*| + a few steps (at most m rows
+are active at once; a pass over all k rows only when a row is added) plus one m × m factorisation per element for the polish and one for the gradient,
 memory O(B (k + m) m); for m = 2, O(B k²) in a fixed number of operations.
 benchmarks/projection.py measures m = 1..12, k up to 4m + 6 and B up to 4096. Unbounded
 polyhedra are fine; empty ones raise ``InfeasibleSetError`` naming the batch indices.

@@ -3,11 +3,11 @@
 Chapter 1 (chapters/01_projection.py), "A fast exact projection for any action dimension";
 :func:`identify` is the whole exact method short of autograd:
 
-1. an active set, by the route :func:`route` picks as the fastest (measured crossovers): for
-   m = 2 and small k or k B the edge search of :mod:`~tutorial_rl.projection.planar` (its own
-   polish and verification included), the candidate enumeration
-   (:mod:`~tutorial_rl.projection.enumeration`) for the tiny problems, the batched dual
-   active-set method (:mod:`~tutorial_rl.projection.dual`) for everything else;
+1. an active set, by the route :func:`route` picks as the faster (a measured crossover): for
+   m = 2 and few rows or small batches the edge search of :mod:`~tutorial_rl.projection.planar`
+   (its own polish and verification included), otherwise the compiled dual active-set method
+   (:mod:`~tutorial_rl.projection.dual`); the candidate enumeration
+   (:mod:`~tutorial_rl.projection.enumeration`) only when forced (:data:`FORCE`) or as a fallback;
 2. polish: the KKT system on that set, solved afresh in float64;
 3. verify, per element, to the tolerance tol = VERIFY_RTOL · (1 + ‖u‖∞ + max_i |b_i|/‖a_i‖) (a
    distance; rows are scaled to unit norm): primal feasibility (every row violated by at most
