@@ -439,8 +439,10 @@ for env, r in update_cost.data.items():
           f"{r['cvx_ratio']:.0f}x with cvxpylayers")
 
 # %% [markdown]
-# That is an SP/SE ratio of 1.3 to 1.65 with the exact projection and of about 50 to 90 with
-# `cvxpylayers`. Run `python benchmarks/training.py --skip-sb3` for the figures on your machine. A
+# That is an SP/SE ratio of 1.45 to 1.7 with the exact projection and of about 60 to 170 with
+# `cvxpylayers`. Even the pendulum, whose 1-D projection is a clamp, pays about 1.45: the rest of
+# the layer (finding the unsafe rows, gathering their stored safe sets, writing the projected
+# actions back) costs as much as its projections at these sizes. Run `python benchmarks/training.py --skip-sb3` for the figures on your machine. A
 # quick version of the same measurement with the agents trained above (a few updates, so only
 # indicative):
 
@@ -483,7 +485,7 @@ for name, seconds in timings.items():
 # - SE-RL and SP-RL share the optimal value function ({prf:ref}`thm-same-optimum`), because
 #   $\Phi(x, \cdot)$ maps the action box onto the safe set.
 # - With an exact batched projection, an SP-RL update costs a small factor more than an SE-RL
-#   update; with a generic differentiable-optimization layer, about 50 to 90 times more.
+#   update; with a generic differentiable-optimization layer, about 60 to 170 times more.
 #
 # ## Exercises
 #
