@@ -440,9 +440,10 @@ for env, r in update_cost.data.items():
 
 # %% [markdown]
 # That is an SP/SE ratio of 1.45 to 1.7 with the exact projection and of about 60 to 170 with
-# `cvxpylayers`. Even the pendulum, whose 1-D projection is a clamp, pays about 1.45: the rest of
-# the layer (finding the unsafe rows, gathering their stored safe sets, writing the projected
-# actions back) costs as much as its projections at these sizes. Run `python benchmarks/training.py --skip-sb3` for the figures on your machine. A
+# `cvxpylayers`. Even the pendulum, whose 1-D projection is a clamp onto an interval, pays about
+# 1.45: at a minibatch of 256 what SP-RL adds is mostly the fixed cost of the layer's calls (input
+# checks, finding the unsafe rows, the projection's autograd node, the stored safe sets to sample),
+# not the arithmetic of the projection. Run `python benchmarks/training.py --skip-sb3` for the figures on your machine. A
 # quick version of the same measurement with the agents trained above (a few updates, so only
 # indicative):
 
