@@ -468,7 +468,7 @@ for name, seconds in timings.items():
 
 # %% [markdown]
 # A factor of one and a half makes SP-RL experiments as affordable as SE-RL ones; a factor of
-# fifty to ninety turns a ten-minute run into a working day or more. That gap, not a property of SP-RL itself, is what
+# sixty to 170 turns a ten-minute run into ten hours or more. That gap, not a property of SP-RL itself, is what
 # made SP-RL expensive in practice.
 #
 # ## Summary
