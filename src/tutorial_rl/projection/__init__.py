@@ -27,8 +27,9 @@ chapters/01_projection.py, eq. (1)-(3)). Two methods share one API:
     one conic solve per element: the paper's setup, kept as the reference.
 
 Cost of the exact method: O(B · s · (|S| m + k m)) for s ≈ |S*| + a few steps (at most m rows
-are active at once; a pass over all k rows only when a row is added) plus one m × m factorisation per element for the polish and one for the gradient,
-memory O(B (k + m) m); for m = 2, O(B k²) in a fixed number of operations.
+are active at once; a pass over all k rows only when a row is added) plus one m × m
+factorisation per element for the polish and one for the gradient, memory O(B (k + m) m); for
+m = 2 with few rows, O(B k²) in a fixed number of operations.
 benchmarks/projection.py measures m = 1..12, k up to 4m + 6 and B up to 4096. Unbounded
 polyhedra are fine; empty ones raise ``InfeasibleSetError`` naming the batch indices.
 
