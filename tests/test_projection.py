@@ -993,6 +993,21 @@ def test_dual_method_with_shared_rows_and_per_element_offsets(m: int) -> None:
     torch.testing.assert_close(x, expected, rtol=0, atol=1e-9)
 
 
+def test_dual_kernel_compiles_without_a_cache_folder() -> None:
+    """Where numba finds no writable folder for its cache it refuses ``cache=True`` when the
+    function is defined (here: source without a file); ``dual._compile`` then compiles without a
+    cache instead of making the package fail at import."""
+    import numba
+
+    from tutorial_rl.projection import dual
+
+    namespace: dict = {}
+    exec("def plus_one(x):\n    return x + 1\n", namespace)  # no source file: no cache locator
+    with pytest.raises(RuntimeError, match="no locator available"):
+        numba.njit(cache=True)(namespace["plus_one"])
+    assert dual._compile(namespace["plus_one"])(41) == 42
+
+
 @pytest.mark.parametrize("shared", ["rows", "offsets", "both"])
 def test_dual_method_shared_layouts_find_the_same_sets(shared: str) -> None:
     """One matrix A or one offset b for the whole batch (read in place by the compiled loop) finds

@@ -31,7 +31,7 @@ torch) and to the steps of the slowest element. Compiled, each element runs its 
 the rows it adds cost a pass over all k rows. Measured side by side with that NumPy loop (the loop
 alone, same sets found): B = 256, 4.5-10x faster (m = 12, k = 54: 6.25 -> 1.40 ms; m = 6,
 k = 18: 1.94 -> 0.24 ms); B = 1, 10-47x. The kernel is compiled on first use (about 5 s) and
-cached on disk (``cache=True``), so later processes load it in a fraction of a second.
+cached on disk (:func:`_compile`), so later processes load it in a fraction of a second.
 
 Active sets are stored as m SLOTS per element (row index k marks an empty slot and points at the
 zero padding row k), filled from the first free slot.
@@ -39,6 +39,7 @@ zero padding row k), filled from the first free slot.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import numba
@@ -81,6 +82,16 @@ def residuals(A: Tensor, b: Tensor, x: Tensor) -> Tensor:
     return (A @ x[:, :, None]).squeeze(-1) - b
 
 
+def _compile(function: Callable) -> Callable:
+    """``numba.njit`` with an on-disk cache where numba finds a writable folder for it (beside
+    the source, or the user's cache folder); where it finds none (a read-only install and home),
+    numba refuses to cache at definition time, and the kernel is compiled once per process."""
+    try:
+        return numba.njit(cache=True, nogil=True)(function)
+    except RuntimeError:  # numba: "cannot cache function ...: no locator available"
+        return numba.njit(nogil=True)(function)
+
+
 @torch.no_grad()
 def dual_active_set(
     u: Tensor, An: Tensor, bn: Tensor, tol: Tensor, max_iter: int | None = None,
@@ -118,7 +129,7 @@ def dual_active_set(
                       torch.from_numpy(status).to(dev))
 
 
-@numba.njit(cache=True, nogil=True)
+@_compile
 def _solve(u: np.ndarray, An: np.ndarray, bn: np.ndarray, tol: np.ndarray, max_iter: int,
            refresh: int, tiny: float, out_slots: np.ndarray, out_lam: np.ndarray,
            status: np.ndarray) -> None:  # pragma: no cover (compiled; tested through the caller)
@@ -244,7 +255,7 @@ def _solve(u: np.ndarray, An: np.ndarray, bn: np.ndarray, tol: np.ndarray, max_i
         status[e] = state
 
 
-@numba.njit(cache=True, nogil=True)
+@_compile
 def _rebuild(u: np.ndarray, A: np.ndarray, slot: np.ndarray, lam: np.ndarray, p: int,
              lp: float, N: np.ndarray, AS: np.ndarray, x: np.ndarray,
              k: int) -> None:  # pragma: no cover (compiled)
